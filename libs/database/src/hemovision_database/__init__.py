@@ -1,0 +1,71 @@
+"""PostgreSQL plumbing shared by the services that own a schema (auth, history, training).
+
+Each service keeps its own tables, its own Alembic migrations and its own schema;
+this package only knows how to create a database, build an engine and run a
+service's migrations with the version table inside that service's schema.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
+
+
+def ensure_database(url: str) -> bool:
+    """Creates the database named in `url` if it is missing. Returns True if it created it."""
+    target = make_url(url)
+    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            exists = conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": target.database}).scalar()
+            if not exists:
+                conn.execute(text(f'CREATE DATABASE "{target.database}"'))
+            return not exists
+    finally:
+        admin.dispose()
+
+
+def drop_database(url: str) -> None:
+    """Drops the database named in `url`, disconnecting its sessions first (tests)."""
+    target = make_url(url)
+    admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(
+                text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n AND pid <> pg_backend_pid()"),
+                {"n": target.database},
+            )
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{target.database}"'))
+    finally:
+        admin.dispose()
+
+
+def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
+    """A pooled engine with pre-ping, so a restarted PostgreSQL does not fail the next request."""
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800)
+
+
+def run_migrations(*, migrations_dir: Path, url: str, schema: str, revision: str = "head") -> None:
+    """Runs a service's Alembic migrations up to `revision`, version table in `schema`.
+
+    The service's env.py reads `sqlalchemy.url` and `version_table_schema` from the
+    config's attributes set here, so no alembic.ini is needed.
+    """
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    finally:
+        engine.dispose()
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.attributes["version_table_schema"] = schema
+    command.upgrade(cfg, revision)
+
+
+__all__ = ["create_db_engine", "drop_database", "ensure_database", "run_migrations"]

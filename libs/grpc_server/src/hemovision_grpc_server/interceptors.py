@@ -1,0 +1,101 @@
+"""One place that turns exceptions into gRPC statuses.
+
+A ServiceError becomes its own code and message. A grpc.aio.AioRpcError from a
+downstream call keeps its code (UNAVAILABLE stays UNAVAILABLE, so callers can
+retry) with the downstream message. Anything else becomes INTERNAL "internal
+error", logged with its traceback and never leaked to the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc.aio import AioRpcError, ServerInterceptor
+
+from hemovision_grpc_server.errors import ServiceError
+
+log = logging.getLogger(__name__)
+
+_PASSTHROUGH = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.ALREADY_EXISTS,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+
+
+async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, method: str) -> None:
+    if isinstance(exc, ServiceError):
+        await context.abort(exc.code, exc.message)
+    if isinstance(exc, AioRpcError) and exc.code() in _PASSTHROUGH:
+        await context.abort(exc.code(), exc.details() or exc.code().name.lower())
+    log.exception("unhandled error in %s", method, exc_info=exc)
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+
+def _is_abort(exc: BaseException) -> bool:
+    # context.abort() raises this to end the RPC; it must pass through untouched.
+    return isinstance(exc, grpc.aio.AbortError) if hasattr(grpc.aio, "AbortError") else False
+
+
+class ErrorInterceptor(ServerInterceptor):
+    """Maps exceptions raised by servicers to statuses, for all four RPC kinds."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        method = handler_call_details.method
+
+        def wrap_unary(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+            async def wrapped(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+                try:
+                    return await fn(request_or_iterator, context)
+                except Exception as exc:  # noqa: BLE001 - this is the one mapping point
+                    if _is_abort(exc):
+                        raise
+                    await _abort_for(exc, context, method)
+
+            return wrapped
+
+        def wrap_stream(fn: Callable[..., Any]) -> Callable[..., Any]:
+            async def wrapped(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+                try:
+                    async for item in fn(request_or_iterator, context):
+                        yield item
+                except Exception as exc:  # noqa: BLE001
+                    if _is_abort(exc):
+                        raise
+                    await _abort_for(exc, context, method)
+
+            return wrapped
+
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                wrap_unary(handler.unary_unary), handler.request_deserializer, handler.response_serializer
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                wrap_unary(handler.stream_unary), handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                wrap_stream(handler.unary_stream), handler.request_deserializer, handler.response_serializer
+            )
+        if handler.stream_stream:
+            return grpc.stream_stream_rpc_method_handler(
+                wrap_stream(handler.stream_stream), handler.request_deserializer, handler.response_serializer
+            )
+        return handler

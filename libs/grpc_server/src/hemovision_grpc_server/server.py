@@ -1,0 +1,106 @@
+"""create_server() builds a ready-to-start grpc.aio server; serve() runs it until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from hemovision_grpc_server.interceptors import ErrorInterceptor
+from hemovision_grpc_server.settings import GrpcServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunningServer:
+    """A started server, its bound port and its health servicer."""
+
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    service_names: list[str] = field(default_factory=list)
+
+    async def set_serving(self, serving: bool) -> None:
+        """Flips every registered service (and the overall "" entry) between SERVING and NOT_SERVING."""
+        status = (
+            health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ["", *self.service_names]:
+            await self.health.set(name, status)
+
+    async def stop(self, grace: float) -> None:
+        """Health NOT_SERVING first (so load balancers drain), then stop with grace."""
+        await self.set_serving(False)
+        await self.server.stop(grace)
+
+
+async def create_server(
+    settings: GrpcServiceSettings,
+    *,
+    service_names: Sequence[str],
+    register: Callable[[grpc.aio.Server], None],
+    interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
+    serving: bool = True,
+) -> RunningServer:
+    """Builds and starts an aio server on settings.host:settings.port (0 = any free port).
+
+    `service_names` are the full proto names (e.g. "hemovision.auth.v1.AuthService")
+    published through health and reflection. `serving=False` starts NOT_SERVING, for
+    services that become ready later (inference waits for a warm model).
+    """
+    max_bytes = settings.max_message_mb * 1024 * 1024
+    server = grpc.aio.server(
+        interceptors=[*interceptors, ErrorInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", max_bytes),
+            ("grpc.max_send_message_length", max_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    register(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server,
+    )
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    if port == 0:
+        raise RuntimeError(f"could not bind {settings.host}:{settings.port}")
+    await server.start()
+    running = RunningServer(server=server, port=port, health=health_servicer, service_names=list(service_names))
+    await running.set_serving(serving)
+    return running
+
+
+async def serve(
+    running: RunningServer,
+    *,
+    grace: float,
+    on_shutdown: Iterable[Callable[[], Awaitable[None] | None]] = (),
+) -> None:
+    """Waits for SIGTERM/SIGINT, then NOT_SERVING -> stop(grace) -> on_shutdown hooks (close pools)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("serving", extra={"port": running.port, "services": running.service_names})
+    waiter = asyncio.create_task(running.server.wait_for_termination())
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    log.info("shutting down", extra={"grace_seconds": grace})
+    await running.stop(grace)
+    for hook in on_shutdown:
+        result = hook()
+        if asyncio.iscoroutine(result):
+            await result
+    waiter.cancel()
+    stopper.cancel()
+    log.info("stopped")

@@ -1,0 +1,19 @@
+"""Settings every gRPC service shares; each service subclasses with its own env prefix."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class GrpcServiceSettings(BaseSettings):
+    """Base settings. Subclass with `model_config = SettingsConfigDict(env_prefix="HV_<SVC>_")`."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    # Seconds in-flight RPCs get to finish on SIGTERM before they are cancelled.
+    grace_seconds: float = 10.0
+    log_level: str = "INFO"
+    # Largest request/response in MiB (10 MB uploads plus protobuf overhead).
+    max_message_mb: int = 32

@@ -1,0 +1,90 @@
+"""The bootstrap: health, reflection and error mapping on a real in-process server."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from hemovision_grpc_server import GrpcServiceSettings, NotFound, create_server
+
+SERVICE = "test.v1.EchoService"
+
+
+def _register(server: grpc.aio.Server) -> None:
+    async def not_found(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        raise NotFound("prediction 42 not found")
+
+    async def crash(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        raise RuntimeError("secret database password in this message")
+
+    async def stream_crash(request: bytes, context: grpc.aio.ServicerContext):
+        yield b"first"
+        raise NotFound("gone mid-stream")
+
+    handlers = {
+        "NotFound": grpc.unary_unary_rpc_method_handler(not_found),
+        "Crash": grpc.unary_unary_rpc_method_handler(crash),
+        "StreamCrash": grpc.unary_stream_rpc_method_handler(stream_crash),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+
+
+@pytest.fixture
+async def running():
+    server = await create_server(GrpcServiceSettings(port=0), service_names=[SERVICE], register=_register)
+    yield server
+    await server.stop(0)
+
+
+async def test_health_serving_then_not_serving_on_stop(running):
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.SERVING
+        await running.set_serving(False)
+        reply = await stub.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=5)
+        assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+async def test_reflection_lists_services(running):
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as ch:
+        stub = reflection_pb2_grpc.ServerReflectionStub(ch)
+
+        async def requests():
+            yield reflection_pb2.ServerReflectionRequest(list_services="")
+
+        async for reply in stub.ServerReflectionInfo(requests(), timeout=5):
+            names = {s.name for s in reply.list_services_response.service}
+            assert {SERVICE, "grpc.health.v1.Health"} <= names
+            break
+
+
+async def test_service_error_maps_to_its_code(running):
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as ch:
+        call = ch.unary_unary(f"/{SERVICE}/NotFound")
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call(b"", timeout=5)
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND
+        assert info.value.details() == "prediction 42 not found"
+
+
+async def test_unknown_error_is_internal_and_not_leaked(running):
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as ch:
+        call = ch.unary_unary(f"/{SERVICE}/Crash")
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await call(b"", timeout=5)
+        assert info.value.code() == grpc.StatusCode.INTERNAL
+        assert "password" not in (info.value.details() or "")
+
+
+async def test_stream_error_maps_after_first_item(running):
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as ch:
+        call = ch.unary_stream(f"/{SERVICE}/StreamCrash")
+        got = []
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            async for item in call(b"", timeout=5):
+                got.append(item)
+        assert got == [b"first"]
+        assert info.value.code() == grpc.StatusCode.NOT_FOUND

@@ -1,0 +1,1 @@
+"""Test fixtures against real PostgreSQL and Redis (loaded as a pytest plugin)."""
