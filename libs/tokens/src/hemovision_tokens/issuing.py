@@ -37,12 +37,12 @@ def issue_access_token(
 ) -> IssuedToken:
     """Signs an EdDSA access token with the claims docs/engineering.md defines.
 
-    `iat` keeps millisecond precision so that a user revocation mark set in the same
+    `iat` keeps full sub-second precision (a JSON float) so that a user revocation mark set in the same
     second as a new login does not reject the new token.
     """
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
-    issued = round(time.time() if now is None else now, 3)
+    issued = float(time.time() if now is None else now)
     expires = int(issued + ttl)
     jti = uuid.uuid4().hex
     claims: dict[str, object] = {
