@@ -1,0 +1,96 @@
+"""Bytes -> model-ready tensor, with everything a caller needs to store and audit it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from hemovision_pixels import ImageRejected, PreprocessSpec, decode_image, preprocess, thumbnail_jpeg
+from hemovision_pixels.ops import square_resize
+from hemovision_preprocess.errors import ImageInvalid, SpecInvalid
+from hemovision_preprocess.settings import Settings
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """The result for one image."""
+
+    tensor: np.ndarray  # float32 [1, S, S, 3]
+    original_width: int
+    original_height: int
+    sha256: str
+    format: str
+    thumbnail_jpeg: bytes
+    model_image_png: bytes
+    decode_ms: float
+    pixels_ms: float
+
+
+def _detect_format(data: bytes) -> str:
+    if len(data) >= 132 and data[128:132] == b"DICM":
+        return "DICOM"
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            return im.format or "UNKNOWN"
+    except Exception:
+        return "UNKNOWN"
+
+
+class PreprocessCore:
+    """Decode, validate and run the C++ chain; CPU work runs in threads (the C++ releases the GIL)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._slots = asyncio.Semaphore(settings.max_concurrency)
+
+    @staticmethod
+    def parse_spec(spec: dict[str, Any]) -> PreprocessSpec:
+        try:
+            return PreprocessSpec.from_dict(spec)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise SpecInvalid(f"invalid preprocessing spec: {exc}") from None
+
+    async def prepare(
+        self, data: bytes, spec: PreprocessSpec, *, want_thumbnail: bool, want_model_image: bool
+    ) -> PreparedImage:
+        async with self._slots:
+            return await asyncio.to_thread(self._prepare_sync, data, spec, want_thumbnail, want_model_image)
+
+    def _prepare_sync(
+        self, data: bytes, spec: PreprocessSpec, want_thumbnail: bool, want_model_image: bool
+    ) -> PreparedImage:
+        t0 = time.perf_counter()
+        try:
+            image = decode_image(
+                data, max_bytes=self.settings.max_image_bytes, max_pixels=self.settings.max_image_pixels
+            )
+        except ImageRejected as exc:
+            raise ImageInvalid(exc.reason, exc.message) from None
+        t1 = time.perf_counter()
+        tensor = preprocess(image, spec)[np.newaxis]
+        t2 = time.perf_counter()
+        thumb = thumbnail_jpeg(image, self.settings.thumbnail_size) if want_thumbnail else b""
+        model_png = b""
+        if want_model_image:
+            small = square_resize(image, spec.input_size, spec.crop)
+            buf = io.BytesIO()
+            Image.fromarray(small).save(buf, format="PNG")
+            model_png = buf.getvalue()
+        return PreparedImage(
+            tensor=tensor,
+            original_width=int(image.shape[1]),
+            original_height=int(image.shape[0]),
+            sha256=hashlib.sha256(data).hexdigest(),
+            format=_detect_format(data),
+            thumbnail_jpeg=thumb,
+            model_image_png=model_png,
+            decode_ms=(t1 - t0) * 1000,
+            pixels_ms=(t2 - t1) * 1000,
+        )

@@ -1,0 +1,86 @@
+"""PreprocessService: protobuf <-> PreprocessCore."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+from google.protobuf import json_format
+
+from hemovision.common.v1 import common_pb2
+from hemovision.preprocess.v1 import preprocess_pb2, preprocess_pb2_grpc
+from hemovision_grpc_server import InvalidArgument
+from hemovision_pixels import PreprocessSpec
+from hemovision_preprocess.errors import ImageInvalid
+from hemovision_preprocess.service import PreparedImage, PreprocessCore
+
+
+def spec_from_proto(spec: common_pb2.PreprocessSpec) -> dict:
+    """The proto mirrors hemovision.json's "preprocessing" dict field for field."""
+    d = json_format.MessageToDict(spec, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    d.setdefault("stain_normalization", None)
+    d.setdefault("clahe", None)
+    return d
+
+
+def _response(prepared: PreparedImage) -> preprocess_pb2.PreprocessResponse:
+    tensor = prepared.tensor
+    return preprocess_pb2.PreprocessResponse(
+        tensor=common_pb2.Tensor(
+            shape=list(tensor.shape), dtype=common_pb2.DTYPE_FLOAT32, data=tensor.astype("<f4").tobytes()
+        ),
+        original_width=prepared.original_width,
+        original_height=prepared.original_height,
+        sha256=prepared.sha256,
+        format=prepared.format,
+        thumbnail_jpeg=prepared.thumbnail_jpeg,
+        model_image_png=prepared.model_image_png,
+        decode_ms=prepared.decode_ms,
+        pixels_ms=prepared.pixels_ms,
+    )
+
+
+class PreprocessServicer(preprocess_pb2_grpc.PreprocessServiceServicer):
+    def __init__(self, core: PreprocessCore) -> None:
+        self.core = core
+
+    def _spec(self, request: preprocess_pb2.PreprocessRequest) -> PreprocessSpec:
+        if not request.HasField("spec"):
+            raise InvalidArgument("spec is required: ask the inference service for the active model's spec")
+        return self.core.parse_spec(spec_from_proto(request.spec))
+
+    async def Preprocess(
+        self, request: preprocess_pb2.PreprocessRequest, context: grpc.aio.ServicerContext
+    ) -> preprocess_pb2.PreprocessResponse:
+        prepared = await self.core.prepare(
+            request.image,
+            self._spec(request),
+            want_thumbnail=request.want_thumbnail,
+            want_model_image=request.want_model_image,
+        )
+        return _response(prepared)
+
+    async def PreprocessStream(
+        self, request_iterator: AsyncIterator[preprocess_pb2.PreprocessRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[preprocess_pb2.PreprocessStreamResponse]:
+        async for request in request_iterator:
+            try:
+                prepared = await self.core.prepare(
+                    request.image,
+                    self._spec(request),
+                    want_thumbnail=request.want_thumbnail,
+                    want_model_image=request.want_model_image,
+                )
+            except ImageInvalid as exc:
+                yield preprocess_pb2.PreprocessStreamResponse(
+                    index=request.index,
+                    error=preprocess_pb2.PreprocessError(reason=exc.reason, message=exc.detail),
+                )
+                continue
+            except InvalidArgument as exc:
+                yield preprocess_pb2.PreprocessStreamResponse(
+                    index=request.index,
+                    error=preprocess_pb2.PreprocessError(reason="invalid_request", message=exc.message),
+                )
+                continue
+            yield preprocess_pb2.PreprocessStreamResponse(index=request.index, result=_response(prepared))

@@ -1,0 +1,108 @@
+"""The preprocess service on a real in-process server: tensors, metadata, errors, streams."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import grpc
+import numpy as np
+import pytest
+from PIL import Image
+
+from hemovision.common.v1 import common_pb2
+from hemovision.preprocess.v1 import preprocess_pb2, preprocess_pb2_grpc
+from hemovision_pixels import PreprocessSpec, decode_image, preprocess
+from hemovision_preprocess.server import create_server
+from hemovision_preprocess.settings import Settings
+
+SPEC = {
+    "version": 1, "input_size": 64, "crop": "center_square", "stain_normalization": None,
+    "clahe": {"clip_limit": 2.0, "tiles": 8}, "blur_sigma": 0.0,
+    "mean": [0.8, 0.7, 0.7], "std": [0.2, 0.25, 0.2],
+}
+
+
+def spec_proto() -> common_pb2.PreprocessSpec:
+    return common_pb2.PreprocessSpec(
+        version=1, input_size=64, crop="center_square", clahe=common_pb2.Clahe(clip_limit=2.0, tiles=8),
+        mean=SPEC["mean"], std=SPEC["std"],
+    )
+
+
+@pytest.fixture
+async def stub():
+    running = await create_server(Settings(port=0, require_token=False))
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        yield preprocess_pb2_grpc.PreprocessServiceStub(channel)
+    await running.stop(0)
+
+
+def tensor_array(t: common_pb2.Tensor) -> np.ndarray:
+    assert t.dtype == common_pb2.DTYPE_FLOAT32
+    return np.frombuffer(t.data, dtype="<f4").reshape(tuple(t.shape))
+
+
+async def test_tensor_matches_the_library(stub, pbc_image_bytes):
+    reply = await stub.Preprocess(
+        preprocess_pb2.PreprocessRequest(image=pbc_image_bytes, spec=spec_proto(), want_thumbnail=True,
+                                         want_model_image=True), timeout=10)
+    expected = preprocess(decode_image(pbc_image_bytes), PreprocessSpec.from_dict(SPEC))
+    got = tensor_array(reply.tensor)
+    assert got.shape == (1, 64, 64, 3)
+    np.testing.assert_array_equal(got[0], expected)
+    assert (reply.original_width, reply.original_height) == (128, 128)
+    assert reply.sha256 == hashlib.sha256(pbc_image_bytes).hexdigest()
+    assert reply.format == "JPEG"
+    assert Image.open(io.BytesIO(reply.thumbnail_jpeg)).format == "JPEG"
+    assert Image.open(io.BytesIO(reply.model_image_png)).size == (64, 64)
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"", "empty"),
+        (b"this is plain text, not a picture at all", "not_an_image"),
+        (b"\xff\xd8\xff\xe0" + b"\x00" * 40, None),  # a JPEG header and nothing else
+    ],
+)
+async def test_bad_images_are_invalid_argument(stub, payload, reason):
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Preprocess(preprocess_pb2.PreprocessRequest(image=payload, spec=spec_proto()), timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    if reason:
+        assert info.value.details().startswith(f"[{reason}]")
+
+
+async def test_truncated_jpeg(stub, pbc_image_bytes):
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Preprocess(
+            preprocess_pb2.PreprocessRequest(image=pbc_image_bytes[: len(pbc_image_bytes) // 2], spec=spec_proto()),
+            timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_missing_and_invalid_spec(stub, pbc_image_bytes):
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Preprocess(preprocess_pb2.PreprocessRequest(image=pbc_image_bytes), timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "spec" in info.value.details()
+    bad = spec_proto()
+    bad.input_size = -3
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Preprocess(preprocess_pb2.PreprocessRequest(image=pbc_image_bytes, spec=bad), timeout=10)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_stream_reports_each_item(stub, pbc_image_bytes):
+    async def requests():
+        yield preprocess_pb2.PreprocessRequest(index=0, image=pbc_image_bytes, spec=spec_proto())
+        yield preprocess_pb2.PreprocessRequest(index=1, image=b"garbage", spec=spec_proto())
+        yield preprocess_pb2.PreprocessRequest(index=2, image=pbc_image_bytes, spec=spec_proto())
+
+    answers = [a async for a in stub.PreprocessStream(requests(), timeout=20)]
+    assert [a.index for a in answers] == [0, 1, 2]
+    assert answers[0].WhichOneof("outcome") == "result"
+    assert answers[1].WhichOneof("outcome") == "error"
+    assert answers[1].error.reason == "not_an_image"
+    assert answers[2].result.tensor.shape == [1, 64, 64, 3]
