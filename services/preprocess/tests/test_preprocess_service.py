@@ -106,3 +106,22 @@ async def test_stream_reports_each_item(stub, pbc_image_bytes):
     assert answers[1].WhichOneof("outcome") == "error"
     assert answers[1].error.reason == "not_an_image"
     assert answers[2].result.tensor.shape == [1, 64, 64, 3]
+
+
+async def test_token_required_when_verifier_given(pbc_image_bytes):
+    from hemovision_tokens.testing import TokenFactory
+
+    factory = TokenFactory()
+    running = await create_server(Settings(port=0), verifier=factory.verifier())
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = preprocess_pb2_grpc.PreprocessServiceStub(channel)
+            request = preprocess_pb2.PreprocessRequest(image=pbc_image_bytes, spec=spec_proto())
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.Preprocess(request, timeout=10)
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            token = factory.issue(user_id="u1", organization_id="o1", role="lab_user", email="a@b.org")
+            reply = await stub.Preprocess(request, metadata=(("authorization", f"Bearer {token}"),), timeout=10)
+            assert reply.tensor.shape == [1, 64, 64, 3]
+    finally:
+        await running.stop(0)

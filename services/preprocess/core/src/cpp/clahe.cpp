@@ -1,0 +1,158 @@
+// CLAHE with OpenCV's semantics (imgproc/src/clahe.cpp): the image is padded with
+// BORDER_REFLECT_101 up to a multiple of the tile grid for the histograms only; the
+// clip limit is max(1, int(clip * tile_area / 256)); the clipped excess is spread
+// evenly with the remainder stepped across the bins; LUT = round(cdf * 255 / area);
+// pixels blend the four nearest tile LUTs bilinearly.
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "colour_math.hpp"
+#include "pixels.hpp"
+
+namespace hv {
+namespace {
+
+struct ClaheScratch {
+  std::vector<uint8_t> luts;  // tiles_y * tiles_x * 256
+  std::vector<int> ind1, ind2;
+  std::vector<float> xa, xa1;
+  std::vector<uint8_t> plane_in, plane_out;
+  std::vector<float> da, db;
+};
+
+// `plane` is h x w, one byte per pixel, tightly packed.
+void clahe_plane(const uint8_t* plane, int h, int w, float clip_limit, int tiles_x, int tiles_y,
+                 uint8_t* out, ClaheScratch& s) {
+  if (tiles_x < 1 || tiles_y < 1) throw std::invalid_argument("clahe: tiles must be >= 1");
+  const int ext_h = h % tiles_y == 0 ? h : h + tiles_y - h % tiles_y;
+  const int ext_w = w % tiles_x == 0 ? w : w + tiles_x - w % tiles_x;
+  const int tw = ext_w / tiles_x, th = ext_h / tiles_y;
+  const int area = tw * th;
+  const float lut_scale = 255.0f / area;
+  int clip = 0;
+  if (clip_limit > 0.0f) clip = std::max(static_cast<int>(clip_limit * area / 256), 1);
+
+  s.luts.resize(static_cast<std::size_t>(tiles_x) * tiles_y * 256);
+  const bool padded = ext_h != h || ext_w != w;
+  // Column index map into the real image (identity unless padded).
+  std::vector<int>& xmap = s.ind1;
+  xmap.resize(ext_w);
+  for (int x = 0; x < ext_w; ++x) xmap[x] = reflect101(x, w);
+  for (int ty = 0; ty < tiles_y; ++ty) {
+    for (int tx = 0; tx < tiles_x; ++tx) {
+      int hist[256] = {0};
+      for (int y = ty * th; y < (ty + 1) * th; ++y) {
+        const uint8_t* r = plane + static_cast<std::size_t>(padded ? reflect101(y, h) : y) * w;
+        if (padded) {
+          for (int x = tx * tw; x < (tx + 1) * tw; ++x) ++hist[r[xmap[x]]];
+        } else {
+          for (int x = tx * tw; x < (tx + 1) * tw; ++x) ++hist[r[x]];
+        }
+      }
+      if (clip > 0) {
+        int clipped = 0;
+        for (int i = 0; i < 256; ++i)
+          if (hist[i] > clip) { clipped += hist[i] - clip; hist[i] = clip; }
+        const int batch = clipped / 256;
+        int residual = clipped - batch * 256;
+        for (int i = 0; i < 256; ++i) hist[i] += batch;
+        if (residual != 0) {
+          const int step = std::max(256 / residual, 1);
+          for (int i = 0; i < 256 && residual > 0; i += step, --residual) ++hist[i];
+        }
+      }
+      uint8_t* lut = s.luts.data() + (static_cast<std::size_t>(ty) * tiles_x + tx) * 256;
+      int sum = 0;
+      for (int i = 0; i < 256; ++i) {
+        sum += hist[i];
+        lut[i] = sat_u8(static_cast<float>(sum) * lut_scale);
+      }
+    }
+  }
+
+  // Bilinear blend of the four surrounding tile LUTs; x weights are per column.
+  const float inv_tw = 1.0f / tw, inv_th = 1.0f / th;
+  s.ind1.resize(w); s.ind2.resize(w); s.xa.resize(w); s.xa1.resize(w);
+  for (int x = 0; x < w; ++x) {
+    const float txf = x * inv_tw - 0.5f;
+    int tx1 = static_cast<int>(std::floor(txf));
+    int tx2 = tx1 + 1;
+    s.xa[x] = txf - tx1;
+    s.xa1[x] = 1.0f - s.xa[x];
+    tx1 = std::max(tx1, 0);
+    tx2 = std::min(tx2, tiles_x - 1);
+    s.ind1[x] = tx1 * 256;
+    s.ind2[x] = tx2 * 256;
+  }
+  for (int y = 0; y < h; ++y) {
+    const float tyf = y * inv_th - 0.5f;
+    int ty1 = static_cast<int>(std::floor(tyf));
+    int ty2 = ty1 + 1;
+    const float ya = tyf - ty1, ya1 = 1.0f - ya;
+    ty1 = std::max(ty1, 0);
+    ty2 = std::min(ty2, tiles_y - 1);
+    const uint8_t* l1 = s.luts.data() + static_cast<std::size_t>(ty1) * tiles_x * 256;
+    const uint8_t* l2 = s.luts.data() + static_cast<std::size_t>(ty2) * tiles_x * 256;
+    const uint8_t* src = plane + static_cast<std::size_t>(y) * w;
+    uint8_t* dst = out + static_cast<std::size_t>(y) * w;
+    for (int x = 0; x < w; ++x) {
+      const int v = src[x];
+      const float top = l1[s.ind1[x] + v] * s.xa1[x] + l1[s.ind2[x] + v] * s.xa[x];
+      const float bot = l2[s.ind1[x] + v] * s.xa1[x] + l2[s.ind2[x] + v] * s.xa[x];
+      dst[x] = sat_u8(top * ya1 + bot * ya);
+    }
+  }
+}
+
+void check(const View& src, int channels, const char* op) {
+  if (src.h <= 0 || src.w <= 0) throw std::invalid_argument(std::string(op) + ": empty image");
+  if (src.channels != channels) throw std::invalid_argument(std::string(op) + ": wrong channel count");
+}
+
+}  // namespace
+
+void clahe_gray(const View& src, float clip_limit, int tiles_x, int tiles_y, Image& dst) {
+  check(src, 1, "clahe");
+  thread_local ClaheScratch s;
+  const std::size_t n = static_cast<std::size_t>(src.h) * src.w;
+  s.plane_in.resize(n);
+  for (int y = 0; y < src.h; ++y) std::copy_n(src.row(y), src.w, s.plane_in.data() + y * static_cast<std::size_t>(src.w));
+  dst.reshape(src.h, src.w, 1);
+  clahe_plane(s.plane_in.data(), src.h, src.w, clip_limit, tiles_x, tiles_y, dst.data(), s);
+}
+
+// RGB -> Lab (8-bit L and a/b quantised to integers, as OpenCV's 8-bit Lab), CLAHE
+// on L, -> RGB. a and b never leave float form; f(Y) and Y for the new L come from a
+// 256-entry table because L is 8-bit.
+void clahe_l(const View& src, float clip_limit, int tiles, Image& dst) {
+  check(src, 3, "clahe_l");
+  const ColourTables& t = colour_tables();
+  thread_local ClaheScratch s;
+  const std::size_t n = static_cast<std::size_t>(src.h) * src.w;
+  s.plane_in.resize(n); s.plane_out.resize(n); s.da.resize(n); s.db.resize(n);
+  for (int y = 0; y < src.h; ++y) {
+    const uint8_t* r = src.row(y);
+    const std::size_t o = static_cast<std::size_t>(y) * src.w;
+    for (int x = 0; x < src.w; ++x) {
+      float L, a, b;
+      rgb8_to_lab(t, r[3 * x], r[3 * x + 1], r[3 * x + 2], L, a, b);
+      s.plane_in[o + x] = sat_u8(L * (255.0f / 100.0f));
+      s.da[o + x] = (static_cast<float>(sat_u8(a + 128.0f)) - 128.0f) * (1.0f / 500.0f);
+      s.db[o + x] = (static_cast<float>(sat_u8(b + 128.0f)) - 128.0f) * (1.0f / 200.0f);
+    }
+  }
+  clahe_plane(s.plane_in.data(), src.h, src.w, clip_limit, tiles, tiles, s.plane_out.data(), s);
+  dst.reshape(src.h, src.w, 3);
+  for (int y = 0; y < src.h; ++y) {
+    uint8_t* d = dst.row(y);
+    const std::size_t o = static_cast<std::size_t>(y) * src.w;
+    for (int x = 0; x < src.w; ++x) {
+      const uint8_t l8 = s.plane_out[o + x];
+      fy_to_rgb8(t, t.fy_of_l8[l8], t.y_of_l8[l8], s.da[o + x], s.db[o + x], d + 3 * x);
+    }
+  }
+}
+
+}  // namespace hv

@@ -1,0 +1,71 @@
+// Inline per-pixel colour maths shared by colour.cpp and the fused CLAHE-on-L path.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+namespace hv {
+
+inline uint8_t sat_u8(float v) {
+  // lrint rounds half to even, as OpenCV's saturate_cast does.
+  const long r = std::lrint(v);
+  return static_cast<uint8_t>(r < 0 ? 0 : (r > 255 ? 255 : r));
+}
+
+struct ColourTables {
+  static constexpr int N = 4096;
+  float to_linear[256];
+  float f_tab[N + 2];      // Lab f(t) on [0, 1]
+  float gamma_tab[N + 2];  // 255 * sRGB companding on [0, 1]
+  float fy_of_l8[256];     // f(Y) and Y for each 8-bit L
+  float y_of_l8[256];
+};
+const ColourTables& colour_tables();
+
+inline float lerp_tab(const float* tab, float x) {
+  x = x > 0.0f ? (x < 1.0f ? x : 1.0f) : 0.0f;  // also maps NaN to 0
+  const float p = x * ColourTables::N;
+  const int i = static_cast<int>(p);
+  const float f = p - i;
+  return tab[i] + f * (tab[i + 1] - tab[i]);
+}
+
+// OpenCV's RGB->XYZ (sRGB, D65) with the white point folded into X and Z rows.
+inline void rgb8_to_lab(const ColourTables& t, uint8_t r8, uint8_t g8, uint8_t b8, float& L, float& a,
+                        float& b) {
+  const float r = t.to_linear[r8], g = t.to_linear[g8], bl = t.to_linear[b8];
+  const float X = (0.412453f * r + 0.357580f * g + 0.180423f * bl) * (1.0f / 0.950456f);
+  const float Y = 0.212671f * r + 0.715160f * g + 0.072169f * bl;
+  const float Z = (0.019334f * r + 0.119193f * g + 0.950227f * bl) * (1.0f / 1.088754f);
+  const float fx = lerp_tab(t.f_tab, X), fy = lerp_tab(t.f_tab, Y), fz = lerp_tab(t.f_tab, Z);
+  L = Y > 0.008856f ? 116.0f * fy - 16.0f : 903.3f * Y;
+  a = 500.0f * (fx - fy);
+  b = 200.0f * (fy - fz);
+}
+
+inline void lab_l_to_fy(float L, float& fy, float& y) {
+  if (L <= 7.9996248f) {
+    y = L / 903.3f;
+    fy = 7.787f * y + 16.0f / 116.0f;
+  } else {
+    fy = (L + 16.0f) / 116.0f;
+    y = fy * fy * fy;
+  }
+}
+
+inline float lab_finv(float f) {
+  return f <= 0.206893f ? (f - 16.0f / 116.0f) * (1.0f / 7.787f) : f * f * f;
+}
+
+// fy/y from L, and a/500, b/200 -> 8-bit RGB (OpenCV Lab2RGB, clipped to gamut).
+inline void fy_to_rgb8(const ColourTables& t, float fy, float y, float a500, float b200, uint8_t* out) {
+  const float x = lab_finv(fy + a500) * 0.950456f;
+  const float z = lab_finv(fy - b200) * 1.088754f;
+  const float r = 3.240479f * x - 1.53715f * y - 0.498535f * z;
+  const float g = -0.969256f * x + 1.875991f * y + 0.041556f * z;
+  const float b = 0.055648f * x - 0.204043f * y + 1.057311f * z;
+  out[0] = sat_u8(lerp_tab(t.gamma_tab, r));
+  out[1] = sat_u8(lerp_tab(t.gamma_tab, g));
+  out[2] = sat_u8(lerp_tab(t.gamma_tab, b));
+}
+
+}  // namespace hv

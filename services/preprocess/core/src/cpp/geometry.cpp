@@ -1,0 +1,169 @@
+// Crop/pad to square, resize, and float normalisation.
+//
+// Resize is separable: a per-axis table of (source index, weight) taps, built with
+// OpenCV's rules -- INTER_AREA coverage weights when shrinking an axis, INTER_LINEAR
+// (half-pixel centres) when enlarging it. The vertical pass runs first over whole
+// rows (contiguous, so the compiler vectorises it); the horizontal pass then gathers
+// from one float row.
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "colour_math.hpp"
+#include "pixels.hpp"
+
+namespace hv {
+namespace {
+
+struct Taps {
+  std::vector<int> first;  // per output index: offset into idx/wt
+  std::vector<int> count;
+  std::vector<int> idx;    // source index (already clamped into the real image)
+  std::vector<float> wt;
+  bool identity = false;
+};
+
+// `virt_len` is the axis length after padding/cropping, `offset` where the real
+// image starts on it (negative = crop, positive = pad); indices are clamped into
+// [0, real_len) which makes padding replicate the edge.
+void build_taps(int virt_len, int out_len, int offset, int real_len, Taps& t) {
+  t.first.assign(out_len, 0);
+  t.count.assign(out_len, 0);
+  t.idx.clear();
+  t.wt.clear();
+  t.identity = (virt_len == out_len && offset == 0 && real_len == virt_len);
+  auto push = [&](int i, float w) {
+    t.idx.push_back(std::clamp(i - offset, 0, real_len - 1));
+    t.wt.push_back(w);
+  };
+  const double scale = static_cast<double>(virt_len) / out_len;
+  for (int o = 0; o < out_len; ++o) {
+    t.first[o] = static_cast<int>(t.idx.size());
+    if (virt_len == out_len) {
+      push(o, 1.0f);
+    } else if (virt_len > out_len) {
+      // OpenCV computeResizeAreaTab: each output cell covers [o*scale, (o+1)*scale).
+      const double fs1 = o * scale, fs2 = fs1 + scale;
+      const double cell = std::min(scale, virt_len - fs1);
+      int s1 = static_cast<int>(std::ceil(fs1)), s2 = static_cast<int>(std::floor(fs2));
+      s2 = std::min(s2, virt_len);
+      s1 = std::min(s1, s2);
+      if (s1 - fs1 > 1e-3) push(s1 - 1, static_cast<float>((s1 - fs1) / cell));
+      for (int s = s1; s < s2; ++s) push(s, static_cast<float>(1.0 / cell));
+      if (fs2 - s2 > 1e-3 && s2 < virt_len)
+        push(s2, static_cast<float>(std::min(std::min(fs2 - s2, 1.0), cell) / cell));
+    } else {
+      // Bilinear with half-pixel centres, clamped at the edges (INTER_LINEAR).
+      double f = (o + 0.5) * scale - 0.5;
+      int s = static_cast<int>(std::floor(f));
+      f -= s;
+      if (s < 0) { s = 0; f = 0; }
+      if (s >= virt_len - 1) { s = virt_len - 1; f = 0; }
+      push(s, static_cast<float>(1.0 - f));
+      if (f > 0) push(s + 1, static_cast<float>(f));
+    }
+    t.count[o] = static_cast<int>(t.idx.size()) - t.first[o];
+  }
+}
+
+
+struct ResizeScratch {
+  Taps ty, tx;
+  std::vector<float> row;
+};
+
+void resize_impl(const View& src, int virt_h, int virt_w, int off_y, int off_x, int out_h, int out_w,
+                 Image& dst) {
+  if (src.h <= 0 || src.w <= 0) throw std::invalid_argument("resize: empty image");
+  if (out_h <= 0 || out_w <= 0) throw std::invalid_argument("resize: output size must be positive");
+  thread_local ResizeScratch s;
+  build_taps(virt_h, out_h, off_y, src.h, s.ty);
+  build_taps(virt_w, out_w, off_x, src.w, s.tx);
+  const int C = src.channels;
+  dst.reshape(out_h, out_w, C);
+  s.row.resize(static_cast<std::size_t>(src.w) * C);
+  float* row = s.row.data();
+  const int rowlen = src.w * C;
+  for (int oy = 0; oy < out_h; ++oy) {
+    // Vertical pass into one float row of the source width.
+    const int f = s.ty.first[oy], n = s.ty.count[oy];
+    {
+      const uint8_t* r0 = src.row(s.ty.idx[f]);
+      const float w0 = s.ty.wt[f];
+      for (int i = 0; i < rowlen; ++i) row[i] = w0 * r0[i];
+    }
+    for (int k = 1; k < n; ++k) {
+      const uint8_t* rk = src.row(s.ty.idx[f + k]);
+      const float wk = s.ty.wt[f + k];
+      for (int i = 0; i < rowlen; ++i) row[i] += wk * rk[i];
+    }
+    // Horizontal pass.
+    uint8_t* out = dst.row(oy);
+    if (C == 3) {
+      for (int ox = 0; ox < out_w; ++ox) {
+        const int fx = s.tx.first[ox], nx = s.tx.count[ox];
+        float a0 = 0, a1 = 0, a2 = 0;
+        for (int k = 0; k < nx; ++k) {
+          const float* p = row + 3 * s.tx.idx[fx + k];
+          const float w = s.tx.wt[fx + k];
+          a0 += w * p[0]; a1 += w * p[1]; a2 += w * p[2];
+        }
+        out[3 * ox] = sat_u8(a0); out[3 * ox + 1] = sat_u8(a1); out[3 * ox + 2] = sat_u8(a2);
+      }
+    } else {
+      for (int ox = 0; ox < out_w; ++ox) {
+        const int fx = s.tx.first[ox], nx = s.tx.count[ox];
+        for (int c = 0; c < C; ++c) {
+          float a = 0;
+          for (int k = 0; k < nx; ++k) a += s.tx.wt[fx + k] * row[C * s.tx.idx[fx + k] + c];
+          out[C * ox + c] = sat_u8(a);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void resize(const View& src, int out_h, int out_w, Image& dst) {
+  resize_impl(src, src.h, src.w, 0, 0, out_h, out_w, dst);
+}
+
+void square_resize(const View& src, Crop crop, int out_size, Image& dst) {
+  const int h = src.h, w = src.w;
+  switch (crop) {
+    case Crop::None:
+      resize_impl(src, h, w, 0, 0, out_size, out_size, dst);
+      return;
+    case Crop::CenterSquare: {
+      const int side = std::min(h, w);
+      resize_impl(src, side, side, -((h - side) / 2), -((w - side) / 2), out_size, out_size, dst);
+      return;
+    }
+    case Crop::PadSquare: {
+      const int side = std::max(h, w);
+      resize_impl(src, side, side, (side - h) / 2, (side - w) / 2, out_size, out_size, dst);
+      return;
+    }
+  }
+  throw std::invalid_argument("unknown crop mode");
+}
+
+void normalize(const View& src, const float mean[3], const float std_[3], float* out) {
+  // 3x256 table: the per-pixel work is one load per channel.
+  float lut[3][256];
+  for (int c = 0; c < 3; ++c)
+    for (int v = 0; v < 256; ++v)
+      lut[c][v] = static_cast<float>((v / 255.0 - mean[c]) / std_[c]);
+  for (int y = 0; y < src.h; ++y) {
+    const uint8_t* r = src.row(y);
+    float* o = out + static_cast<std::size_t>(y) * src.w * 3;
+    for (int x = 0; x < src.w; ++x) {
+      o[3 * x] = lut[0][r[3 * x]];
+      o[3 * x + 1] = lut[1][r[3 * x + 1]];
+      o[3 * x + 2] = lut[2][r[3 * x + 2]];
+    }
+  }
+}
+
+}  // namespace hv

@@ -1,0 +1,55 @@
+"""Model-ready tensors from decoded RGB images, through the C++ chain."""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _core
+from .spec import PreprocessSpec
+
+U8Image = npt.NDArray[np.uint8]
+F32Array = npt.NDArray[np.float32]
+
+
+def as_rgb_u8(image: np.ndarray, what: str = "image") -> U8Image:
+    """Check an HxWx3 uint8 array; returns it unchanged unless its pixels are not
+    packed (e.g. a channel-reversed view), in which case it is made contiguous.
+    Row-strided views such as image[y0:y1, x0:x1] pass through without a copy."""
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"{what} must be a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise TypeError(f"{what} must be uint8, got {image.dtype}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"{what} must have shape (H, W, 3), got {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"{what} is empty: shape {image.shape}")
+    if image.strides[2] != 1 or image.strides[1] != 3 or image.strides[0] < 3 * image.shape[1]:
+        image = np.ascontiguousarray(image)
+    return image
+
+
+def _threads(threads: int) -> int:
+    if threads < 0:
+        raise ValueError(f"threads must be >= 0, got {threads}")
+    if threads == 0:
+        # Affinity, not cpu_count: containers and taskset limit what we may use.
+        return len(os.sched_getaffinity(0))
+    return threads
+
+
+def preprocess(image: np.ndarray, spec: PreprocessSpec) -> F32Array:
+    """One HxWx3 uint8 RGB image -> float32 [S, S, 3] (GIL released while it runs)."""
+    out: F32Array = _core.preprocess(as_rgb_u8(image), spec._native)
+    return out
+
+
+def preprocess_batch(images: Sequence[np.ndarray], spec: PreprocessSpec, threads: int = 0) -> F32Array:
+    """Many images -> float32 [N, S, S, 3] on `threads` C++ threads (0 = all usable
+    cores) with the GIL released. Inputs are read in place, not copied."""
+    checked = [as_rgb_u8(im, f"images[{i}]") for i, im in enumerate(images)]
+    out: F32Array = _core.preprocess_batch(checked, spec._native, _threads(threads))
+    return out
