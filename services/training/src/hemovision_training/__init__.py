@@ -1,0 +1,1 @@
+"""HemoVision training service (ML pipeline in :mod:`hemovision_training.ml`)."""

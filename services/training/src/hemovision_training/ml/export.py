@@ -1,0 +1,196 @@
+"""SavedModel export (TF Serving layout) and atomic publication.
+
+``<model_base>/<model_name>/<version>/``:
+  saved_model.pb, variables/, assets.extra/{hemovision.json, tf_serving_warmup_requests}
+
+Signatures (input key ``image``: float32 [None,S,S,3], the preprocess output):
+  serving_default -> probabilities [None,8] (softmax(logits/T)), logits [None,8], ood_score [None]
+  explain         -> probabilities [None,8], heatmap [None,S,S] (Grad-CAM, top class), logits [None,8]
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .data import CLASS_NAMES
+
+METADATA_FILE = "hemovision.json"
+WARMUP_FILE = "tf_serving_warmup_requests"
+
+
+def build_serving_module(keras_model, *, input_size: int, temperature: float):
+    """A tf.Module with the two signature functions (Grad-CAM inside the graph)."""
+    import keras
+    import tensorflow as tf
+
+    from .model import gradcam_model
+
+    # fresh copy of the network without optimizer state
+    clone = keras.models.clone_model(keras_model)
+    clone.set_weights(keras_model.get_weights())
+    cam_model = gradcam_model(clone)
+
+    module = tf.Module()
+    module.model = cam_model
+    module.temperature = tf.Variable(float(temperature), trainable=False, dtype=tf.float32, name="temperature")
+    spec = tf.TensorSpec([None, input_size, input_size, 3], tf.float32, name="image")
+
+    def _forward(image):
+        _, logits = cam_model(image, training=False)
+        return logits
+
+    @tf.function(input_signature=[spec])
+    def serve(image):
+        logits = _forward(image)
+        probs = tf.nn.softmax(logits / module.temperature, axis=-1)
+        ood = -tf.reduce_logsumexp(logits, axis=-1)  # negative free energy: higher = less in-distribution
+        return {"probabilities": tf.identity(probs, name="probabilities"),
+                "logits": tf.identity(logits, name="logits"),
+                "ood_score": tf.identity(ood, name="ood_score")}
+
+    @tf.function(input_signature=[spec])
+    def explain(image):
+        with tf.GradientTape() as tape:
+            feats, logits = cam_model(image, training=False)
+            tape.watch(feats)
+            top = tf.argmax(logits, axis=-1, output_type=tf.int32)
+            score = tf.gather(logits, top, axis=1, batch_dims=1)
+        grads = tape.gradient(score, feats)                      # [N,h,w,C]
+        weights = tf.reduce_mean(grads, axis=[1, 2], keepdims=True)
+        cam = tf.nn.relu(tf.reduce_sum(weights * feats, axis=-1, keepdims=True))
+        cam = tf.image.resize(cam, [input_size, input_size], method="bilinear")[..., 0]
+        peak = tf.reduce_max(cam, axis=[1, 2], keepdims=True)
+        cam = tf.math.divide_no_nan(cam, peak)
+        probs = tf.nn.softmax(logits / module.temperature, axis=-1)
+        return {"probabilities": tf.identity(probs, name="probabilities"),
+                "heatmap": tf.clip_by_value(cam, 0.0, 1.0, name="heatmap"),
+                "logits": tf.identity(logits, name="logits")}
+
+    module.serve = serve
+    module.explain = explain
+    return module
+
+
+def _warmup_records(path: Path, model_name: str, input_size: int) -> None:
+    import tensorflow as tf
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    rng = np.random.default_rng(0)
+    with tf.io.TFRecordWriter(str(path)) as w:
+        for sig, n in (("serving_default", 1), ("serving_default", 8), ("explain", 1)):
+            req = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=sig))
+            x = rng.standard_normal((n, input_size, input_size, 3)).astype(np.float32)
+            req.inputs["image"].CopyFrom(tf.make_tensor_proto(x))
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=req))
+            w.write(log.SerializeToString())
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(dirpath))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def existing_versions(model_dir: Path) -> list[int]:
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def export_model(keras_model, *, spec: dict[str, Any], temperature: float, review_threshold: float,
+                 ood_threshold: float, metrics: dict[str, Any], training_info: dict[str, Any], data_hash: str,
+                 model_base: str | os.PathLike, model_name: str = "hemovision", version: int | None = None,
+                 replace: bool = False) -> Path:
+    """Export and publish ``<model_base>/<model_name>/<version>`` atomically; returns its path.
+
+    The SavedModel is written to ``<model_base>/<model_name>/.tmp-<version>-<uuid>`` (hidden from
+    servers, which only load numeric directories), fsynced, then renamed into place.
+    ``version`` defaults to max existing + 1. An existing version is an error unless
+    ``replace`` (used for the shipped default): the old directory is renamed away first.
+    """
+    import tensorflow as tf
+
+    input_size = int(spec["input_size"])
+    model_dir = Path(model_base) / model_name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    if version is None:
+        version = (max(existing_versions(model_dir), default=0)) + 1
+    version = int(version)
+    if version < 1:
+        raise ValueError("version must be >= 1")
+    target = model_dir / str(version)
+    if target.exists() and not replace:
+        raise FileExistsError(f"model version already exists: {target}")
+    tmp = model_dir / f".tmp-{version}-{uuid.uuid4().hex}"
+    try:
+        module = build_serving_module(keras_model, input_size=input_size, temperature=temperature)
+        tf.saved_model.save(module, str(tmp), signatures={
+            "serving_default": module.serve.get_concrete_function(),
+            "explain": module.explain.get_concrete_function(),
+        })
+        extra = tmp / "assets.extra"
+        extra.mkdir(exist_ok=True)
+        meta = {
+            "model_name": model_name,
+            "version": version,
+            "class_names": list(CLASS_NAMES),
+            "input_size": input_size,
+            "preprocessing": spec,
+            "temperature": float(temperature),
+            "review_threshold": float(review_threshold),
+            "ood_threshold": float(ood_threshold),
+            "ood_score": "negative free energy -logsumexp(logits); flag when > ood_threshold "
+                         "(99th percentile on the validation split)",
+            "signatures": {
+                "serving_default": {"inputs": {"image": [None, input_size, input_size, 3]},
+                                    "outputs": {"probabilities": [None, 8], "logits": [None, 8],
+                                                "ood_score": [None]}},
+                "explain": {"inputs": {"image": [None, input_size, input_size, 3]},
+                            "outputs": {"probabilities": [None, 8], "heatmap": [None, input_size, input_size],
+                                        "logits": [None, 8]}},
+            },
+            "metrics": metrics,
+            "training": training_info,
+            "data_hash": data_hash,
+            "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        (extra / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        _warmup_records(extra / WARMUP_FILE, model_name, input_size)
+        _fsync_tree(tmp)
+        if target.exists():
+            old = model_dir / f".old-{version}-{uuid.uuid4().hex}"
+            os.rename(target, old)
+            os.rename(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, target)
+        _fsync_dir(model_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def read_metadata(version_dir: str | os.PathLike) -> dict[str, Any]:
+    return json.loads((Path(version_dir) / "assets.extra" / METADATA_FILE).read_text())

@@ -1,0 +1,297 @@
+"""Training: ``train(config, progress_callback)`` for the training service, and a CLI.
+
+    python -m hemovision_training.ml.train --data ../shared/data/pbc_128 --out runs/<name> \
+        --epochs N [--resume] [--model-base models --version 1 --replace]
+
+Writes to ``out_dir``: train.log, history.csv, tb/ (TensorBoard), checkpoints/ (last.keras with
+optimizer state for --resume, best.weights.h5), report/ (metrics + plots), state.json.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+ProgressCallback = Callable[[int, int, dict], None]
+
+
+@dataclass
+class TrainConfig:
+    data_dir: str
+    out_dir: str
+    epochs: int = 40
+    batch_size: int = 128
+    input_size: int = 64
+    seed: int = 20240601
+    limit_per_class: Optional[int] = None
+    learning_rate: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_epochs: float = 2.0
+    min_lr_fraction: float = 0.01
+    label_smoothing: float = 0.0
+    class_weight_power: float = 0.5
+    patience: int = 12
+    augment: bool = True
+    widths: tuple = (48, 96, 192, 320)
+    blocks: tuple = (1, 2, 2, 1)
+    stem_width: int = 24
+    dropout: float = 0.1
+    resume: bool = False
+    cache_dir: Optional[str] = None           # default: <out_dir>/../cache
+    model_base: Optional[str] = None          # export there when set
+    model_name: str = "hemovision"
+    version: Optional[int] = None
+    replace: bool = False
+    review_target_accuracy: float = 0.995
+    ood_percentile: float = 99.0
+    max_seconds: Optional[float] = None       # stop after the epoch that crosses this budget
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["widths"], d["blocks"] = list(self.widths), list(self.blocks)
+        return d
+
+
+def _logger(out_dir: Path) -> logging.Logger:
+    log = logging.getLogger(f"hemovision_training.ml.train[{out_dir}]")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    if not log.handlers:
+        fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+        fh = logging.FileHandler(out_dir / "train.log")
+        fh.setFormatter(fmt)
+        sh = logging.StreamHandler(sys.stderr)
+        sh.setFormatter(fmt)
+        log.addHandler(fh)
+        log.addHandler(sh)
+    return log
+
+
+def _build_and_compile(cfg: TrainConfig, steps_per_epoch: int):
+    import keras
+
+    from .model import build_model
+
+    model = build_model(cfg.input_size, widths=tuple(cfg.widths), blocks=tuple(cfg.blocks),
+                        stem_width=cfg.stem_width, dropout=cfg.dropout)
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warm = min(int(cfg.warmup_epochs * steps_per_epoch), total - 1)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=cfg.learning_rate * 0.05 if warm else cfg.learning_rate,
+        decay_steps=max(1, total - warm), alpha=cfg.min_lr_fraction,
+        warmup_target=cfg.learning_rate if warm else None, warmup_steps=warm)
+    opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay,
+                                 clipnorm=5.0)
+    opt.exclude_from_weight_decay(var_names=["bn", "bias"])
+    if cfg.label_smoothing:
+        loss = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg.label_smoothing)
+    else:
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer=opt, loss=loss, metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+                  if not cfg.label_smoothing else [keras.metrics.CategoricalAccuracy(name="accuracy")],
+                  jit_compile=False)
+    return model
+
+
+def train(config: TrainConfig, progress_callback: ProgressCallback | None = None) -> dict[str, Any]:
+    """Train, calibrate, evaluate (val + test) and, if ``config.model_base`` is set, export.
+
+    ``progress_callback(epoch, total_epochs, metrics)`` is called after every epoch.
+    Returns {"metrics", "temperature", "review_threshold", "ood_threshold", "export_path", ...}.
+    """
+    import keras
+    import tensorflow as tf
+
+    from . import calibration as cal
+    from .data import CLASS_NAMES, class_weights, make_dataset, prepare_data
+    from .evaluate import evaluate, predict_logits, write_artifacts
+    from .export import export_model
+
+    cfg = config
+    t_start = time.time()
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "checkpoints").mkdir(exist_ok=True)
+    log = _logger(out)
+    log.info("config %s", json.dumps(cfg.to_dict()))
+    keras.utils.set_random_seed(cfg.seed)
+
+    cache_dir = cfg.cache_dir if cfg.cache_dir is not None else str(out.parent / "cache")
+    data = prepare_data(cfg.data_dir, input_size=cfg.input_size, cache_dir=cache_dir,
+                        limit_per_class=cfg.limit_per_class, seed=cfg.seed, log=log.info)
+    spec = data.spec
+    xtr, ytr = data.x["train"], data.y["train"]
+    log.info("data: train %d val %d test %d, hash %s, prepared in %.1fs", len(ytr), len(data.y["val"]),
+             len(data.y["test"]), data.data_hash, time.time() - t_start)
+
+    cw = class_weights(ytr, power=cfg.class_weight_power)
+    train_ds = make_dataset(xtr, ytr, batch_size=cfg.batch_size, training=True, augment=cfg.augment,
+                            spec=spec, seed=cfg.seed, sample_weights=cw[ytr])
+    if cfg.label_smoothing:
+        train_ds = train_ds.map(lambda x, y, w: (x, tf.one_hot(y, len(CLASS_NAMES)), w))
+    has_val = len(data.y["val"]) > 0
+    val_ds = make_dataset(data.x["val"], data.y["val"], batch_size=256, training=False, augment=False) \
+        if has_val else None
+    if val_ds is not None and cfg.label_smoothing:
+        val_ds = val_ds.map(lambda x, y: (x, tf.one_hot(y, len(CLASS_NAMES))))
+    steps = int(np.ceil(len(ytr) / cfg.batch_size))
+
+    state_file = out / "state.json"
+    last_ckpt = out / "checkpoints" / "last.keras"
+    best_ckpt = out / "checkpoints" / "best.weights.h5"
+    state = {"epoch": 0, "best_val_accuracy": None, "best_epoch": None, "seconds": 0.0}
+    if cfg.resume and last_ckpt.is_file() and state_file.is_file():
+        state = json.loads(state_file.read_text())
+        model = keras.models.load_model(last_ckpt)
+        log.info("resumed from %s at epoch %d", last_ckpt, state["epoch"])
+    else:
+        model = _build_and_compile(cfg, steps)
+    log.info("model %s: %d parameters", model.name, model.count_params())
+
+    fit_start = time.time()
+    seconds_before = float(state.get("seconds", 0.0))
+
+    class Progress(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self._t = time.time()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = {k: float(v) for k, v in (logs or {}).items()}
+            lr = self.model.optimizer.learning_rate
+            logs["lr"] = float(lr.numpy() if hasattr(lr, "numpy") else lr)
+            logs["epoch_seconds"] = time.time() - self._t
+            va = logs.get("val_accuracy")
+            if va is not None and (state["best_val_accuracy"] is None or va >= state["best_val_accuracy"]):
+                state["best_val_accuracy"], state["best_epoch"] = va, epoch + 1
+                self.model.save_weights(best_ckpt)
+            self.model.save(last_ckpt)
+            state["epoch"] = epoch + 1
+            state["seconds"] = seconds_before + time.time() - fit_start
+            state_file.write_text(json.dumps(state))
+            log.info("epoch %d/%d %s", epoch + 1, cfg.epochs,
+                     " ".join(f"{k}={v:.4g}" for k, v in sorted(logs.items())))
+            with open(out / "history.csv", "a") as f:
+                f.write(json.dumps({"epoch": epoch + 1, **logs}) + "\n")
+            if progress_callback is not None:
+                progress_callback(epoch + 1, cfg.epochs, logs)
+            if cfg.max_seconds is not None and time.time() - t_start > cfg.max_seconds:
+                log.info("time budget of %.0fs reached: stopping after epoch %d", cfg.max_seconds, epoch + 1)
+                self.model.stop_training = True
+
+    callbacks: list = [Progress()]
+    if has_val:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, verbose=1))
+    if cfg.limit_per_class is None:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(out / "tb"), histogram_freq=0,
+                                                     write_graph=False, update_freq="epoch",
+                                                     profile_batch=0))
+    if state["epoch"] < cfg.epochs:
+        model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, initial_epoch=state["epoch"],
+                  callbacks=callbacks, verbose=2 if cfg.limit_per_class is None else 0)
+    train_seconds = float(state["seconds"])
+    if best_ckpt.is_file():
+        model.load_weights(best_ckpt)
+        log.info("loaded best weights (epoch %s, val acc %s)", state["best_epoch"], state["best_val_accuracy"])
+
+    # ---- calibration + evaluation (temperature and thresholds on val, report on test)
+    val_logits = predict_logits(model, data.x["val"]) if has_val else predict_logits(model, xtr)
+    val_y = data.y["val"] if has_val else ytr
+    test_logits = predict_logits(model, data.x["test"])
+    test_y = data.y["test"]
+    temperature = cal.fit_temperature(val_logits, val_y)
+    review_t = cal.review_threshold(cal.softmax(val_logits, temperature), val_y, cfg.review_target_accuracy)
+    ood_t = cal.ood_threshold(val_logits, cfg.ood_percentile)
+    metrics = {
+        "val": evaluate(val_logits, val_y, temperature=temperature, review_threshold=review_t, ood_threshold=ood_t),
+        "test": evaluate(test_logits, test_y, temperature=temperature, review_threshold=review_t,
+                         ood_threshold=ood_t),
+    }
+    np.savez(out / "logits.npz", val_logits=val_logits, val_y=val_y, test_logits=test_logits, test_y=test_y)
+    t = metrics["test"]
+    log.info("T=%.4f review_threshold=%.4f ood_threshold=%.4f", temperature, review_t, ood_t)
+    log.info("test: acc %.4f bal_acc %.4f macro_f1 %.4f ece %.4f -> %.4f coverage@review %.4f (acc %.4f)",
+             t["accuracy"], t["balanced_accuracy"], t["macro_f1"], t["ece_before"], t["ece_after"],
+             t.get("coverage_at_review_threshold", float("nan")),
+             t.get("accepted_accuracy_at_review_threshold", float("nan")))
+    if len(test_y):
+        write_artifacts(out / "report", logits=test_logits, labels=test_y, temperature=temperature,
+                        metrics=metrics, review_threshold=review_t)
+
+    training_info = {
+        "recipe": cfg.to_dict() | {"architecture": "ResNet-style CNN (basic blocks), GAP, linear head",
+                                    "parameters": int(model.count_params()),
+                                    "optimizer": "AdamW + linear warmup + cosine decay",
+                                    "loss": "cross-entropy, sqrt inverse-frequency class weights",
+                                    "augmentation": "dihedral flips/rot90, scale/shift, colour/stain jitter"},
+        "epochs": int(state["epoch"]),
+        "best_epoch": state["best_epoch"],
+        "seconds": round(train_seconds, 1),
+        "machine": f"{os.cpu_count()} CPU cores",
+    }
+    result = {"metrics": metrics, "temperature": temperature, "review_threshold": review_t,
+              "ood_threshold": ood_t, "spec": spec, "data_hash": data.data_hash,
+              "training_info": training_info, "export_path": None, "out_dir": str(out)}
+    model.save(out / "final.keras")
+    if cfg.model_base:
+        path = export_model(model, spec=spec, temperature=temperature, review_threshold=review_t,
+                            ood_threshold=ood_t, metrics=_compact(metrics), training_info=training_info,
+                            data_hash=data.data_hash, model_base=cfg.model_base, model_name=cfg.model_name,
+                            version=cfg.version, replace=cfg.replace)
+        result["export_path"] = str(path)
+        log.info("exported %s", path)
+    (out / "result.json").write_text(json.dumps(result, indent=2, default=str))
+    log.info("done in %.1fs", time.time() - t_start)
+    return result
+
+
+def _compact(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Metrics for hemovision.json (everything; confusion matrix kept for the registry)."""
+    return json.loads(json.dumps(metrics))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hemovision_training.ml.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--input-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=20240601)
+    p.add_argument("--limit-per-class", type=int)
+    p.add_argument("--patience", type=int, default=12)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--cache-dir")
+    p.add_argument("--model-base")
+    p.add_argument("--model-name", default="hemovision")
+    p.add_argument("--version", type=int)
+    p.add_argument("--replace", action="store_true")
+    p.add_argument("--max-seconds", type=float)
+    a = p.parse_args(argv)
+    cfg = TrainConfig(data_dir=a.data, out_dir=a.out, epochs=a.epochs, batch_size=a.batch_size,
+                      input_size=a.input_size, learning_rate=a.lr, weight_decay=a.weight_decay, seed=a.seed,
+                      limit_per_class=a.limit_per_class, patience=a.patience, resume=a.resume,
+                      augment=not a.no_augment, cache_dir=a.cache_dir, model_base=a.model_base,
+                      model_name=a.model_name, version=a.version, replace=a.replace, max_seconds=a.max_seconds)
+    r = train(cfg)
+    t = r["metrics"]["test"]
+    print(json.dumps({"accuracy": t["accuracy"], "macro_f1": t["macro_f1"], "ece_before": t["ece_before"],
+                      "ece_after": t["ece_after"], "temperature": r["temperature"],
+                      "export_path": r["export_path"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
