@@ -1,0 +1,43 @@
+#!/usr/bin/env python3
+"""Container health check for the HemoVision gRPC services (docker-compose).
+
+    hv-grpc-health ADDRESS [SERVICE]
+
+Asks grpc.health.v1.Health/Check on ADDRESS (host:port) for SERVICE ("" = the
+whole server) and exits 0 only when the answer is SERVING; 1 otherwise (NOT_SERVING,
+UNKNOWN, SERVICE_UNKNOWN, connection refused, deadline exceeded). Kubernetes does not
+use this: its probes speak gRPC health natively (`grpc:` probes).
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str]) -> int:
+    if not 2 <= len(argv) <= 3:
+        print("usage: hv-grpc-health ADDRESS [SERVICE]", file=sys.stderr)
+        return 2
+    address = argv[1]
+    service = argv[2] if len(argv) == 3 else ""
+
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=3.0
+            )
+        except grpc.RpcError as exc:
+            print(f"{address} {service!r}: {exc.code().name}", file=sys.stderr)
+            return 1
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    if reply.status != health_pb2.HealthCheckResponse.SERVING:
+        print(f"{address} {service!r}: {status}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
