@@ -44,7 +44,9 @@ def resize(img: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
     my = axis_matrix(img.shape[0], out_h)
     mx = axis_matrix(img.shape[1], out_w)
     x = img.astype(np.float64)
-    out = np.einsum("oh,hwc,pw->opc", my, x if x.ndim == 3 else x[:, :, None], mx)
+    x = x if x.ndim == 3 else x[:, :, None]
+    t = (my @ x.reshape(x.shape[0], -1)).reshape(out_h, x.shape[1], x.shape[2])
+    out = (t.transpose(0, 2, 1) @ mx.T).transpose(0, 2, 1)
     return round_u8(out if img.ndim == 3 else out[:, :, 0])
 
 

@@ -26,7 +26,8 @@ DEFAULT_MAX_PIXELS = 40_000_000
 if Image.MAX_IMAGE_PIXELS is None or Image.MAX_IMAGE_PIXELS > DEFAULT_MAX_PIXELS:
     Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
 
-ALLOWED_FORMATS = {"JPEG", "MPO", "PNG", "BMP", "TIFF", "WEBP"}
+# Openers Pillow may try; a JPEG with extra frames comes back as format "MPO".
+OPENERS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP")
 
 # reason -> the HTTP status a front end should answer with.
 HTTP_STATUS = {
@@ -100,7 +101,7 @@ def _decode_pillow(data: bytes, max_pixels: int) -> U8Image:
     limit = max_pixels if Image.MAX_IMAGE_PIXELS is None else min(max_pixels, Image.MAX_IMAGE_PIXELS)
     try:
         # Image.open parses the header only; pixels are decoded by load() below.
-        im = Image.open(io.BytesIO(data), formats=sorted(ALLOWED_FORMATS))
+        im = Image.open(io.BytesIO(data), formats=OPENERS)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageRejected("too_many_pixels", f"The image has more pixels than the limit of {limit:,}.") from None
     except Image.UnidentifiedImageError:
