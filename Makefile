@@ -1,0 +1,56 @@
+# HemoVision — one entry point for every routine task. `make help` lists them.
+SHELL := /bin/bash
+PY := .venv/bin/python
+UV ?= uv
+PYTEST := $(PY) -m pytest
+
+.PHONY: help install proto proto-check up down test test-unit test-e2e test-browser lint \
+        bench bench-preprocess bench-serving bench-model sanitize-preprocess validate-deploy clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
+
+install: ## create .venv and install every service and lib (builds the C++ extension)
+	@command -v $(UV) >/dev/null || python3 -m pip install --quiet uv==0.13.9
+	$(UV) sync --all-packages --frozen
+
+proto: ## regenerate libs/proto from proto/
+	bash scripts/gen_proto.sh
+
+proto-check: ## fail if the committed generated code is stale
+	bash scripts/check_proto.sh
+
+up: ## run the whole system locally (Ctrl-C stops it)
+	$(PY) -m hemovision_gateway.devstack up
+
+down: ## stop a system started by `make up` from another shell
+	$(PY) -m hemovision_gateway.devstack down
+
+test: proto-check ## every test: unit, integration (real PostgreSQL/Redis/model server) and end-to-end
+	$(PYTEST) libs services tests
+
+test-unit: ## the fast tests only
+	$(PYTEST) -m "not slow and not e2e" libs services
+
+test-e2e: ## the end-to-end tests (start the system as `make up` does)
+	$(PYTEST) tests/e2e
+
+bench: bench-preprocess bench-model bench-serving ## every benchmark
+
+bench-preprocess: ## C++ vs OpenCV vs NumPy/scikit-image preprocessing
+	$(PY) bench/preprocess/bench_preprocess.py
+
+bench-model: ## the bare SavedModel: latency and throughput
+	$(PY) bench/model/bench_model.py
+
+bench-serving: ## bare model vs model server vs inference vs gateway, and during a swap
+	$(PY) bench/serving/bench_serving.py
+
+sanitize-preprocess: ## build the C++ extension with ASan+UBSan and run the property tests on it
+	bash services/preprocess/core/scripts/sanitize.sh
+
+validate-deploy: ## validate docker-compose.yml and the Kubernetes manifests offline
+	bash scripts/validate_deploy.sh
+
+clean: ## remove build outputs and local state (var/)
+	rm -rf var build services/preprocess/core/build .pytest_cache

@@ -1,0 +1,95 @@
+"""The whole system, started exactly as `make up` starts it, on shifted ports and its own database."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hemovision_database import drop_database
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT.parent / "shared" / "data" / "pbc_128"
+PORT_OFFSET = int(os.environ.get("HV_E2E_PORT_OFFSET", "1000"))
+POSTGRES = os.environ.get("HV_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+REDIS = os.environ.get("HV_TEST_REDIS", "redis://127.0.0.1:6379")
+
+
+@dataclass
+class RunningSystem:
+    base_url: str
+    process: subprocess.Popen[bytes]
+    var_dir: Path
+    port_offset: int
+    log: Path
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/e2e" in str(item.path):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
+    var_dir = tmp_path_factory.mktemp("hv-var")
+    database_url = f"{POSTGRES}/hv_e2e_{uuid.uuid4().hex[:10]}"
+    log = var_dir / "devstack.out"
+    cmd = [
+        sys.executable, "-m", "hemovision_gateway.devstack", "up",
+        "--port-offset", str(PORT_OFFSET), "--database-url", database_url,
+        "--redis-url", f"{REDIS}/12", "--var-dir", str(var_dir),
+    ]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    base_url = f"http://127.0.0.1:{8000 + PORT_OFFSET}"
+    deadline = time.monotonic() + 420
+    try:
+        while True:
+            text = log.read_text(errors="replace")
+            if "HemoVision is up" in text:
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"`hemovision up` exited with {proc.returncode}:\n{text[-4000:]}", pytrace=False)
+            if time.monotonic() > deadline:
+                pytest.fail(f"`hemovision up` not ready after 420 s:\n{text[-4000:]}", pytrace=False)
+            time.sleep(1)
+        yield RunningSystem(base_url, proc, var_dir, PORT_OFFSET, log)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        drop_database(database_url)
+
+
+@pytest.fixture(scope="session")
+def client(system: RunningSystem) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=system.base_url, timeout=60) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def test_images() -> list[tuple[str, Path]]:
+    """(label, path) of a few PBC images from the test split."""
+    if not (DATA / "splits.csv").exists():
+        pytest.fail(f"the PBC data set is required at {DATA}", pytrace=False)
+    picked: dict[str, Path] = {}
+    with (DATA / "splits.csv").open() as fh:
+        for row in csv.DictReader(fh):
+            if row["split"] == "test" and row["label"] not in picked:
+                picked[row["label"]] = DATA / row["path"]
+    return sorted(picked.items())
