@@ -1,0 +1,323 @@
+"""SQLAlchemy 2 Core queries on the `training` schema. Keyword-only arguments throughout.
+
+The registry and the training jobs are platform-wide (ml_engineer and platform_admin are
+platform roles without an organization), so these queries are not organization-scoped;
+nothing in this schema belongs to one organization.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, and_, func, insert, select, update
+
+from hemovision_training.tables import audit_log, model_versions, training_jobs
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
+TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
+REGISTERED, ACTIVE, RETIRED = "registered", "active", "retired"
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    status: str
+    config: dict[str, Any]
+    epoch: int
+    total_epochs: int
+    metrics: dict[str, Any]
+    phase: str
+    error: str
+    model_name: str
+    model_version: int | None
+    created_by: str
+    celery_task_id: str | None
+    created_at: dt.datetime
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    heartbeat_at: dt.datetime | None
+    updated_at: dt.datetime
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    name: str
+    version: int
+    path: str
+    status: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    training_config: dict[str, Any] = field(default_factory=dict)
+    data_hash: str = ""
+    parent_version: int | None = None
+    created_by: str = ""
+    job_id: str | None = None
+    created_at: dt.datetime | None = None
+    activated_at: dt.datetime | None = None
+    was_active: bool = False
+
+
+def _job(row: Any) -> Job:
+    return Job(**{k: row._mapping[k] for k in Job.__dataclass_fields__})
+
+
+def _version(row: Any) -> ModelVersion:
+    return ModelVersion(**{k: row._mapping[k] for k in ModelVersion.__dataclass_fields__})
+
+
+# ----------------------------------------------------------------------------- jobs
+
+
+def insert_job(
+    conn: Connection, *, job_id: str, config: dict[str, Any], model_name: str, total_epochs: int, created_by: str
+) -> Job:
+    row = conn.execute(
+        insert(training_jobs)
+        .values(
+            id=job_id,
+            status=QUEUED,
+            config=config,
+            model_name=model_name,
+            total_epochs=total_epochs,
+            created_by=created_by,
+            phase="queued",
+        )
+        .returning(*training_jobs.c)
+    ).one()
+    return _job(row)
+
+
+def set_job_task_id(conn: Connection, *, job_id: str, task_id: str) -> None:
+    conn.execute(update(training_jobs).where(training_jobs.c.id == job_id).values(celery_task_id=task_id))
+
+
+def get_job(conn: Connection, *, job_id: str) -> Job | None:
+    row = conn.execute(select(training_jobs).where(training_jobs.c.id == job_id)).one_or_none()
+    return _job(row) if row else None
+
+
+def list_jobs(conn: Connection, *, limit: int) -> list[Job]:
+    rows = conn.execute(select(training_jobs).order_by(training_jobs.c.created_at.desc()).limit(limit)).all()
+    return [_job(r) for r in rows]
+
+
+def mark_job_running(conn: Connection, *, job_id: str) -> bool:
+    """queued -> running. False if the job is no longer queued (cancelled, or a redelivered task)."""
+    result = conn.execute(
+        update(training_jobs)
+        .where(and_(training_jobs.c.id == job_id, training_jobs.c.status == QUEUED))
+        .values(status=RUNNING, started_at=func.now(), heartbeat_at=func.now(), updated_at=func.now(),
+                phase="loading data")
+    )
+    return result.rowcount == 1
+
+
+def update_job_progress(
+    conn: Connection,
+    *,
+    job_id: str,
+    epoch: int | None = None,
+    total_epochs: int | None = None,
+    metrics: dict[str, Any] | None = None,
+    phase: str | None = None,
+) -> str | None:
+    """Writes progress (and the heartbeat) of a running job; returns the job's status
+    after the update (not "running" = cancelled or reaped: the worker must stop)."""
+    values: dict[str, Any] = {"heartbeat_at": func.now(), "updated_at": func.now()}
+    if epoch is not None:
+        values["epoch"] = epoch
+    if total_epochs is not None:
+        values["total_epochs"] = total_epochs
+    if metrics is not None:
+        values["metrics"] = metrics
+    if phase is not None:
+        values["phase"] = phase
+    row = conn.execute(
+        update(training_jobs)
+        .where(and_(training_jobs.c.id == job_id, training_jobs.c.status == RUNNING))
+        .values(**values)
+        .returning(training_jobs.c.status)
+    ).one_or_none()
+    if row is not None:
+        return row.status
+    return conn.execute(select(training_jobs.c.status).where(training_jobs.c.id == job_id)).scalar_one_or_none()
+
+
+def touch_heartbeat(conn: Connection, *, job_id: str) -> None:
+    conn.execute(
+        update(training_jobs)
+        .where(and_(training_jobs.c.id == job_id, training_jobs.c.status == RUNNING))
+        .values(heartbeat_at=func.now())
+    )
+
+
+def finish_job(
+    conn: Connection, *, job_id: str, status: str, error: str = "", phase: str = "", model_version: int | None = None
+) -> bool:
+    """Ends a queued/running job (never overwrites an ended one). True if this call ended it."""
+    values: dict[str, Any] = {
+        "status": status,
+        "error": error,
+        "finished_at": func.now(),
+        "updated_at": func.now(),
+        "phase": phase or status,
+    }
+    if model_version is not None:
+        values["model_version"] = model_version
+    result = conn.execute(
+        update(training_jobs)
+        .where(and_(training_jobs.c.id == job_id, training_jobs.c.status.in_([QUEUED, RUNNING])))
+        .values(**values)
+    )
+    return result.rowcount == 1
+
+
+def reap_lost_jobs(conn: Connection, *, timeout_s: float) -> list[str]:
+    """Fails running jobs whose heartbeat is older than timeout_s; returns their ids."""
+    cutoff = func.now() - dt.timedelta(seconds=timeout_s)
+    rows = conn.execute(
+        update(training_jobs)
+        .where(and_(training_jobs.c.status == RUNNING, training_jobs.c.heartbeat_at < cutoff))
+        .values(
+            status=FAILED,
+            error=f"worker lost (no heartbeat for {timeout_s:g} s)",
+            phase=FAILED,
+            finished_at=func.now(),
+            updated_at=func.now(),
+        )
+        .returning(training_jobs.c.id)
+    ).all()
+    return [r.id for r in rows]
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def list_versions(conn: Connection, *, name: str) -> list[ModelVersion]:
+    rows = conn.execute(
+        select(model_versions).where(model_versions.c.name == name).order_by(model_versions.c.version.desc())
+    ).all()
+    return [_version(r) for r in rows]
+
+
+def get_version(conn: Connection, *, name: str, version: int) -> ModelVersion | None:
+    row = conn.execute(
+        select(model_versions).where(and_(model_versions.c.name == name, model_versions.c.version == version))
+    ).one_or_none()
+    return _version(row) if row else None
+
+
+def get_active(conn: Connection, *, name: str) -> ModelVersion | None:
+    row = conn.execute(
+        select(model_versions).where(and_(model_versions.c.name == name, model_versions.c.status == ACTIVE))
+    ).one_or_none()
+    return _version(row) if row else None
+
+
+def lock_model(conn: Connection, *, name: str) -> list[ModelVersion]:
+    """SELECT ... FOR UPDATE on every version row of `name` (serializes activations)."""
+    rows = conn.execute(
+        select(model_versions)
+        .where(model_versions.c.name == name)
+        .order_by(model_versions.c.version)
+        .with_for_update()
+    ).all()
+    return [_version(r) for r in rows]
+
+
+def insert_version(
+    conn: Connection,
+    *,
+    name: str,
+    version: int,
+    path: str,
+    metrics: dict[str, Any],
+    training_config: dict[str, Any],
+    data_hash: str,
+    parent_version: int | None,
+    created_by: str,
+    job_id: str | None,
+) -> ModelVersion:
+    row = conn.execute(
+        insert(model_versions)
+        .values(
+            name=name,
+            version=version,
+            path=path,
+            status=REGISTERED,
+            metrics=metrics,
+            training_config=training_config,
+            data_hash=data_hash,
+            parent_version=parent_version,
+            created_by=created_by,
+            job_id=job_id,
+        )
+        .returning(*model_versions.c)
+    ).one()
+    return _version(row)
+
+
+def set_active(conn: Connection, *, name: str, version: int) -> ModelVersion:
+    """Retires the current active version of `name` and activates `version` (call under lock_model)."""
+    conn.execute(
+        update(model_versions)
+        .where(and_(model_versions.c.name == name, model_versions.c.status == ACTIVE))
+        .values(status=RETIRED)
+    )
+    row = conn.execute(
+        update(model_versions)
+        .where(and_(model_versions.c.name == name, model_versions.c.version == version))
+        .values(status=ACTIVE, activated_at=func.now(), was_active=True)
+        .returning(*model_versions.c)
+    ).one()
+    return _version(row)
+
+
+def max_version(conn: Connection, *, name: str) -> int:
+    return int(conn.execute(select(func.coalesce(func.max(model_versions.c.version), 0)).where(
+        model_versions.c.name == name)).scalar_one())
+
+
+# ----------------------------------------------------------------------------- audit
+
+
+def insert_audit(
+    conn: Connection,
+    *,
+    user_id: str,
+    organization_id: str,
+    role: str,
+    action: str,
+    target_type: str,
+    target_id: str,
+    details: dict[str, Any],
+) -> int:
+    return int(
+        conn.execute(
+            insert(audit_log)
+            .values(
+                user_id=user_id,
+                organization_id=organization_id,
+                role=role,
+                action=action,
+                target_type=target_type,
+                target_id=target_id,
+                details=details,
+            )
+            .returning(audit_log.c.id)
+        ).scalar_one()
+    )
+
+
+def mark_audit_forwarded(conn: Connection, *, audit_id: int) -> None:
+    conn.execute(update(audit_log).where(audit_log.c.id == audit_id).values(forwarded=True))
+
+
+def list_audit(conn: Connection, *, limit: int = 100) -> list[dict[str, Any]]:
+    rows = conn.execute(select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)).all()
+    return [dict(r._mapping) for r in rows]

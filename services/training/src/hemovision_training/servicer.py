@@ -1,0 +1,160 @@
+"""TrainingServiceServicer: protobuf <-> domain objects, role checks, nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+from google.protobuf import struct_pb2, timestamp_pb2
+
+from hemovision.training.v1 import training_pb2, training_pb2_grpc
+from hemovision_tokens import ML_ENGINEER, PLATFORM_ADMIN, current_principal, require_role
+from hemovision_training import repository as repo
+from hemovision_training.registry import Actor
+from hemovision_training.service import TrainingRequest, TrainingService
+
+JOB_STATUS = {
+    repo.QUEUED: training_pb2.JOB_STATUS_QUEUED,
+    repo.RUNNING: training_pb2.JOB_STATUS_RUNNING,
+    repo.SUCCEEDED: training_pb2.JOB_STATUS_SUCCEEDED,
+    repo.FAILED: training_pb2.JOB_STATUS_FAILED,
+    repo.CANCELLED: training_pb2.JOB_STATUS_CANCELLED,
+}
+VERSION_STATUS = {
+    repo.REGISTERED: training_pb2.VERSION_STATUS_REGISTERED,
+    repo.ACTIVE: training_pb2.VERSION_STATUS_ACTIVE,
+    repo.RETIRED: training_pb2.VERSION_STATUS_RETIRED,
+}
+TRAINERS = (ML_ENGINEER, PLATFORM_ADMIN)
+
+
+def _ts(value) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def _scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    return {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _actor() -> Actor:
+    p = current_principal()
+    return Actor(user_id=p.user_id, organization_id=p.organization_id, role=p.role, token=p.token)
+
+
+def job_to_proto(job: repo.Job) -> training_pb2.TrainingJob:
+    c = job.config
+    return training_pb2.TrainingJob(
+        id=job.id,
+        status=JOB_STATUS.get(job.status, training_pb2.JOB_STATUS_UNSPECIFIED),
+        config=training_pb2.TrainingConfig(
+            data_dir=c.get("data_dir", ""),
+            model_name=c.get("model_name", ""),
+            epochs=int(c.get("epochs", 0)),
+            batch_size=int(c.get("batch_size", 0)),
+            input_size=int(c.get("input_size", 0)),
+            seed=int(c.get("seed", 0)),
+            limit_per_class=int(c.get("limit_per_class", 0)),
+            learning_rate=float(c.get("learning_rate", 0.0)),
+            auto_activate=bool(c.get("auto_activate", False)),
+            parent_version=int(c.get("parent_version", 0)),
+        ),
+        epoch=job.epoch,
+        total_epochs=job.total_epochs,
+        metrics=_scalars(job.metrics),
+        model_version=job.model_version or 0,
+        error=job.error,
+        created_by=job.created_by,
+        created_at=_ts(job.created_at),
+        started_at=_ts(job.started_at),
+        finished_at=_ts(job.finished_at),
+        phase=job.phase,
+    )
+
+
+def version_to_proto(v: repo.ModelVersion) -> training_pb2.ModelVersion:
+    cfg = struct_pb2.Struct()
+    cfg.update({k: val for k, val in (v.training_config or {}).items()})
+    return training_pb2.ModelVersion(
+        name=v.name,
+        version=v.version,
+        path=v.path,
+        status=VERSION_STATUS.get(v.status, training_pb2.VERSION_STATUS_UNSPECIFIED),
+        metrics=_scalars(v.metrics),
+        training_config=cfg,
+        data_hash=v.data_hash,
+        parent_version=v.parent_version or 0,
+        created_by=v.created_by,
+        created_at=_ts(v.created_at),
+        activated_at=_ts(v.activated_at),
+        job_id=v.job_id or "",
+        was_active=v.was_active,
+    )
+
+
+class TrainingServiceServicer(training_pb2_grpc.TrainingServiceServicer):
+    def __init__(self, service: TrainingService, *, revoke: Callable[[str], None] | None = None) -> None:
+        self._service = service
+        self._revoke = revoke
+
+    async def StartTrainingJob(self, request, context):
+        require_role(*TRAINERS)
+        c = request.config
+        job = await self._service.start_job(
+            _actor(),
+            TrainingRequest(
+                data_dir=c.data_dir,
+                model_name=c.model_name,
+                epochs=c.epochs,
+                batch_size=c.batch_size,
+                input_size=c.input_size,
+                seed=c.seed,
+                limit_per_class=c.limit_per_class,
+                learning_rate=c.learning_rate,
+                auto_activate=c.auto_activate,
+                parent_version=c.parent_version,
+            ),
+        )
+        return job_to_proto(job)
+
+    async def GetTrainingJob(self, request, context):
+        require_role(*TRAINERS)
+        return job_to_proto(await self._service.get_job(request.id))
+
+    async def ListTrainingJobs(self, request, context):
+        require_role(*TRAINERS)
+        jobs = await self._service.list_jobs(request.limit)
+        return training_pb2.ListTrainingJobsResponse(jobs=[job_to_proto(j) for j in jobs])
+
+    async def WatchTrainingJob(self, request, context):
+        require_role(*TRAINERS)
+        async for job in self._service.watch_job(request.id):
+            yield job_to_proto(job)
+
+    async def CancelTrainingJob(self, request, context):
+        require_role(*TRAINERS)
+        return job_to_proto(await self._service.cancel_job(_actor(), request.id, revoke=self._revoke))
+
+    async def ListModelVersions(self, request, context):
+        current_principal()  # any signed-in user
+        versions = await self._service.list_versions(request.model_name)
+        return training_pb2.ListModelVersionsResponse(versions=[version_to_proto(v) for v in versions])
+
+    async def GetModelVersion(self, request, context):
+        current_principal()
+        return version_to_proto(await self._service.get_version(request.model_name, request.version))
+
+    async def GetActiveModelVersion(self, request, context):
+        # Public: inference replicas reconcile with it without a token.
+        return version_to_proto(await self._service.get_active(request.model_name))
+
+    async def ActivateModelVersion(self, request, context):
+        require_role(*TRAINERS)
+        version = await self._service.activate(
+            _actor(), request.model_name, request.version, force=request.force, reason=request.reason
+        )
+        return version_to_proto(version)

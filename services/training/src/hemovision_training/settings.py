@@ -1,0 +1,54 @@
+"""Settings of the training service and its Celery worker (env prefix HV_TRAINING_)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
+
+from hemovision_grpc_server import GrpcServiceSettings
+
+DEFAULT_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/hemovision"
+
+
+class Settings(GrpcServiceSettings):
+    """Everything the training service (server, worker, CLI) reads from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="HV_TRAINING_", env_file=".env", extra="ignore")
+
+    port: int = 50056
+    # HV_TRAINING_DATABASE_URL overrides the shared HV_DATABASE_URL.
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        validation_alias=AliasChoices("HV_TRAINING_DATABASE_URL", "HV_DATABASE_URL"),
+    )
+    # Celery broker + progress pub/sub (channel hv:training:job:<id>).
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("HV_TRAINING_REDIS_URL", "HV_REDIS_URL"),
+    )
+    # Where published SavedModels live: <model_base>/<model_name>/<version>/.
+    model_base: str = Field(default="models", validation_alias=AliasChoices("HV_TRAINING_MODEL_BASE", "HV_MODEL_BASE"))
+    model_name: str = Field(default="hemovision", validation_alias=AliasChoices("HV_TRAINING_MODEL_NAME", "HV_MODEL_NAME"))
+    # Auth service (public keys for token verification).
+    auth_addr: str = "127.0.0.1:50051"
+    # History service (audit events). Empty = only the local training.audit_log.
+    history_addr: str = "127.0.0.1:50054"
+    history_timeout_s: float = 3.0
+    db_pool_size: int = 5
+
+    # Quality gate: a candidate's ECE (15 bins, test split) must not exceed this.
+    ece_limit: float = 0.01
+
+    # Worker liveness: the worker touches heartbeat_at at least this often (and every epoch) ...
+    heartbeat_interval_s: float = 30.0
+    # ... and the reaper fails a running job whose heartbeat is older than this.
+    heartbeat_timeout_s: float = 300.0
+    reaper_interval_s: float = 15.0
+    # WatchTrainingJob re-reads the job at least this often even without a pub/sub message.
+    watch_poll_s: float = 5.0
+
+    # Per-job working directories (checkpoints, logs, report) and the preprocessed-data cache.
+    work_dir: str = "var/training"
+
+    # Celery queue for training tasks.
+    queue: str = "training"

@@ -1,0 +1,94 @@
+"""The `training` schema: model registry, training jobs and the local audit log."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+SCHEMA = "training"
+metadata = MetaData(schema=SCHEMA)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("name", String(100), nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("path", Text, nullable=False),
+    # registered | active | retired
+    Column("status", String(16), nullable=False, server_default="registered"),
+    Column("metrics", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("training_config", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("data_hash", String(128), nullable=False, server_default=""),
+    Column("parent_version", BigInteger, nullable=True),
+    Column("created_by", String(64), nullable=False, server_default=""),
+    Column("job_id", UUID(as_uuid=False), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("activated_at", DateTime(timezone=True), nullable=True),
+    Column("was_active", Boolean, nullable=False, server_default=text("false")),
+    UniqueConstraint("name", "version", name="uq_model_versions_name_version"),
+    # At most one active version per model name, enforced by PostgreSQL.
+    Index(
+        "uq_model_versions_one_active",
+        "name",
+        unique=True,
+        postgresql_where=text("status = 'active'"),
+    ),
+)
+
+training_jobs = Table(
+    "training_jobs",
+    metadata,
+    Column("id", UUID(as_uuid=False), primary_key=True),
+    # queued | running | succeeded | failed | cancelled
+    Column("status", String(16), nullable=False),
+    Column("config", JSONB, nullable=False),
+    Column("epoch", Integer, nullable=False, server_default="0"),
+    Column("total_epochs", Integer, nullable=False, server_default="0"),
+    Column("metrics", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("phase", String(200), nullable=False, server_default=""),
+    Column("error", Text, nullable=False, server_default=""),
+    Column("model_name", String(100), nullable=False),
+    Column("model_version", BigInteger, nullable=True),
+    Column("created_by", String(64), nullable=False, server_default=""),
+    Column("celery_task_id", String(64), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("heartbeat_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_training_jobs_created_at", "created_at"),
+    Index("ix_training_jobs_running_heartbeat", "heartbeat_at", postgresql_where=text("status = 'running'")),
+)
+
+# Every activation / force / rollback is written here in the same transaction as the
+# registry change, and also sent to the history service (best effort): nothing is lost.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("user_id", String(64), nullable=False, server_default=""),
+    Column("organization_id", String(64), nullable=False, server_default=""),
+    Column("role", String(32), nullable=False, server_default=""),
+    Column("action", String(64), nullable=False),
+    Column("target_type", String(64), nullable=False),
+    Column("target_id", String(200), nullable=False),
+    Column("details", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    # Whether the event also reached the history service.
+    Column("forwarded", Boolean, nullable=False, server_default=text("false")),
+)
