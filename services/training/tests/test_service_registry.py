@@ -1,0 +1,286 @@
+"""Registry, quality gate, activation, rollback, roles and racing activations, through the real
+in-process gRPC server on a real PostgreSQL (schema migrated by the service's own Alembic)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import grpc
+import pytest
+from sqlalchemy import text
+
+from hemovision.training.v1 import training_pb2, training_pb2_grpc
+from hemovision_database import create_db_engine, run_migrations
+from hemovision_tokens import bearer_metadata
+from hemovision_tokens.testing import TokenFactory
+from hemovision_training import registry
+from hemovision_training import repository as repo
+from hemovision_training.__main__ import MIGRATIONS_DIR
+from hemovision_training.server import create_server
+from hemovision_training.settings import Settings
+
+NAME = "hemovision"
+
+
+class RecordingSink:
+    """Stands in for the history service behind our own AuditSink interface."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.events: list[tuple[str, str, str]] = []
+        self.fail = fail
+
+    async def record(self, events, *, token):
+        if self.fail:
+            raise ConnectionError("history down")
+        self.events.extend((e.action, e.target_id, token) for e in events)
+        return [e.id for e in events]
+
+
+@pytest.fixture(scope="module")
+def engine(postgres_url):
+    run_migrations(migrations_dir=MIGRATIONS_DIR, url=postgres_url, schema="training")
+    eng = create_db_engine(postgres_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def clean(engine):
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE training.model_versions, training.audit_log, training.training_jobs"))
+    return engine
+
+
+@pytest.fixture(scope="module")
+def tokens():
+    return TokenFactory()
+
+
+@pytest.fixture
+async def env(clean, postgres_url, redis_url, tokens, tmp_path):
+    settings = Settings(port=0, database_url=postgres_url, redis_url=redis_url, model_base=str(tmp_path / "models"),
+                        ece_limit=0.01)
+    sink = RecordingSink()
+    server = await create_server(settings, engine=clean, verifier=tokens.verifier(redis_url=redis_url),
+                                 audit_sink=sink, start_reaper=False)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    stub = training_pb2_grpc.TrainingServiceStub(channel)
+    yield stub, clean, sink, settings
+    await channel.close()
+    await server.stop(0)
+
+
+def md(tokens, role, user_id=None):
+    return bearer_metadata(tokens.issue(role=role, user_id=user_id))
+
+
+def add_version(engine, version, *, macro_f1, ece, status="registered", was_active=False):
+    with engine.begin() as conn:
+        repo.insert_version(conn, name=NAME, version=version, path=f"/models/{NAME}/{version}",
+                            metrics={"macro_f1": macro_f1, "ece": ece, "accuracy": macro_f1},
+                            training_config={"epochs": 1}, data_hash="sha256:x", parent_version=None,
+                            created_by="u1", job_id=None)
+        if status != "registered" or was_active:
+            conn.execute(text("UPDATE training.model_versions SET status=:s, was_active=:w WHERE version=:v"),
+                         {"s": status, "w": was_active, "v": version})
+
+
+def audit_actions(engine):
+    with engine.begin() as conn:
+        return [(r["action"], r["target_id"], r["user_id"], r["forwarded"]) for r in reversed(repo.list_audit(conn))]
+
+
+async def test_list_get_active_and_public_active(env, tokens):
+    stub, engine, _, _ = env
+    add_version(engine, 1, macro_f1=0.97, ece=0.005, status="active", was_active=True)
+    add_version(engine, 2, macro_f1=0.98, ece=0.004)
+    reply = await stub.ListModelVersions(training_pb2.ListModelVersionsRequest(), metadata=md(tokens, "lab_user"),
+                                         timeout=10)
+    assert [v.version for v in reply.versions] == [2, 1]
+    assert reply.versions[1].status == training_pb2.VERSION_STATUS_ACTIVE
+    assert reply.versions[0].metrics["macro_f1"] == pytest.approx(0.98)
+    assert reply.versions[0].training_config["epochs"] == 1
+    # GetActiveModelVersion is public: inference replicas call it without a token.
+    active = await stub.GetActiveModelVersion(training_pb2.GetActiveModelVersionRequest(), timeout=10)
+    assert active.version == 1 and active.was_active
+    one = await stub.GetModelVersion(training_pb2.GetModelVersionRequest(version=2), metadata=md(tokens, "lab_user"),
+                                     timeout=10)
+    assert one.version == 2
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.GetModelVersion(training_pb2.GetModelVersionRequest(version=9), metadata=md(tokens, "lab_user"),
+                                   timeout=10)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.ListModelVersions(training_pb2.ListModelVersionsRequest(), timeout=10)
+    assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_no_active_version_is_not_found(env):
+    stub, _, _, _ = env
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.GetActiveModelVersion(training_pb2.GetActiveModelVersionRequest(), timeout=10)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_gate_refuses_worse_model_force_and_rollback_are_audited(env, tokens):
+    stub, engine, sink, _ = env
+    add_version(engine, 1, macro_f1=0.98, ece=0.005, status="active", was_active=True)
+    add_version(engine, 2, macro_f1=0.95, ece=0.004)  # worse macro-F1
+    add_version(engine, 3, macro_f1=0.99, ece=0.05)  # ECE over the limit
+    eng = md(tokens, "ml_engineer", user_id="11111111-1111-1111-1111-111111111111")
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.ActivateModelVersion(training_pb2.ActivateModelVersionRequest(version=2), metadata=eng, timeout=10)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "macro_f1 0.9500 is below the active version 1's 0.9800" in info.value.details()
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.ActivateModelVersion(training_pb2.ActivateModelVersionRequest(version=3), metadata=eng, timeout=10)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "ECE 0.0500 is above the limit 0.0100" in info.value.details()
+    # force is platform_admin only
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.ActivateModelVersion(training_pb2.ActivateModelVersionRequest(version=2, force=True),
+                                        metadata=eng, timeout=10)
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    active = await stub.GetActiveModelVersion(training_pb2.GetActiveModelVersionRequest(), timeout=10)
+    assert active.version == 1  # nothing changed
+
+    admin_token = tokens.issue(role="platform_admin", user_id="22222222-2222-2222-2222-222222222222")
+    v2 = await stub.ActivateModelVersion(
+        training_pb2.ActivateModelVersionRequest(version=2, force=True, reason="hotfix"),
+        metadata=bearer_metadata(admin_token), timeout=10)
+    assert v2.status == training_pb2.VERSION_STATUS_ACTIVE and v2.was_active
+    listed = {v.version: v.status for v in (await stub.ListModelVersions(
+        training_pb2.ListModelVersionsRequest(), metadata=eng, timeout=10)).versions}
+    assert listed == {1: training_pb2.VERSION_STATUS_RETIRED, 2: training_pb2.VERSION_STATUS_ACTIVE,
+                      3: training_pb2.VERSION_STATUS_REGISTERED}
+
+    # Rolling back to version 1 (was active) is allowed although... it is better anyway; roll
+    # back to 2 afterwards, which is WORSE than 1: still allowed, because it was active before.
+    v1 = await stub.ActivateModelVersion(training_pb2.ActivateModelVersionRequest(version=1, reason="rollback"),
+                                         metadata=eng, timeout=10)
+    assert v1.status == training_pb2.VERSION_STATUS_ACTIVE
+    v2 = await stub.ActivateModelVersion(training_pb2.ActivateModelVersionRequest(version=2), metadata=eng, timeout=10)
+    assert v2.status == training_pb2.VERSION_STATUS_ACTIVE
+
+    actions = audit_actions(engine)
+    assert [a[0] for a in actions] == ["model.activate.force", "model.rollback", "model.rollback"]
+    assert actions[0][2] == "22222222-2222-2222-2222-222222222222"
+    assert all(a[3] for a in actions)  # forwarded to history
+    assert sink.events[0] == ("model.activate.force", f"{NAME}:2", admin_token)
+    with engine.begin() as conn:
+        details = conn.execute(text("SELECT details FROM training.audit_log WHERE action='model.activate.force'")).scalar_one()
+    assert details["force"] is True and details["reason"] == "hotfix" and details["gate"]["passed"] is False
+
+
+async def test_better_model_activates_through_the_gate(env, tokens):
+    stub, engine, _, _ = env
+    add_version(engine, 1, macro_f1=0.97, ece=0.005, status="active", was_active=True)
+    add_version(engine, 2, macro_f1=0.98, ece=0.006)
+    v = await stub.ActivateModelVersion(training_pb2.ActivateModelVersionRequest(version=2),
+                                        metadata=md(tokens, "platform_admin"), timeout=10)
+    assert v.status == training_pb2.VERSION_STATUS_ACTIVE and v.activated_at.seconds > 0
+    assert [a[0] for a in audit_actions(engine)] == ["model.activate"]
+
+
+async def test_lab_user_and_org_admin_cannot_activate_or_train(env, tokens):
+    stub, engine, _, _ = env
+    add_version(engine, 1, macro_f1=0.97, ece=0.005)
+    for role in ("lab_user", "org_admin"):
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.ActivateModelVersion(training_pb2.ActivateModelVersionRequest(version=1),
+                                            metadata=md(tokens, role), timeout=10)
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.StartTrainingJob(
+                training_pb2.StartTrainingJobRequest(config=training_pb2.TrainingConfig(data_dir="/x", epochs=1)),
+                metadata=md(tokens, role), timeout=10)
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.ListTrainingJobs(training_pb2.ListTrainingJobsRequest(), metadata=md(tokens, role), timeout=10)
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def test_racing_activations_never_leave_two_actives(env, tokens):
+    stub, engine, _, _ = env
+    add_version(engine, 1, macro_f1=0.95, ece=0.005, status="active", was_active=True)
+    for v in range(2, 8):
+        add_version(engine, v, macro_f1=0.95 + v / 1000, ece=0.005)
+    admin = md(tokens, "platform_admin")
+    for _ in range(3):
+        # the same version from many callers at once, and different versions at once
+        calls = [stub.ActivateModelVersion(training_pb2.ActivateModelVersionRequest(version=7), metadata=admin,
+                                           timeout=20) for _ in range(4)]
+        calls += [stub.ActivateModelVersion(training_pb2.ActivateModelVersionRequest(version=v), metadata=admin,
+                                            timeout=20) for v in range(2, 7)]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        for r in results:
+            if isinstance(r, grpc.aio.AioRpcError):
+                # a loser may be refused by the gate against the winner, never anything else
+                assert r.code() == grpc.StatusCode.FAILED_PRECONDITION, r.details()
+        with engine.begin() as conn:
+            actives = conn.execute(text("SELECT version FROM training.model_versions WHERE status='active'")).all()
+        assert len(actives) == 1
+    # every successful same-version call saw version 7 active
+    same = [r for r in results[:4]]
+    assert all(not isinstance(r, Exception) and r.version == 7 and r.status == training_pb2.VERSION_STATUS_ACTIVE
+               for r in same)
+    # the database itself refuses a second active row
+    with pytest.raises(Exception, match="uq_model_versions_one_active"):
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE training.model_versions SET status='active' WHERE version=2"))
+
+
+async def test_history_down_still_activates_and_keeps_the_audit_row(clean, postgres_url, redis_url, tokens, tmp_path):
+    settings = Settings(port=0, database_url=postgres_url, redis_url=redis_url, model_base=str(tmp_path))
+    server = await create_server(settings, engine=clean, verifier=tokens.verifier(redis_url=redis_url),
+                                 audit_sink=RecordingSink(fail=True), start_reaper=False)
+    try:
+        add_version(clean, 1, macro_f1=0.97, ece=0.005)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+            stub = training_pb2_grpc.TrainingServiceStub(ch)
+            v = await stub.ActivateModelVersion(training_pb2.ActivateModelVersionRequest(version=1),
+                                                metadata=md(tokens, "ml_engineer"), timeout=10)
+        assert v.status == training_pb2.VERSION_STATUS_ACTIVE
+        assert [(a[0], a[3]) for a in audit_actions(clean)] == [("model.activate", False)]
+    finally:
+        await server.stop(0)
+
+
+def _publish_fake(model_base: Path, version: int, macro_f1: float) -> None:
+    d = model_base / NAME / str(version)
+    (d / "assets.extra").mkdir(parents=True)
+    (d / "saved_model.pb").write_bytes(b"")
+    meta = {"metrics": {"test": {"macro_f1": macro_f1, "accuracy": macro_f1, "ece_after": 0.004,
+                                 "confusion_matrix": [[1]], "per_class": {"basophil": {"f1": 0.9}}}},
+            "data_hash": "sha256:abc", "training": {"epochs": 3}}
+    (d / "assets.extra" / "hemovision.json").write_text(json.dumps(meta))
+
+
+def test_register_existing_registers_missing_and_activates_highest(clean, tmp_path):
+    base = tmp_path / "models"
+    _publish_fake(base, 1, 0.97)
+    _publish_fake(base, 2, 0.98)
+    (base / NAME / ".tmp-3-abc").mkdir()  # a half-written export is never registered
+    with clean.begin() as conn:
+        added, activated, _ = registry.register_existing(conn, model_base=base, name=NAME)
+    assert added == [1, 2] and activated == 2
+    with clean.begin() as conn:
+        versions = {v.version: v for v in repo.list_versions(conn, name=NAME)}
+        assert versions[2].status == "active" and versions[2].was_active
+        assert versions[2].metrics["ece"] == pytest.approx(0.004)  # from ece_after
+        assert versions[2].metrics["per_class.basophil.f1"] == pytest.approx(0.9)
+        assert versions[1].status == "registered" and versions[2].data_hash == "sha256:abc"
+    _publish_fake(base, 3, 0.99)
+    with clean.begin() as conn:
+        added, activated, _ = registry.register_existing(conn, model_base=base, name=NAME)
+    assert added == [3] and activated is None  # an active version exists: left alone
+
+
+def test_migrate_command_is_idempotent(postgres_url, monkeypatch):
+    from hemovision_training.__main__ import main
+
+    monkeypatch.setenv("HV_TRAINING_DATABASE_URL", postgres_url)
+    assert main(["migrate"]) == 0
+    assert main(["migrate"]) == 0
