@@ -1,0 +1,168 @@
+"""Domain objects of the history service (no gRPC, no SQL)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+ROLE_LAB_USER = "lab_user"
+ROLE_ORG_ADMIN = "org_admin"
+ROLE_ML_ENGINEER = "ml_engineer"
+ROLE_PLATFORM_ADMIN = "platform_admin"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The verified caller a request acts for (from the token, never from the body)."""
+
+    user_id: str
+    organization_id: str
+    role: str
+
+
+@dataclass
+class NewPrediction:
+    """What RecordPrediction stores (validated by the service)."""
+
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    needs_review: bool
+    review_reasons: list[str]
+    model_name: str
+    model_version: int
+    temperature: float
+    ood_score: float
+    timings_ms: dict[str, float]
+    image_sha256: str
+    filename: str
+    sample_id: str
+    slide_id: str
+    note: str
+    batch_id: str | None
+
+
+@dataclass
+class Prediction:
+    id: str
+    organization_id: str
+    user_id: str
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    needs_review: bool
+    review_reasons: list[str]
+    model_name: str
+    model_version: int
+    temperature: float
+    ood_score: float
+    timings_ms: dict[str, float]
+    image_sha256: str
+    filename: str
+    sample_id: str
+    slide_id: str
+    note: str
+    batch_id: str | None
+    image_key: str | None
+    heatmap_key: str | None
+    reviewed_label: str | None
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+    review_comment: str | None
+    created_at: datetime
+
+
+@dataclass
+class PredictionFilter:
+    label: str = ""
+    created_start: datetime | None = None
+    created_end: datetime | None = None
+    needs_review: bool | None = None
+    model_version: int = 0
+    sample_id: str = ""
+    reviewed: bool | None = None
+    batch_id: str = ""
+
+
+@dataclass
+class Page(Generic[T]):
+    items: list[T]
+    next_cursor: str = ""
+
+
+@dataclass
+class Batch:
+    id: str
+    organization_id: str
+    user_id: str
+    status: str  # queued | running | completed | failed
+    total: int
+    sample_id: str
+    slide_id: str
+    note: str
+    created_at: datetime
+    completed_at: datetime | None
+    succeeded: int = 0
+    failed: int = 0
+    label_counts: dict[str, int] = field(default_factory=dict)
+    needs_review: int = 0
+
+
+@dataclass
+class BatchItem:
+    batch_id: str
+    index: int
+    filename: str
+    status: str  # succeeded | failed
+    prediction_id: str | None
+    error: str
+    prediction: Prediction | None = None
+
+
+@dataclass
+class AuditEvent:
+    id: str
+    organization_id: str
+    user_id: str
+    action: str
+    target_type: str
+    target_id: str
+    details: dict
+    created_at: datetime
+
+
+@dataclass
+class DailyCount:
+    day: str
+    count: int
+    needs_review: int
+
+
+@dataclass
+class ModelCount:
+    model_name: str
+    model_version: int
+    count: int
+    mean_confidence: float
+
+
+@dataclass
+class ClassAgreement:
+    label: str
+    reviewed: int
+    agreed: int
+
+
+@dataclass
+class Statistics:
+    total: int
+    label_counts: dict[str, int]
+    mean_confidence: float
+    review_rate: float
+    reviewed: int
+    daily: list[DailyCount]
+    by_model: list[ModelCount]
+    agreement: list[ClassAgreement]

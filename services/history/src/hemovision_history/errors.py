@@ -1,0 +1,50 @@
+"""Domain errors of the history service; each knows its gRPC status."""
+
+from __future__ import annotations
+
+from hemovision_grpc_server import InvalidArgument, NotFound, PermissionDenied
+
+
+class PredictionNotFound(NotFound):
+    def __init__(self, prediction_id: str) -> None:
+        super().__init__(f"prediction {prediction_id} not found")
+
+
+class BatchNotFound(NotFound):
+    def __init__(self, batch_id: str) -> None:
+        super().__init__(f"batch {batch_id} not found")
+
+
+class BlobNotFound(NotFound):
+    def __init__(self, prediction_id: str, kind: str) -> None:
+        super().__init__(f"prediction {prediction_id} has no stored {kind}")
+
+
+class InvalidRequest(InvalidArgument):
+    """A request that fails validation; the message says which field and why."""
+
+
+class InvalidCursor(InvalidArgument):
+    def __init__(self) -> None:
+        super().__init__("invalid page cursor")
+
+
+class NoOrganization(PermissionDenied):
+    def __init__(self) -> None:
+        super().__init__("this action needs a user that belongs to an organization")
+
+
+class RoleRequired(PermissionDenied):
+    def __init__(self, roles: tuple[str, ...]) -> None:
+        super().__init__(f"requires role: {', '.join(roles)}")
+
+
+__all__ = [
+    "BatchNotFound",
+    "BlobNotFound",
+    "InvalidCursor",
+    "InvalidRequest",
+    "NoOrganization",
+    "PredictionNotFound",
+    "RoleRequired",
+]

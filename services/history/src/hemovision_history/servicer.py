@@ -1,0 +1,289 @@
+"""HistoryServicer: protobuf <-> domain objects only; everything else is in service.py."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+import json
+from datetime import UTC, datetime
+
+from google.protobuf import empty_pb2, timestamp_pb2
+from hemovision.common.v1 import common_pb2
+from hemovision.history.v1 import history_pb2, history_pb2_grpc
+from hemovision_tokens import current_principal
+
+from hemovision_history import domain
+from hemovision_history.service import HistoryService
+
+_BATCH_STATUS = {
+    "queued": history_pb2.BATCH_STATUS_QUEUED,
+    "running": history_pb2.BATCH_STATUS_RUNNING,
+    "completed": history_pb2.BATCH_STATUS_COMPLETED,
+    "failed": history_pb2.BATCH_STATUS_FAILED,
+}
+_ITEM_STATUS = {
+    "succeeded": history_pb2.BATCH_ITEM_STATUS_SUCCEEDED,
+    "failed": history_pb2.BATCH_ITEM_STATUS_FAILED,
+}
+_ITEM_STATUS_IN = {v: k for k, v in _ITEM_STATUS.items()}
+_BLOB_KIND = {history_pb2.BLOB_KIND_IMAGE: "image", history_pb2.BLOB_KIND_HEATMAP: "heatmap"}
+
+
+def _caller() -> domain.Caller:
+    p = current_principal()
+    return domain.Caller(user_id=p.user_id, organization_id=p.organization_id, role=p.role)
+
+
+def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+def _from_ts(msg, field: str) -> datetime | None:  # noqa: ANN001
+    if not msg.HasField(field):
+        return None
+    return getattr(msg, field).ToDatetime(tzinfo=UTC)
+
+
+def prediction_to_pb(p: domain.Prediction) -> history_pb2.Prediction:
+    return history_pb2.Prediction(
+        id=p.id,
+        organization_id=p.organization_id,
+        user_id=p.user_id,
+        label=p.label,
+        confidence=p.confidence,
+        probabilities=p.probabilities,
+        needs_review=p.needs_review,
+        review_reasons=p.review_reasons,
+        model=common_pb2.ModelRef(name=p.model_name, version=p.model_version),
+        timings_ms=p.timings_ms,
+        image_sha256=p.image_sha256,
+        filename=p.filename,
+        sample_id=p.sample_id,
+        slide_id=p.slide_id,
+        note=p.note,
+        batch_id=p.batch_id or "",
+        has_image=p.image_key is not None,
+        has_heatmap=p.heatmap_key is not None,
+        reviewed_label=p.reviewed_label or "",
+        reviewed_by=p.reviewed_by or "",
+        reviewed_at=_ts(p.reviewed_at),
+        review_comment=p.review_comment or "",
+        created_at=_ts(p.created_at),
+        temperature=p.temperature,
+        ood_score=p.ood_score,
+    )
+
+
+def new_prediction_from_pb(p: history_pb2.Prediction) -> domain.NewPrediction:
+    return domain.NewPrediction(
+        label=p.label,
+        confidence=p.confidence,
+        probabilities=dict(p.probabilities),
+        needs_review=p.needs_review,
+        review_reasons=list(p.review_reasons),
+        model_name=p.model.name,
+        model_version=p.model.version,
+        temperature=p.temperature,
+        ood_score=p.ood_score,
+        timings_ms=dict(p.timings_ms),
+        image_sha256=p.image_sha256,
+        filename=p.filename,
+        sample_id=p.sample_id,
+        slide_id=p.slide_id,
+        note=p.note,
+        batch_id=p.batch_id,
+    )
+
+
+def filter_from_pb(f: history_pb2.PredictionFilter) -> domain.PredictionFilter:
+    return domain.PredictionFilter(
+        label=f.label,
+        created_start=_from_ts(f.created, "start"),
+        created_end=_from_ts(f.created, "end"),
+        needs_review=f.needs_review if f.HasField("needs_review") else None,
+        model_version=f.model_version,
+        sample_id=f.sample_id,
+        reviewed=f.reviewed if f.HasField("reviewed") else None,
+        batch_id=f.batch_id,
+    )
+
+
+def batch_to_pb(b: domain.Batch) -> history_pb2.Batch:
+    return history_pb2.Batch(
+        id=b.id,
+        organization_id=b.organization_id,
+        user_id=b.user_id,
+        status=_BATCH_STATUS.get(b.status, history_pb2.BATCH_STATUS_UNSPECIFIED),
+        total=b.total,
+        succeeded=b.succeeded,
+        failed=b.failed,
+        sample_id=b.sample_id,
+        slide_id=b.slide_id,
+        note=b.note,
+        created_at=_ts(b.created_at),
+        completed_at=_ts(b.completed_at),
+        label_counts=b.label_counts,
+        needs_review=b.needs_review,
+    )
+
+
+def item_to_pb(i: domain.BatchItem) -> history_pb2.BatchItem:
+    return history_pb2.BatchItem(
+        batch_id=i.batch_id,
+        index=i.index,
+        filename=i.filename,
+        status=_ITEM_STATUS.get(i.status, history_pb2.BATCH_ITEM_STATUS_UNSPECIFIED),
+        prediction_id=i.prediction_id or "",
+        error=i.error,
+        prediction=prediction_to_pb(i.prediction) if i.prediction else None,
+    )
+
+
+def audit_to_pb(e: domain.AuditEvent) -> history_pb2.AuditEvent:
+    return history_pb2.AuditEvent(
+        id=e.id,
+        organization_id=e.organization_id,
+        user_id=e.user_id,
+        action=e.action,
+        target_type=e.target_type,
+        target_id=e.target_id,
+        details_json=json.dumps(e.details, sort_keys=True),
+        created_at=_ts(e.created_at),
+    )
+
+
+def statistics_to_pb(s: domain.Statistics) -> history_pb2.Statistics:
+    return history_pb2.Statistics(
+        total=s.total,
+        label_counts=s.label_counts,
+        mean_confidence=s.mean_confidence,
+        review_rate=s.review_rate,
+        reviewed=s.reviewed,
+        daily=[history_pb2.DailyCount(day=d.day, count=d.count, needs_review=d.needs_review) for d in s.daily],
+        by_model=[
+            history_pb2.ModelCount(
+                model=common_pb2.ModelRef(name=m.model_name, version=m.model_version),
+                count=m.count,
+                mean_confidence=m.mean_confidence,
+            )
+            for m in s.by_model
+        ],
+        agreement=[history_pb2.ClassAgreement(label=a.label, reviewed=a.reviewed, agreed=a.agreed) for a in s.agreement],
+    )
+
+
+class HistoryServicer(history_pb2_grpc.HistoryServiceServicer):
+    def __init__(self, service: HistoryService) -> None:
+        self.service = service
+
+    async def RecordPrediction(self, request, context):  # noqa: ANN001, N802
+        stored = await self.service.record_prediction(
+            _caller(),
+            idempotency_key=request.idempotency_key,
+            prediction=new_prediction_from_pb(request.prediction),
+            image_png=request.image_png,
+            heatmap_png=request.heatmap_png,
+        )
+        return prediction_to_pb(stored)
+
+    async def GetPrediction(self, request, context):  # noqa: ANN001, N802
+        return prediction_to_pb(await self.service.get_prediction(_caller(), request.id))
+
+    async def ListPredictions(self, request, context):  # noqa: ANN001, N802
+        page = await self.service.list_predictions(
+            _caller(),
+            filter=filter_from_pb(request.filter),
+            limit=request.page.limit,
+            cursor=request.page.cursor,
+            review_queue=request.review_queue_order,
+        )
+        return history_pb2.ListPredictionsResponse(
+            items=[prediction_to_pb(p) for p in page.items], next_cursor=page.next_cursor
+        )
+
+    async def DeletePrediction(self, request, context):  # noqa: ANN001, N802
+        await self.service.delete_prediction(_caller(), request.id)
+        return empty_pb2.Empty()
+
+    async def ReviewPrediction(self, request, context):  # noqa: ANN001, N802
+        reviewed = await self.service.review_prediction(
+            _caller(), request.id, label=request.label, comment=request.comment
+        )
+        return prediction_to_pb(reviewed)
+
+    async def GetPredictionBlob(self, request, context):  # noqa: ANN001, N802
+        kind = _BLOB_KIND.get(request.kind, "")
+        data = await self.service.get_prediction_blob(_caller(), request.prediction_id, kind)
+        return history_pb2.Blob(content_type="image/png", data=data)
+
+    async def CreateBatch(self, request, context):  # noqa: ANN001, N802
+        batch = await self.service.create_batch(
+            _caller(),
+            idempotency_key=request.idempotency_key,
+            total=request.total,
+            sample_id=request.sample_id,
+            slide_id=request.slide_id,
+            note=request.note,
+        )
+        return batch_to_pb(batch)
+
+    async def GetBatch(self, request, context):  # noqa: ANN001, N802
+        return batch_to_pb(await self.service.get_batch(_caller(), request.id))
+
+    async def ListBatches(self, request, context):  # noqa: ANN001, N802
+        page = await self.service.list_batches(_caller(), limit=request.page.limit, cursor=request.page.cursor)
+        return history_pb2.ListBatchesResponse(items=[batch_to_pb(b) for b in page.items], next_cursor=page.next_cursor)
+
+    async def RecordBatchItem(self, request, context):  # noqa: ANN001, N802
+        item = request.item
+        recorded = await self.service.record_batch_item(
+            _caller(),
+            batch_id=item.batch_id,
+            index=item.index,
+            filename=item.filename,
+            status=_ITEM_STATUS_IN.get(item.status, ""),
+            prediction_id=item.prediction_id,
+            error=item.error,
+        )
+        return item_to_pb(recorded)
+
+    async def ListBatchItems(self, request, context):  # noqa: ANN001, N802
+        page = await self.service.list_batch_items(
+            _caller(), request.batch_id, limit=request.page.limit, cursor=request.page.cursor
+        )
+        return history_pb2.ListBatchItemsResponse(items=[item_to_pb(i) for i in page.items], next_cursor=page.next_cursor)
+
+    async def GetStatistics(self, request, context):  # noqa: ANN001, N802
+        return statistics_to_pb(await self.service.statistics(_caller(), filter_from_pb(request.filter)))
+
+    async def RecordAuditEvent(self, request, context):  # noqa: ANN001, N802
+        event = await self.service.record_audit_event(
+            _caller(),
+            action=request.action,
+            target_type=request.target_type,
+            target_id=request.target_id,
+            details_json=request.details_json,
+        )
+        return audit_to_pb(event)
+
+    async def ListAuditEvents(self, request, context):  # noqa: ANN001, N802
+        page = await self.service.list_audit_events(
+            _caller(), action_prefix=request.action_prefix, limit=request.page.limit, cursor=request.page.cursor
+        )
+        return history_pb2.ListAuditEventsResponse(items=[audit_to_pb(e) for e in page.items], next_cursor=page.next_cursor)
+
+    async def ExportReviewedDataset(self, request, context) -> AsyncIterator[history_pb2.DataChunk]:  # noqa: ANN001, N802
+        chunks = self.service.export_reviewed_dataset(
+            _caller(),
+            created_start=_from_ts(request.created, "start"),
+            created_end=_from_ts(request.created, "end"),
+            val_fraction=request.val_fraction,
+        )
+        async for chunk in chunks:
+            yield history_pb2.DataChunk(data=chunk)
+
+
+__all__ = ["HistoryServicer", "prediction_to_pb"]

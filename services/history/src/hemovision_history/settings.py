@@ -1,0 +1,45 @@
+"""Settings of the history service (env prefix HV_HISTORY_)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
+
+from hemovision_grpc_server import GrpcServiceSettings
+
+DEFAULT_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/hemovision"
+
+
+class Settings(GrpcServiceSettings):
+    """Everything the history service reads from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="HV_HISTORY_", env_file=".env", extra="ignore", populate_by_name=True)
+
+    port: int = 50054
+    # HV_HISTORY_DATABASE_URL overrides the shared HV_DATABASE_URL.
+    database_url: str = Field(
+        default=DEFAULT_DATABASE_URL,
+        validation_alias=AliasChoices("HV_HISTORY_DATABASE_URL", "HV_DATABASE_URL"),
+    )
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("HV_HISTORY_REDIS_URL", "HV_REDIS_URL"),
+    )
+    # Auth service (public keys for token verification).
+    auth_addr: str = "127.0.0.1:50051"
+    db_pool_size: int = 5
+
+    # Storage policy: store the model-input-size image and its heatmap (never the original upload).
+    store_images: bool = True
+    # Stored images and heatmaps older than this many days are purged; 0 keeps them forever.
+    retention_days: int = Field(default=0, ge=0)
+
+    # Blob store: "local" (a directory) or "s3" (any S3-compatible endpoint; needs the `s3` extra).
+    blob_backend: Literal["local", "s3"] = "local"
+    blob_root: str = "var/blobs"
+    s3_bucket: str = ""
+    s3_endpoint_url: str = ""
+    s3_region: str = ""
+    s3_prefix: str = ""
