@@ -142,7 +142,10 @@ def _reflect101(i: np.ndarray, n: int) -> np.ndarray:
 
 def clahe(gray: np.ndarray, clip_limit: float, tiles: int) -> np.ndarray:
     h, w = gray.shape
-    eh, ew = -(-h // tiles) * tiles, -(-w // tiles) * tiles
+    if h % tiles == 0 and w % tiles == 0:
+        eh, ew = h, w
+    else:  # OpenCV pads both axes by (tiles - remainder) once either is uneven
+        eh, ew = h + tiles - h % tiles, w + tiles - w % tiles
     ext = gray[_reflect101(np.arange(eh), h)][:, _reflect101(np.arange(ew), w)]
     th, tw = eh // tiles, ew // tiles
     area = th * tw

@@ -34,12 +34,15 @@ hv::View borrow(const py::array& arr, int channels, const char* what) {
   const py::ssize_t h = arr.shape(0), w = arr.shape(1);
   if (h <= 0 || w <= 0) throw py::value_error(std::string(what) + ": empty image");
   if (h > (1 << 20) || w > (1 << 20)) throw py::value_error(std::string(what) + ": image side too large");
-  const py::ssize_t px_stride = arr.ndim() == 3 ? arr.strides(1) : arr.strides(1);
-  if (px_stride != channels || (arr.ndim() == 3 && arr.strides(2) != 1) || arr.strides(0) < w * channels)
+  // NumPy leaves the stride of a length-1 axis arbitrary, so only longer axes count.
+  const bool px_ok = w == 1 || arr.strides(1) == channels;
+  const bool ch_ok = arr.ndim() == 2 || channels == 1 || arr.strides(2) == 1;
+  const py::ssize_t row_stride = h == 1 ? w * channels : arr.strides(0);
+  if (!px_ok || !ch_ok || row_stride < w * channels)
     throw py::value_error(std::string(what) + ": pixels must be packed (rows may be strided); "
                           "pass np.ascontiguousarray(image)");
   return hv::View{static_cast<const uint8_t*>(arr.data()), static_cast<int>(h), static_cast<int>(w), channels,
-                  arr.strides(0)};
+                  row_stride};
 }
 
 py::array_t<uint8_t> to_numpy(const hv::Image& img, bool squeeze = false) {

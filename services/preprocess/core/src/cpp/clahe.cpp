@@ -26,8 +26,11 @@ struct ClaheScratch {
 void clahe_plane(const uint8_t* plane, int h, int w, float clip_limit, int tiles_x, int tiles_y,
                  uint8_t* out, ClaheScratch& s) {
   if (tiles_x < 1 || tiles_y < 1) throw std::invalid_argument("clahe: tiles must be >= 1");
-  const int ext_h = h % tiles_y == 0 ? h : h + tiles_y - h % tiles_y;
-  const int ext_w = w % tiles_x == 0 ? w : w + tiles_x - w % tiles_x;
+  // OpenCV pads both axes as soon as either is not a multiple of the grid (an axis
+  // that divides evenly then gains a whole extra tile width); mirror that quirk.
+  const bool divisible = h % tiles_y == 0 && w % tiles_x == 0;
+  const int ext_h = divisible ? h : h + tiles_y - h % tiles_y;
+  const int ext_w = divisible ? w : w + tiles_x - w % tiles_x;
   const int tw = ext_w / tiles_x, th = ext_h / tiles_y;
   const int area = tw * th;
   const float lut_scale = 255.0f / area;
@@ -123,8 +126,8 @@ void clahe_gray(const View& src, float clip_limit, int tiles_x, int tiles_y, Ima
   clahe_plane(s.plane_in.data(), src.h, src.w, clip_limit, tiles_x, tiles_y, dst.data(), s);
 }
 
-// RGB -> Lab (8-bit L and a/b quantised to integers, as OpenCV's 8-bit Lab), CLAHE
-// on L, -> RGB. a and b never leave float form; f(Y) and Y for the new L come from a
+// RGB -> Lab (8-bit L; a and b quantised to integers as in OpenCV's 8-bit Lab but
+// kept as a/500, b/200), CLAHE on L, -> RGB. f(Y) and Y for the new L come from a
 // 256-entry table because L is 8-bit.
 void clahe_l(const View& src, float clip_limit, int tiles, Image& dst) {
   check(src, 3, "clahe_l");
@@ -136,11 +139,7 @@ void clahe_l(const View& src, float clip_limit, int tiles, Image& dst) {
     const uint8_t* r = src.row(y);
     const std::size_t o = static_cast<std::size_t>(y) * src.w;
     for (int x = 0; x < src.w; ++x) {
-      float L, a, b;
-      rgb8_to_lab(t, r[3 * x], r[3 * x + 1], r[3 * x + 2], L, a, b);
-      s.plane_in[o + x] = sat_u8(L * (255.0f / 100.0f));
-      s.da[o + x] = (static_cast<float>(sat_u8(a + 128.0f)) - 128.0f) * (1.0f / 500.0f);
-      s.db[o + x] = (static_cast<float>(sat_u8(b + 128.0f)) - 128.0f) * (1.0f / 200.0f);
+      s.plane_in[o + x] = rgb8_to_l8ab(t, r[3 * x], r[3 * x + 1], r[3 * x + 2], s.da[o + x], s.db[o + x]);
     }
   }
   clahe_plane(s.plane_in.data(), src.h, src.w, clip_limit, tiles, tiles, s.plane_out.data(), s);

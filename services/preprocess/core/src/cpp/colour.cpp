@@ -28,6 +28,26 @@ const ColourTables& colour_tables() {
     }
     c.f_tab[ColourTables::N + 1] = c.f_tab[ColourTables::N];
     c.gamma_tab[ColourTables::N + 1] = c.gamma_tab[ColourTables::N];
+    auto l8_of = [](double Y) {
+      const double L = Y > 0.008856 ? 116.0 * std::cbrt(Y) - 16.0 : 903.3 * Y;
+      return std::clamp(std::nearbyint(L * 255.0 / 100.0), 0.0, 255.0);
+    };
+    c.l8_thr[0] = -1.0f;
+    c.l8_thr[256] = 2.0f;  // never reached: Y is clamped to [0, 1]
+    for (int k = 1; k < 256; ++k) {
+      double lo = 0.0, hi = 1.0;
+      for (int it = 0; it < 64; ++it) {
+        const double mid = 0.5 * (lo + hi);
+        (l8_of(mid) >= k ? hi : lo) = mid;
+      }
+      c.l8_thr[k] = static_cast<float>(hi);
+    }
+    for (int i = 0; i < ColourTables::NB; ++i) {
+      const float Y = static_cast<float>(i) / ColourTables::NB;
+      int k = 0;
+      while (k < 255 && Y >= c.l8_thr[k + 1]) ++k;
+      c.l8_bin[i] = static_cast<uint8_t>(k);
+    }
     for (int v = 0; v < 256; ++v) {
       const float L = v * (100.0f / 255.0f);
       lab_l_to_fy(L, c.fy_of_l8[v], c.y_of_l8[v]);
@@ -44,11 +64,10 @@ void rgb_to_lab8(const View& src, Image& dst) {
     const uint8_t* s = src.row(y);
     uint8_t* d = dst.row(y);
     for (int x = 0; x < src.w; ++x) {
-      float L, a, b;
-      rgb8_to_lab(t, s[3 * x], s[3 * x + 1], s[3 * x + 2], L, a, b);
-      d[3 * x] = sat_u8(L * (255.0f / 100.0f));
-      d[3 * x + 1] = sat_u8(a + 128.0f);
-      d[3 * x + 2] = sat_u8(b + 128.0f);
+      float a500, b200;
+      d[3 * x] = rgb8_to_l8ab(t, s[3 * x], s[3 * x + 1], s[3 * x + 2], a500, b200);
+      d[3 * x + 1] = static_cast<uint8_t>(std::lrint(a500 * 500.0f) + 128);
+      d[3 * x + 2] = static_cast<uint8_t>(std::lrint(b200 * 200.0f) + 128);
     }
   }
 }

@@ -18,6 +18,13 @@ struct ColourTables {
   float gamma_tab[N + 2];  // 255 * sRGB companding on [0, 1]
   float fy_of_l8[256];     // f(Y) and Y for each 8-bit L
   float y_of_l8[256];
+  // 8-bit L straight from Y, exact: l8_thr[k] is the least Y whose rounded L*255/100
+  // is >= k (found by bisection in double); l8_bin gives the answer at the start of
+  // each of NB bins, which are finer than any gap between thresholds. CLAHE amplifies
+  // one-level differences in L, so this must not be off at rounding ties.
+  static constexpr int NB = 16384;
+  float l8_thr[257];
+  uint8_t l8_bin[NB];
 };
 const ColourTables& colour_tables();
 
@@ -40,6 +47,28 @@ inline void rgb8_to_lab(const ColourTables& t, uint8_t r8, uint8_t g8, uint8_t b
   L = Y > 0.008856f ? 116.0f * fy - 16.0f : 903.3f * Y;
   a = 500.0f * (fx - fy);
   b = 200.0f * (fy - fz);
+}
+
+inline uint8_t y_to_l8(const ColourTables& t, float Y) {
+  Y = Y > 0.0f ? (Y < 1.0f ? Y : 1.0f) : 0.0f;
+  int i = static_cast<int>(Y * ColourTables::NB);
+  if (i >= ColourTables::NB) i = ColourTables::NB - 1;
+  int k = t.l8_bin[i];
+  if (Y >= t.l8_thr[k + 1]) ++k;
+  return static_cast<uint8_t>(k);
+}
+
+// 8-bit L plus float a and b quantised as OpenCV's 8-bit Lab (a8 - 128, b8 - 128),
+// returned as a/500 and b/200, the form Lab -> RGB consumes.
+inline uint8_t rgb8_to_l8ab(const ColourTables& t, uint8_t r8, uint8_t g8, uint8_t b8, float& a500, float& b200) {
+  const float r = t.to_linear[r8], g = t.to_linear[g8], bl = t.to_linear[b8];
+  const float X = (0.412453f * r + 0.357580f * g + 0.180423f * bl) * (1.0f / 0.950456f);
+  const float Y = 0.212671f * r + 0.715160f * g + 0.072169f * bl;
+  const float Z = (0.019334f * r + 0.119193f * g + 0.950227f * bl) * (1.0f / 1.088754f);
+  const float fx = lerp_tab(t.f_tab, X), fy = lerp_tab(t.f_tab, Y), fz = lerp_tab(t.f_tab, Z);
+  a500 = (static_cast<float>(sat_u8(500.0f * (fx - fy) + 128.0f)) - 128.0f) * (1.0f / 500.0f);
+  b200 = (static_cast<float>(sat_u8(200.0f * (fy - fz) + 128.0f)) - 128.0f) * (1.0f / 200.0f);
+  return y_to_l8(t, Y);
 }
 
 inline void lab_l_to_fy(float L, float& fy, float& y) {

@@ -27,7 +27,10 @@ def as_rgb_u8(image: np.ndarray, what: str = "image") -> U8Image:
         raise ValueError(f"{what} must have shape (H, W, 3), got {image.shape}")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"{what} is empty: shape {image.shape}")
-    if image.strides[2] != 1 or image.strides[1] != 3 or image.strides[0] < 3 * image.shape[1]:
+    h, w = image.shape[:2]
+    # NumPy leaves the stride of a length-1 axis arbitrary, so only longer axes count.
+    packed = image.strides[2] == 1 and (w == 1 or image.strides[1] == 3)
+    if not packed or (h > 1 and image.strides[0] < 3 * w):
         image = np.ascontiguousarray(image)
     return image
 
