@@ -1,0 +1,94 @@
+"""One gRPC channel per peer, created once (at startup) and closed at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from hemovision.auth.v1 import auth_pb2_grpc
+from hemovision.history.v1 import history_pb2_grpc
+from hemovision.inference.v1 import inference_pb2_grpc
+from hemovision.preprocess.v1 import preprocess_pb2_grpc
+from hemovision.reports.v1 import reports_pb2_grpc
+from hemovision.training.v1 import training_pb2_grpc
+from hemovision_grpc_server import create_channel
+
+from hemovision_gateway.settings import Settings
+
+# Health service name each peer publishes (grpc.health.v1).
+SERVICE_NAMES = {
+    "auth": "hemovision.auth.v1.AuthService",
+    "preprocess": "hemovision.preprocess.v1.PreprocessService",
+    "inference": "hemovision.inference.v1.InferenceService",
+    "history": "hemovision.history.v1.HistoryService",
+    "reports": "hemovision.reports.v1.ReportsService",
+    "training": "hemovision.training.v1.TrainingService",
+}
+
+
+@dataclass
+class Clients:
+    """Stubs over one reused channel per peer."""
+
+    channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
+
+    @classmethod
+    def connect(cls, settings: Settings) -> Clients:
+        addrs = {
+            "auth": settings.auth_addr,
+            "preprocess": settings.preprocess_addr,
+            "inference": settings.inference_addr,
+            "history": settings.history_addr,
+            "reports": settings.reports_addr,
+            "training": settings.training_addr,
+        }
+        return cls(channels={name: create_channel(addr) for name, addr in addrs.items()})
+
+    @property
+    def auth(self) -> auth_pb2_grpc.AuthServiceStub:
+        return auth_pb2_grpc.AuthServiceStub(self.channels["auth"])
+
+    @property
+    def preprocess(self) -> preprocess_pb2_grpc.PreprocessServiceStub:
+        return preprocess_pb2_grpc.PreprocessServiceStub(self.channels["preprocess"])
+
+    @property
+    def inference(self) -> inference_pb2_grpc.InferenceServiceStub:
+        return inference_pb2_grpc.InferenceServiceStub(self.channels["inference"])
+
+    @property
+    def history(self) -> history_pb2_grpc.HistoryServiceStub:
+        return history_pb2_grpc.HistoryServiceStub(self.channels["history"])
+
+    @property
+    def reports(self) -> reports_pb2_grpc.ReportsServiceStub:
+        return reports_pb2_grpc.ReportsServiceStub(self.channels["reports"])
+
+    @property
+    def training(self) -> training_pb2_grpc.TrainingServiceStub:
+        return training_pb2_grpc.TrainingServiceStub(self.channels["training"])
+
+    async def health(self, timeout: float = 2.0) -> dict[str, str]:
+        """grpc.health.v1 status of every peer's service ("SERVING", "NOT_SERVING", or the error code)."""
+
+        async def check(name: str) -> tuple[str, str]:
+            stub = health_pb2_grpc.HealthStub(self.channels[name])
+            try:
+                reply = await stub.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAMES[name]), timeout=timeout)
+                return name, health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+            except grpc.aio.AioRpcError as exc:
+                return name, exc.code().name
+
+        results = await asyncio.gather(*(check(n) for n in self.channels))
+        return dict(results)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(ch.close() for ch in self.channels.values()), return_exceptions=True)
+
+
+def bearer(token: str) -> tuple[tuple[str, str], ...]:
+    """The metadata that forwards a caller's token."""
+    return (("authorization", f"Bearer {token}"),)

@@ -1,0 +1,28 @@
+"""What request handlers share: settings, gRPC clients, Redis, the token verifier."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as aioredis
+from fastapi import Request
+
+from hemovision_gateway.clients import Clients
+from hemovision_gateway.pipeline import ActiveModelCache
+from hemovision_gateway.settings import Settings
+
+
+@dataclass
+class GatewayContext:
+    settings: Settings
+    clients: Clients
+    redis: aioredis.Redis
+    verifier: Any
+    model_cache: ActiveModelCache = field(default_factory=lambda: ActiveModelCache(2.0))
+    started_at: float = field(default_factory=time.time)
+
+
+def get_context(request: Request) -> GatewayContext:
+    return request.app.state.ctx

@@ -1,0 +1,186 @@
+"""The one place where failures become HTTP answers.
+
+Every error body is `{"error": {"code": "<snake_case>", "message": "<human>"}}`.
+gRPC status codes from the services map to HTTP through GRPC_TO_HTTP; the
+preprocess service's rejection reasons map through PREPROCESS_REASON_TO_HTTP.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+
+import grpc
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from hemovision_grpc_server import ServiceError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HttpStatus:
+    status: int
+    code: str
+    retry_after: int | None = None
+
+
+# gRPC status -> HTTP status, error code, Retry-After. The single mapping table.
+GRPC_TO_HTTP: dict[grpc.StatusCode, HttpStatus] = {
+    grpc.StatusCode.INVALID_ARGUMENT: HttpStatus(422, "invalid_argument"),
+    grpc.StatusCode.OUT_OF_RANGE: HttpStatus(422, "out_of_range"),
+    grpc.StatusCode.NOT_FOUND: HttpStatus(404, "not_found"),
+    grpc.StatusCode.ALREADY_EXISTS: HttpStatus(409, "already_exists"),
+    grpc.StatusCode.FAILED_PRECONDITION: HttpStatus(409, "failed_precondition"),
+    grpc.StatusCode.ABORTED: HttpStatus(409, "aborted"),
+    grpc.StatusCode.UNAUTHENTICATED: HttpStatus(401, "unauthenticated"),
+    grpc.StatusCode.PERMISSION_DENIED: HttpStatus(403, "permission_denied"),
+    grpc.StatusCode.RESOURCE_EXHAUSTED: HttpStatus(429, "resource_exhausted", retry_after=5),
+    grpc.StatusCode.UNAVAILABLE: HttpStatus(503, "service_unavailable", retry_after=5),
+    grpc.StatusCode.DEADLINE_EXCEEDED: HttpStatus(504, "deadline_exceeded"),
+    grpc.StatusCode.CANCELLED: HttpStatus(503, "cancelled", retry_after=1),
+    grpc.StatusCode.UNIMPLEMENTED: HttpStatus(501, "not_implemented"),
+    grpc.StatusCode.INTERNAL: HttpStatus(502, "upstream_error"),
+    grpc.StatusCode.UNKNOWN: HttpStatus(502, "upstream_error"),
+    grpc.StatusCode.DATA_LOSS: HttpStatus(502, "upstream_error"),
+}
+
+# The preprocess service's PreprocessError reasons (preprocess.proto) -> HTTP status.
+PREPROCESS_REASON_TO_HTTP: dict[str, int] = {
+    "empty": 422,
+    "truncated": 422,
+    "corrupt": 422,
+    "polyglot": 422,
+    "multi_frame": 422,
+    "too_many_pixels": 413,
+    "too_large": 413,
+    "not_an_image": 415,
+    "unsupported_type": 415,
+}
+
+_REASON_KEYS = ("hv-error-reason", "error-reason", "reason", "x-error-reason")
+_REASON_PREFIX = re.compile(r"^\[?([a-z_]+)\]?:\s*(.*)$", re.S)
+
+
+class ApiError(Exception):
+    """An HTTP error with a stable machine code and a message a person understands."""
+
+    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_body(code: str, message: str) -> dict:
+    return {"error": {"code": code, "message": message}}
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+
+
+def api_error_from_grpc(exc: grpc.aio.AioRpcError) -> ApiError:
+    """Maps a failed downstream call. Messages of 5xx-class codes are not leaked."""
+    mapped = GRPC_TO_HTTP.get(exc.code(), HttpStatus(502, "upstream_error"))
+    details = exc.details() or ""
+    if mapped.status >= 500 and mapped.status not in (503, 504):
+        message = "an internal service failed; try again later"
+    elif mapped.status == 503:
+        message = details or "a service this request needs is unavailable; try again shortly"
+    elif mapped.status == 504:
+        message = "a service this request needs did not answer in time"
+    else:
+        message = details or mapped.code.replace("_", " ")
+    headers = {"Retry-After": str(mapped.retry_after)} if mapped.retry_after else None
+    return ApiError(mapped.status, mapped.code, message, headers=headers)
+
+
+def api_error_from_service_error(exc: ServiceError) -> ApiError:
+    mapped = GRPC_TO_HTTP.get(exc.code, HttpStatus(500, "internal_error"))
+    headers = {"Retry-After": str(mapped.retry_after)} if mapped.retry_after else None
+    return ApiError(mapped.status, mapped.code, exc.message, headers=headers)
+
+
+def preprocess_reason(exc: grpc.aio.AioRpcError) -> tuple[str | None, str]:
+    """The PreprocessError reason of an INVALID_ARGUMENT from preprocess, from trailing
+    metadata (`hv-error-reason`, or `preprocess-error-bin` carrying a PreprocessError)
+    or from a `reason: message` prefix; (None, details) when there is none."""
+    details = exc.details() or ""
+    try:
+        trailing = exc.trailing_metadata() or ()
+    except Exception:  # noqa: BLE001
+        trailing = ()
+    for key, value in trailing:
+        if key == "preprocess-error-bin":
+            try:
+                from hemovision.preprocess.v1 import preprocess_pb2
+
+                err = preprocess_pb2.PreprocessError.FromString(value)
+                return err.reason or None, err.message or details
+            except Exception:  # noqa: BLE001
+                continue
+        if key in _REASON_KEYS:
+            reason = value.decode() if isinstance(value, bytes) else str(value)
+            return reason, details
+    match = _REASON_PREFIX.match(details)
+    if match and match.group(1) in PREPROCESS_REASON_TO_HTTP:
+        return match.group(1), match.group(2) or details
+    return None, details
+
+
+def api_error_from_preprocess(exc: grpc.aio.AioRpcError) -> ApiError:
+    """Preprocess rejections carry a reason that decides 413 / 415 / 422."""
+    if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
+        return api_error_from_grpc(exc)
+    reason, message = preprocess_reason(exc)
+    if reason is None:
+        return ApiError(422, "invalid_image", message or "the image could not be read")
+    return ApiError(PREPROCESS_REASON_TO_HTTP.get(reason, 422), reason, message)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(grpc.aio.AioRpcError)
+    async def _grpc_error(request: Request, exc: grpc.aio.AioRpcError) -> JSONResponse:
+        err = api_error_from_grpc(exc)
+        if err.status >= 500:
+            log.warning(
+                "downstream call failed",
+                extra={"path": request.url.path, "grpc_code": exc.code().name, "details": exc.details()},
+            )
+        return error_response(err.status, err.code, err.message, err.headers)
+
+    @app.exception_handler(ServiceError)
+    async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
+        err = api_error_from_service_error(exc)
+        return error_response(err.status, err.code, err.message, err.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for e in exc.errors()[:5]:
+            loc = ".".join(str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path", "header"))
+            parts.append(f"{loc}: {e.get('msg')}" if loc else str(e.get("msg")))
+        return error_response(422, "validation_error", "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 403: "permission_denied",
+                 413: "payload_too_large", 415: "unsupported_media_type", 400: "bad_request"}
+        code = codes.get(exc.status_code, f"http_{exc.status_code}")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return error_response(500, "internal_error", "internal error")

@@ -1,0 +1,171 @@
+"""The single-image pipeline, shared by POST /api/v1/predictions and the batch worker:
+
+    inference.GetActiveModel (cached) -> preprocess.Preprocess -> inference.Explain
+    -> heatmap PNG -> history.RecordPrediction (idempotent on the key)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from hemovision.common.v1 import common_pb2
+from hemovision.history.v1 import history_pb2
+from hemovision.inference.v1 import inference_pb2
+from hemovision.preprocess.v1 import preprocess_pb2
+
+from hemovision_gateway import views
+from hemovision_gateway.clients import Clients, bearer
+from hemovision_gateway.errors import ApiError, api_error_from_grpc, api_error_from_preprocess
+from hemovision_gateway.images import check_image_bytes, heatmap_png, tensor_to_array
+from hemovision_gateway.settings import Settings
+
+log = logging.getLogger(__name__)
+
+REVIEW_REASONS = {
+    inference_pb2.REVIEW_REASON_LOW_CONFIDENCE: "low_confidence",
+    inference_pb2.REVIEW_REASON_OUT_OF_DISTRIBUTION: "out_of_distribution",
+}
+
+
+@dataclass
+class Upload:
+    data: bytes
+    filename: str = ""
+    sample_id: str = ""
+    slide_id: str = ""
+    note: str = ""
+    batch_id: str = ""
+
+
+class ActiveModelCache:
+    """GetActiveModel answers reused for a couple of seconds."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._value: tuple[float, Any] | None = None
+
+    def invalidate(self) -> None:
+        self._value = None
+
+    async def get(self, clients: Clients, settings: Settings, token: str) -> inference_pb2.ModelInfo:
+        now = time.monotonic()
+        if self._value is not None and self._value[0] > now:
+            return self._value[1]
+        info = await clients.inference.GetActiveModel(
+            inference_pb2.GetActiveModelRequest(), metadata=bearer(token), timeout=settings.rpc_timeout_s
+        )
+        self._value = (now + self.ttl, info)
+        return info
+
+
+async def _explain(clients: Clients, settings: Settings, token: str, model: common_pb2.ModelRef, tensor):
+    request = inference_pb2.ClassifyRequest(model=model, images=tensor)
+    try:
+        return await clients.inference.Explain(request, metadata=bearer(token), timeout=settings.inference_timeout_s)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() == grpc.StatusCode.UNIMPLEMENTED:  # a model without the explain signature
+            return await clients.inference.Classify(
+                request, metadata=bearer(token), timeout=settings.inference_timeout_s
+            )
+        raise
+
+
+async def run_prediction(
+    clients: Clients,
+    settings: Settings,
+    cache: ActiveModelCache,
+    *,
+    token: str,
+    upload: Upload,
+    idempotency_key: str,
+) -> dict[str, Any]:
+    """Classifies one upload and records it. Raises ApiError (bad input, downstream failure)."""
+    t0 = time.perf_counter()
+    check_image_bytes(upload.data, max_bytes=settings.max_image_bytes)
+    try:
+        info = await cache.get(clients, settings, token)
+    except grpc.aio.AioRpcError as exc:
+        raise api_error_from_grpc(exc) from None
+
+    for attempt in (0, 1):
+        t_pre = time.perf_counter()
+        try:
+            pre = await clients.preprocess.Preprocess(
+                preprocess_pb2.PreprocessRequest(image=upload.data, spec=info.preprocessing, want_model_image=True),
+                metadata=bearer(token),
+                timeout=settings.rpc_timeout_s,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise api_error_from_preprocess(exc) from None
+        preprocess_ms = (time.perf_counter() - t_pre) * 1000
+        t_inf = time.perf_counter()
+        try:
+            answer = await _explain(clients, settings, token, info.model, pre.tensor)
+        except grpc.aio.AioRpcError as exc:
+            # The version we prepared for was swapped out: prepare again for the new one, once.
+            if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and attempt == 0:
+                cache.invalidate()
+                info = await cache.get(clients, settings, token)
+                continue
+            raise api_error_from_grpc(exc) from None
+        inference_ms = (time.perf_counter() - t_inf) * 1000
+        break
+    if not answer.results:
+        raise ApiError(502, "upstream_error", "the inference service returned no result")
+    result = answer.results[0]
+    model = answer.model if answer.model.name else info.model
+
+    heatmap = b""
+    if result.heatmap.data:
+        try:
+            heatmap = heatmap_png(tensor_to_array(result.heatmap), size=info.input_size or None)
+        except ValueError:
+            log.warning("unusable heatmap from inference", extra={"shape": list(result.heatmap.shape)})
+
+    timings = {
+        "decode": pre.decode_ms,
+        "pixels": pre.pixels_ms,
+        "preprocess": preprocess_ms,
+        "model": answer.model_ms,
+        "inference": inference_ms,
+    }
+    record = history_pb2.RecordPredictionRequest(
+        idempotency_key=idempotency_key,
+        prediction=history_pb2.Prediction(
+            label=result.label,
+            confidence=result.confidence,
+            probabilities=dict(result.probabilities),
+            needs_review=result.needs_review,
+            review_reasons=[REVIEW_REASONS.get(r, "unspecified") for r in result.review_reasons],
+            model=model,
+            timings_ms=timings,
+            image_sha256=pre.sha256,
+            filename=upload.filename[:255],
+            sample_id=upload.sample_id,
+            slide_id=upload.slide_id,
+            note=upload.note,
+            batch_id=upload.batch_id,
+            temperature=info.temperature,
+            ood_score=result.ood_score,
+        ),
+        image_png=pre.model_image_png,
+        heatmap_png=heatmap,
+    )
+    t_hist = time.perf_counter()
+    try:
+        stored = await clients.history.RecordPrediction(record, metadata=bearer(token), timeout=settings.rpc_timeout_s)
+    except grpc.aio.AioRpcError as exc:
+        raise api_error_from_grpc(exc) from None
+    history_ms = (time.perf_counter() - t_hist) * 1000
+    body = views.prediction(stored)
+    body["timings_ms"] = {
+        **{k: round(v, 2) for k, v in timings.items()},
+        "history": round(history_ms, 2),
+        "total": round((time.perf_counter() - t0) * 1000, 2),
+    }
+    return body

@@ -1,0 +1,304 @@
+"""Predictions: upload, history, detail, images, PDF, review, delete, CSV export, statistics,
+the review queue and the reviewed data set."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from collections.abc import AsyncIterator
+from datetime import date, datetime, time, timezone
+from typing import Annotated
+
+import grpc
+from fastapi import APIRouter, Depends, File, Form, Header, Query, Response, UploadFile
+from fastapi.responses import JSONResponse, StreamingResponse
+from google.protobuf.timestamp_pb2 import Timestamp
+from pydantic import BaseModel, Field
+
+from hemovision.common.v1 import common_pb2
+from hemovision.history.v1 import history_pb2
+from hemovision.reports.v1 import reports_pb2
+
+from hemovision_gateway import idempotency, views
+from hemovision_gateway.clients import bearer
+from hemovision_gateway.errors import ApiError, api_error_from_grpc
+from hemovision_gateway.pipeline import Upload, run_prediction
+from hemovision_gateway.security import Ctx, CurrentUser, VerifiedUser
+
+router = APIRouter(prefix="/api/v1", tags=["predictions"])
+
+PREDICTION_EXAMPLE = {
+    "id": "0b6a3c2e-8f0e-4a55-9d0c-5f7e7f1c2a10", "label": "neutrophil", "confidence": 0.9731,
+    "probabilities": {"basophil": 0.001, "eosinophil": 0.004, "erythroblast": 0.002, "immature_granulocyte": 0.012,
+                      "lymphocyte": 0.003, "monocyte": 0.004, "neutrophil": 0.9731, "platelet": 0.0009},
+    "needs_review": False, "review_reasons": [], "model": {"name": "hemovision", "version": 1},
+    "timings_ms": {"preprocess": 4.1, "inference": 21.7, "history": 6.3, "total": 34.2},
+    "created_at": "2026-11-22T14:03:11.512Z",
+}
+
+
+def read_limited(file: UploadFile, limit: int) -> bytes:
+    f = file.file
+    f.seek(0)
+    data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ApiError(413, "too_large", f"the file is over the limit of {limit:,} bytes")
+    return data
+
+
+@router.post("/predictions", status_code=201,
+             responses={201: {"content": {"application/json": {"example": PREDICTION_EXAMPLE}}},
+                        413: {"description": "file over 10 MB"}, 415: {"description": "not a supported image"},
+                        422: {"description": "unreadable image or missing field"}})
+async def create_prediction(
+    ctx: Ctx,
+    user: VerifiedUser,
+    file: Annotated[UploadFile, File(description="The cell image: JPEG, PNG, BMP, TIFF, WebP or DICOM, at most 10 MB")],
+    sample_id: Annotated[str, Form(max_length=100)] = "",
+    slide_id: Annotated[str, Form(max_length=100)] = "",
+    note: Annotated[str, Form(max_length=2000)] = "",
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+):
+    """Classifies one image, explains it (Grad-CAM) and records it in the history."""
+    key = idempotency.validate_key(idempotency_key)
+    replayed = await idempotency.replay(ctx, "predictions", user.organization_id, user.user_id, key)
+    if replayed is not None:
+        return replayed
+    data = read_limited(file, ctx.settings.max_image_bytes)
+    body = await run_prediction(
+        ctx.clients, ctx.settings, ctx.model_cache, token=user.token,
+        upload=Upload(data=data, filename=file.filename or "", sample_id=sample_id, slide_id=slide_id, note=note),
+        idempotency_key=f"api:{key}" if key else str(uuid.uuid4()),
+    )
+    await idempotency.remember(ctx, "predictions", user.organization_id, user.user_id, key, 201, body)
+    return JSONResponse(body, status_code=201)
+
+
+def _ts(value: datetime) -> Timestamp:
+    t = Timestamp()
+    t.FromDatetime(value.astimezone(timezone.utc) if value.tzinfo else value.replace(tzinfo=timezone.utc))
+    return t
+
+
+def build_filter(
+    label: str | None = None,
+    date_from: date | None = None,
+    date_to: date | None = None,
+    needs_review: bool | None = None,
+    model_version: int | None = None,
+    sample_id: str | None = None,
+    reviewed: bool | None = None,
+    batch_id: str | None = None,
+) -> history_pb2.PredictionFilter:
+    if label and label not in views.CLASS_NAMES:
+        raise ApiError(422, "validation_error", f"label must be one of {', '.join(views.CLASS_NAMES)}")
+    f = history_pb2.PredictionFilter(label=label or "", model_version=model_version or 0,
+                                     sample_id=sample_id or "", batch_id=batch_id or "")
+    if date_from or date_to:
+        rng = common_pb2.TimeRange()
+        if date_from:
+            rng.start.CopyFrom(_ts(datetime.combine(date_from, time.min)))
+        if date_to:  # inclusive day -> exclusive end
+            rng.end.CopyFrom(_ts(datetime.combine(date_to, time.max)))
+        f.created.CopyFrom(rng)
+    if needs_review is not None:
+        f.needs_review = needs_review
+    if reviewed is not None:
+        f.reviewed = reviewed
+    return f
+
+
+class Filters:
+    """Query parameters shared by the list, export and statistics endpoints."""
+
+    def __init__(
+        self,
+        label: Annotated[str | None, Query(description="model label")] = None,
+        date_from: Annotated[date | None, Query(alias="from", description="first day (UTC), YYYY-MM-DD")] = None,
+        date_to: Annotated[date | None, Query(alias="to", description="last day (UTC), inclusive")] = None,
+        needs_review: bool | None = None,
+        model_version: Annotated[int | None, Query(ge=1)] = None,
+        sample_id: Annotated[str | None, Query(max_length=100)] = None,
+        reviewed: bool | None = None,
+        batch_id: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> None:
+        self.proto = build_filter(label, date_from, date_to, needs_review, model_version, sample_id, reviewed, batch_id)
+
+
+@router.get("/predictions", responses={200: {"content": {"application/json": {"example": {
+    "items": [PREDICTION_EXAMPLE], "next_cursor": "eyJ0IjoiMjAyNi0xMS0yMlQxNDowMzoxMSJ9"}}}}})
+async def list_predictions(
+    user: CurrentUser, ctx: Ctx, filters: Annotated[Filters, Depends()],
+    limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: Annotated[str, Query(max_length=500)] = "",
+) -> dict:
+    """Your organization's predictions, newest first, filtered, cursor-paginated."""
+    reply = await ctx.clients.history.ListPredictions(
+        history_pb2.ListPredictionsRequest(page=common_pb2.PageRequest(limit=limit, cursor=cursor),
+                                           filter=filters.proto),
+        metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s,
+    )
+    return {"items": [views.prediction(p) for p in reply.items], "next_cursor": reply.next_cursor or None}
+
+
+@router.get("/review-queue")
+async def review_queue(
+    user: CurrentUser, ctx: Ctx, limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str, Query(max_length=500)] = "",
+) -> dict:
+    """Unreviewed predictions: flagged first, then lowest confidence, oldest first."""
+    f = history_pb2.PredictionFilter(reviewed=False)
+    reply = await ctx.clients.history.ListPredictions(
+        history_pb2.ListPredictionsRequest(page=common_pb2.PageRequest(limit=limit, cursor=cursor), filter=f,
+                                           review_queue_order=True),
+        metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s,
+    )
+    return {"items": [views.prediction(p) for p in reply.items], "next_cursor": reply.next_cursor or None}
+
+
+EXPORT_COLUMNS = ["id", "created_at", "label", "confidence", "needs_review", "review_reasons", "reviewed_label",
+                  "reviewed_by", "reviewed_at", "model_name", "model_version", "sample_id", "slide_id", "batch_id",
+                  "filename", *[f"p_{c}" for c in views.CLASS_NAMES]]
+
+
+def _csv_safe(value: object) -> object:
+    """Neutralises spreadsheet formula injection in free-text cells."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+@router.get("/predictions/export.csv", response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {}}}})
+async def export_csv(user: CurrentUser, ctx: Ctx, filters: Annotated[Filters, Depends()]) -> StreamingResponse:
+    """Every prediction matching the filters as CSV (streamed page by page)."""
+    metadata = bearer(user.token)
+    # Fetch the first page before answering so that errors are proper JSON errors.
+    first = await ctx.clients.history.ListPredictions(
+        history_pb2.ListPredictionsRequest(page=common_pb2.PageRequest(limit=200), filter=filters.proto),
+        metadata=metadata, timeout=ctx.settings.rpc_timeout_s)
+
+    async def rows() -> AsyncIterator[str]:
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(EXPORT_COLUMNS)
+        reply = first
+        while True:
+            for p in reply.items:
+                writer.writerow([_csv_safe(v) for v in [
+                    p.id, views.ts(p.created_at), p.label, f"{p.confidence:.6f}", p.needs_review,
+                    ";".join(p.review_reasons), p.reviewed_label, p.reviewed_by, views.ts(p.reviewed_at) or "",
+                    p.model.name, p.model.version, p.sample_id, p.slide_id, p.batch_id, p.filename,
+                    *[f"{p.probabilities.get(c, 0.0):.6f}" for c in views.CLASS_NAMES]]])
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+            if not reply.next_cursor:
+                return
+            reply = await ctx.clients.history.ListPredictions(
+                history_pb2.ListPredictionsRequest(page=common_pb2.PageRequest(limit=200, cursor=reply.next_cursor),
+                                                   filter=filters.proto),
+                metadata=metadata, timeout=ctx.settings.rpc_timeout_s)
+
+    return StreamingResponse(rows(), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": 'attachment; filename="hemovision-predictions.csv"'})
+
+
+@router.get("/stats")
+async def stats(user: CurrentUser, ctx: Ctx, filters: Annotated[Filters, Depends()]) -> dict:
+    """Totals, class mix, mean confidence, review rate, per-day trend, per-model breakdown, agreement."""
+    s = await ctx.clients.history.GetStatistics(history_pb2.GetStatisticsRequest(filter=filters.proto),
+                                                metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s)
+    return views.statistics(s)
+
+
+@router.get("/datasets/reviewed.zip", response_class=StreamingResponse,
+            responses={200: {"content": {"application/zip": {}}}})
+async def reviewed_dataset(
+    user: CurrentUser, ctx: Ctx, val_fraction: Annotated[float, Query(ge=0.0, le=0.9)] = 0.1,
+) -> StreamingResponse:
+    """Reviewed cells as an ImageFolder ZIP with splits.csv (the training service accepts it)."""
+    call = ctx.clients.history.ExportReviewedDataset(
+        history_pb2.ExportReviewedDatasetRequest(val_fraction=val_fraction),
+        metadata=bearer(user.token), timeout=max(ctx.settings.rpc_timeout_s, 300.0))
+    try:
+        first = await call.read()
+    except grpc.aio.AioRpcError as exc:
+        raise api_error_from_grpc(exc) from None
+
+    async def chunks() -> AsyncIterator[bytes]:
+        if first is not grpc.aio.EOF:
+            yield first.data
+            async for chunk in call:
+                yield chunk.data
+
+    return StreamingResponse(chunks(), media_type="application/zip",
+                             headers={"Content-Disposition": 'attachment; filename="hemovision-reviewed.zip"'})
+
+
+@router.get("/predictions/{prediction_id}", responses={200: {"content": {"application/json": {"example": PREDICTION_EXAMPLE}}}})
+async def get_prediction(prediction_id: str, user: CurrentUser, ctx: Ctx) -> dict:
+    p = await ctx.clients.history.GetPrediction(history_pb2.GetPredictionRequest(id=prediction_id),
+                                                metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s)
+    return views.prediction(p)
+
+
+@router.delete("/predictions/{prediction_id}", status_code=204)
+async def delete_prediction(prediction_id: str, user: CurrentUser, ctx: Ctx) -> Response:
+    """Deletes the record with its stored image and heatmap."""
+    await ctx.clients.history.DeletePrediction(history_pb2.DeletePredictionRequest(id=prediction_id),
+                                               metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s)
+    return Response(status_code=204)
+
+
+class ReviewBody(BaseModel):
+    label: str = Field(examples=["lymphocyte"])
+    comment: str = Field(default="", max_length=2000)
+
+
+@router.post("/predictions/{prediction_id}/review")
+async def review_prediction(prediction_id: str, body: ReviewBody, user: CurrentUser, ctx: Ctx) -> dict:
+    """Confirms (same label) or corrects the model's label; the record keeps both."""
+    if body.label not in views.CLASS_NAMES:
+        raise ApiError(422, "validation_error", f"label must be one of {', '.join(views.CLASS_NAMES)}")
+    p = await ctx.clients.history.ReviewPrediction(
+        history_pb2.ReviewPredictionRequest(id=prediction_id, label=body.label, comment=body.comment),
+        metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s)
+    return views.prediction(p)
+
+
+async def _blob(ctx, user, prediction_id: str, kind: int) -> Response:
+    blob = await ctx.clients.history.GetPredictionBlob(
+        history_pb2.GetPredictionBlobRequest(prediction_id=prediction_id, kind=kind),
+        metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s)
+    return Response(blob.data, media_type=blob.content_type or "image/png",
+                    headers={"Cache-Control": "private, max-age=300"})
+
+
+@router.get("/predictions/{prediction_id}/image.png", response_class=Response,
+            responses={200: {"content": {"image/png": {}}}})
+async def prediction_image(prediction_id: str, user: CurrentUser, ctx: Ctx) -> Response:
+    """The stored model-input-size cell image."""
+    return await _blob(ctx, user, prediction_id, history_pb2.BLOB_KIND_IMAGE)
+
+
+@router.get("/predictions/{prediction_id}/heatmap.png", response_class=Response,
+            responses={200: {"content": {"image/png": {}}}})
+async def prediction_heatmap(prediction_id: str, user: CurrentUser, ctx: Ctx) -> Response:
+    """The Grad-CAM heatmap (RGBA PNG, same size as image.png, to lay over it)."""
+    return await _blob(ctx, user, prediction_id, history_pb2.BLOB_KIND_HEATMAP)
+
+
+@router.get("/predictions/{prediction_id}/report.pdf", response_class=Response,
+            responses={200: {"content": {"application/pdf": {}}}})
+async def prediction_report(prediction_id: str, user: CurrentUser, ctx: Ctx) -> Response:
+    report = await ctx.clients.reports.RenderPredictionReport(
+        reports_pb2.RenderPredictionReportRequest(prediction_id=prediction_id),
+        metadata=bearer(user.token), timeout=ctx.settings.reports_timeout_s)
+    name = report.filename or f"hemovision-prediction-{prediction_id}.pdf"
+    return Response(report.pdf, media_type="application/pdf",
+                    headers={"Content-Disposition": f'inline; filename="{_safe_name(name)}"'})
+
+
+def _safe_name(name: str) -> str:
+    return "".join(c for c in name if c.isalnum() or c in "-_.") or "report.pdf"

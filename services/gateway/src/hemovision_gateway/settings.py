@@ -1,0 +1,85 @@
+"""Settings of the gateway (env prefix HV_GATEWAY_)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Everything the gateway (HTTP server, batch worker, CLI) reads from the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="HV_GATEWAY_", env_file=".env", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+
+    # Peers (host:port).
+    auth_addr: str = "127.0.0.1:50051"
+    preprocess_addr: str = "127.0.0.1:50052"
+    inference_addr: str = "127.0.0.1:50053"
+    history_addr: str = "127.0.0.1:50054"
+    reports_addr: str = "127.0.0.1:50055"
+    training_addr: str = "127.0.0.1:50056"
+
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("HV_GATEWAY_REDIS_URL", "HV_REDIS_URL"),
+    )
+
+    # Deadlines (seconds) for outgoing calls; inference/explain and PDF rendering get longer ones.
+    rpc_timeout_s: float = 10.0
+    inference_timeout_s: float = 30.0
+    reports_timeout_s: float = 30.0
+
+    # Upload limits.
+    max_image_bytes: int = 10 * MB
+    max_batch_bytes: int = 200 * MB
+    max_batch_items: int = 500
+    # ZIP safety.
+    zip_max_entries: int = 1000
+    zip_max_total_uncompressed: int = 500 * MB
+    zip_max_ratio: float = 100.0
+
+    # Where batch uploads are kept (var/uploads/<org>/<batch>/).
+    upload_dir: str = "var/uploads"
+
+    # Rate limit: requests per window per user (or per client IP when anonymous).
+    rate_limit_requests: int = 600
+    rate_limit_window_s: int = 60
+    # Stricter limit for anonymous auth endpoints (login/register/reset) per IP.
+    rate_limit_auth_requests: int = 60
+
+    # How long GetActiveModel answers are reused.
+    active_model_cache_s: float = 2.0
+    # How long Idempotency-Key answers are kept.
+    idempotency_ttl_s: int = 24 * 3600
+
+    # Service credential used by batch workers to get on-behalf-of tokens from auth.
+    service_id: str = "gateway-batch-worker"
+    service_secret: str = Field(
+        default="dev-service-secret",
+        validation_alias=AliasChoices("HV_GATEWAY_SERVICE_SECRET", "HV_SERVICE_SECRET"),
+    )
+
+    # Celery (batch worker). Defaults to the same Redis.
+    celery_broker_url: str | None = None
+    celery_result_backend: str | None = None
+    # Run batch items inline in the API process instead of through Celery (tests, tiny setups).
+    batch_inline: bool = False
+    # Seconds after which an unacknowledged batch message (its worker died) is delivered again.
+    batch_visibility_timeout_s: int = 120
+
+    # Public base URL, used in links the CLI prints.
+    public_url: str = "http://127.0.0.1:8000"
+
+    @property
+    def broker_url(self) -> str:
+        return self.celery_broker_url or self.redis_url
+
+    @property
+    def backend_url(self) -> str:
+        return self.celery_result_backend or self.redis_url
