@@ -1,0 +1,108 @@
+"""`python -m hemovision_auth [serve|migrate|create-admin|rotate-key]` (console script hemovision-auth)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from pathlib import Path
+
+from hemovision_auth.settings import Settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def migrate(settings: Settings) -> None:
+    from hemovision_database import ensure_database, run_migrations
+
+    ensure_database(settings.database_url)
+    run_migrations(migrations_dir=MIGRATIONS, url=settings.database_url, schema="auth")
+
+
+async def _serve(settings: Settings) -> None:
+    from hemovision_auth.server import create_server
+    from hemovision_grpc_server import serve
+
+    running = await create_server(settings)
+    await serve(running, grace=settings.grace_seconds)
+
+
+def _service(settings: Settings):  # noqa: ANN202
+    from hemovision_auth.mailer import LogMailer
+    from hemovision_auth.server import build_service
+    from hemovision_database import create_db_engine
+
+    return build_service(settings, engine=create_db_engine(settings.database_url, pool_size=1), redis=None, mailer=LogMailer())
+
+
+def create_admin(settings: Settings, args: argparse.Namespace) -> int:
+    from hemovision_grpc_server import ServiceError
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif args.password:
+        password = args.password
+    else:
+        password = getpass.getpass("Password for the platform_admin: ")
+    service = _service(settings)
+    try:
+        outcome, user_id = service.create_admin_sync(email=args.email, password=password, promote=args.promote)
+    except ServiceError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    finally:
+        service.engine.dispose()
+    messages = {
+        "created": f"created platform_admin {args.email} ({user_id})",
+        "exists": f"{args.email} is already a platform_admin ({user_id}); nothing changed (password not updated)",
+        "promoted": f"promoted {args.email} ({user_id}) to platform_admin",
+    }
+    print(messages[outcome])
+    return 0
+
+
+def rotate_key(settings: Settings) -> int:
+    service = _service(settings)
+    try:
+        key = service.keys.rotate_sync()
+    finally:
+        service.engine.dispose()
+    print(f"new current signing key {key.kid}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hemovision-auth", description="HemoVision auth service")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run the gRPC server (default)")
+    sub.add_parser("migrate", help="create the database if missing and run the Alembic migrations")
+    admin = sub.add_parser("create-admin", help="create the first platform_admin")
+    admin.add_argument("--email", required=True)
+    group = admin.add_mutually_exclusive_group()
+    group.add_argument("--password", help="the password (prefer --password-stdin: argv is visible to other users)")
+    group.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    admin.add_argument("--promote", action="store_true", help="make an existing user platform_admin")
+    sub.add_parser("rotate-key", help="make a new signing key current (the old one stays published)")
+    args = parser.parse_args(argv)
+
+    from hemovision_telemetry import configure_logging, configure_tracing
+
+    settings = Settings()
+    configure_logging("auth", settings.log_level)
+    command = args.command or "serve"
+    if command == "migrate":
+        migrate(settings)
+        print("auth schema migrated")
+        return 0
+    if command == "create-admin":
+        return create_admin(settings, args)
+    if command == "rotate-key":
+        return rotate_key(settings)
+    configure_tracing("auth")
+    asyncio.run(_serve(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

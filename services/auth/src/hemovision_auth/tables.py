@@ -1,0 +1,121 @@
+"""The auth schema: SQLAlchemy Core tables (the migrations in migrations/versions create them)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Uuid,
+    func,
+)
+
+SCHEMA = "auth"
+ROLE_CHECK = "role IN ('lab_user', 'org_admin', 'ml_engineer', 'platform_admin')"
+
+metadata = MetaData(schema=SCHEMA)
+
+organizations = Table(
+    "organizations",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+Index("uq_organizations_name_lower", func.lower(organizations.c.name), unique=True)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),  # stored lower-cased
+    Column("password_hash", Text, nullable=False),
+    # NULL for platform roles created without an organization (the first platform_admin).
+    Column("organization_id", Uuid, ForeignKey("auth.organizations.id", ondelete="CASCADE"), nullable=True, index=True),
+    Column("role", String(32), nullable=False),
+    Column("active", Boolean, nullable=False, server_default="true"),
+    Column("email_verified", Boolean, nullable=False, server_default="false"),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("password_changed_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint(ROLE_CHECK, name="ck_users_role"),
+)
+
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("user_id", Uuid, ForeignKey("auth.users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("family_id", Uuid, nullable=False, index=True),
+    Column("token_hash", String(64), nullable=False, unique=True),  # SHA-256 hex of the opaque token
+    # The access token issued with this refresh token, revoked in Redis when the family is.
+    Column("access_jti", String(64), nullable=True, index=True),
+    Column("access_expires_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True), nullable=True),  # set when rotated
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("algorithm", String(16), nullable=False),
+    # PKCS#8 PEM encrypted with HV_AUTH_KEY_ENCRYPTION_SECRET (BestAvailableEncryption).
+    Column("private_key_pem", Text, nullable=False),
+    Column("public_key_pem", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("current", Boolean, nullable=False, server_default="false"),
+    Column("retired_at", DateTime(timezone=True), nullable=True),
+)
+# At most one key signs new tokens.
+Index("uq_signing_keys_one_current", signing_keys.c.current, unique=True, postgresql_where=signing_keys.c.current)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("user_id", Uuid, ForeignKey("auth.users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("name", String(100), nullable=False),
+    Column("prefix", String(16), nullable=False),
+    Column("secret_hash", String(64), nullable=False, unique=True),  # SHA-256 hex
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_used_at", DateTime(timezone=True), nullable=True),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+invitations = Table(
+    "invitations",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("organization_id", Uuid, ForeignKey("auth.organizations.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("email", String(320), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("invited_by", Uuid, ForeignKey("auth.users.id", ondelete="SET NULL"), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("accepted_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint("role IN ('lab_user', 'org_admin')", name="ck_invitations_role"),
+)
+
+email_tokens = Table(
+    "email_tokens",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("user_id", Uuid, ForeignKey("auth.users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("purpose", String(16), nullable=False),  # verify | reset
+    Column("email", String(320), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True), nullable=True),
+    CheckConstraint("purpose IN ('verify', 'reset')", name="ck_email_tokens_purpose"),
+)
