@@ -1,0 +1,28 @@
+"""ReportsServicer: protobuf <-> service calls only."""
+
+from __future__ import annotations
+
+from hemovision.reports.v1 import reports_pb2, reports_pb2_grpc
+from hemovision_tokens import current_principal
+
+from hemovision_reports.service import Caller, Report, ReportsService
+
+
+def _caller() -> Caller:
+    principal = current_principal()
+    return Caller(token=principal.token, organization_id=principal.organization_id)
+
+
+def _to_pb(report: Report) -> reports_pb2.Report:
+    return reports_pb2.Report(pdf=report.pdf, filename=report.filename, pages=report.pages)
+
+
+class ReportsServicer(reports_pb2_grpc.ReportsServiceServicer):
+    def __init__(self, service: ReportsService) -> None:
+        self.service = service
+
+    async def RenderPredictionReport(self, request, context):  # noqa: ANN001, N802
+        return _to_pb(await self.service.prediction_report(_caller(), request.prediction_id))
+
+    async def RenderBatchReport(self, request, context):  # noqa: ANN001, N802
+        return _to_pb(await self.service.batch_report(_caller(), request.batch_id))
