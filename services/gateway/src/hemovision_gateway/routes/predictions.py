@@ -229,7 +229,10 @@ async def reviewed_dataset(
     async def chunks() -> AsyncIterator[bytes]:
         if first is not grpc.aio.EOF:
             yield first.data
-            async for chunk in call:
+            while True:
+                chunk = await call.read()
+                if chunk is grpc.aio.EOF:
+                    return
                 yield chunk.data
 
     return StreamingResponse(chunks(), media_type="application/zip",
