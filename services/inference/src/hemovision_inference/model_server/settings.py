@@ -1,0 +1,42 @@
+"""Model server settings (env prefix HV_MODEL_SERVER_; HV_MODEL_BASE / HV_MODEL_NAME shared)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
+
+from hemovision_grpc_server import GrpcServiceSettings
+
+
+class ModelServerSettings(GrpcServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="HV_MODEL_SERVER_", env_file=".env", extra="ignore", populate_by_name=True)
+
+    port: int = 8500
+    # TF Serving REST API + /monitoring/prometheus/metrics; -1 disables it.
+    rest_port: int = 8501
+    model_base: str = Field("models", validation_alias=AliasChoices("HV_MODEL_SERVER_MODEL_BASE", "HV_MODEL_BASE"))
+    model_name: str = Field("hemovision", validation_alias=AliasChoices("HV_MODEL_SERVER_MODEL_NAME", "HV_MODEL_NAME"))
+    # Initial version policy until a HandleReloadConfigRequest replaces it: "latest" (num_versions) or "all".
+    version_policy: str = "latest"
+    num_versions: int = 1
+    # How often <model_base>/<name>/ is scanned for versions.
+    poll_interval_s: float = 1.0
+    # How long a version that is no longer wanted stays loaded (and callable by explicit version).
+    drain_seconds: float = 30.0
+    # Failed loads are retried after initial * 2^n seconds, at most max.
+    load_retry_initial_s: float = 1.0
+    load_retry_max_s: float = 60.0
+    # A version needs (SavedModel bytes x factor + reserve) of available memory to be loaded.
+    memory_factor: float = 4.0
+    memory_reserve_mb: int = 256
+    # Server-side batching (TF Serving's batching_parameters).
+    enable_batching: bool = True
+    max_batch_size: int = 32
+    batch_timeout_micros: int = 1000
+    num_batch_threads: int = 2
+    max_enqueued_batches: int = 8
+    # TensorFlow's own thread pools (2 cores: ops run in parallel inside, batches run side by side).
+    intra_op_threads: int = 2
+    inter_op_threads: int = 1
+    # Run assets.extra/tf_serving_warmup_requests before a version takes traffic.
+    warmup: bool = True
