@@ -149,7 +149,7 @@ def clahe(gray: np.ndarray, clip_limit: float, tiles: int) -> np.ndarray:
     ext = gray[_reflect101(np.arange(eh), h)][:, _reflect101(np.arange(ew), w)]
     th, tw = eh // tiles, ew // tiles
     area = th * tw
-    clip = max(int(np.float32(clip_limit) * area / 256), 1) if clip_limit > 0 else 0
+    clip = max(int(clip_limit * area / 256), 1) if clip_limit > 0 else 0
     luts = np.zeros((tiles, tiles, 256))
     for ty in range(tiles):
         for tx in range(tiles):

@@ -33,7 +33,9 @@ hv::View borrow(const py::array& arr, int channels, const char* what) {
                           (channels == 1 ? ")" : ", " + std::to_string(channels) + ")"));
   const py::ssize_t h = arr.shape(0), w = arr.shape(1);
   if (h <= 0 || w <= 0) throw py::value_error(std::string(what) + ": empty image");
-  if (h > (1 << 20) || w > (1 << 20)) throw py::value_error(std::string(what) + ": image side too large");
+  // Keeps every pixel count (histograms, offsets) far from int overflow.
+  if (h > (1 << 20) || w > (1 << 20) || h * w > (py::ssize_t(1) << 30))
+    throw py::value_error(std::string(what) + ": image too large");
   // NumPy leaves the stride of a length-1 axis arbitrary, so only longer axes count.
   const bool px_ok = w == 1 || arr.strides(1) == channels;
   const bool ch_ok = arr.ndim() == 2 || channels == 1 || arr.strides(2) == 1;
@@ -81,7 +83,7 @@ PYBIND11_MODULE(_core, m) {
   py::class_<hv::Spec>(m, "Spec")
       .def(py::init([](int input_size, const std::string& crop, const std::string& stain,
                        std::array<float, 3> target_mean, std::array<float, 3> target_std, bool clahe,
-                       float clip_limit, int tiles, float blur_sigma, std::array<float, 3> mean,
+                       double clip_limit, int tiles, float blur_sigma, std::array<float, 3> mean,
                        std::array<float, 3> std_) {
              if (input_size < 1 || input_size > 4096) throw py::value_error("input_size out of range");
              if (tiles < 1 || tiles > 64) throw py::value_error("tiles out of range");
@@ -200,7 +202,7 @@ PYBIND11_MODULE(_core, m) {
         py::arg("image"));
   m.def(
       "clahe",
-      [](const py::array& image, float clip_limit, int tiles_x, int tiles_y) {
+      [](const py::array& image, double clip_limit, int tiles_x, int tiles_y) {
         if (tiles_x < 1 || tiles_y < 1 || tiles_x > 64 || tiles_y > 64) throw py::value_error("tiles out of range");
         return run_op(image, 1, "clahe", [=](const hv::View& v, hv::Image& o) {
           hv::clahe_gray(v, clip_limit, tiles_x, tiles_y, o);
@@ -209,7 +211,7 @@ PYBIND11_MODULE(_core, m) {
       py::arg("image"), py::arg("clip_limit"), py::arg("tiles_x"), py::arg("tiles_y"));
   m.def(
       "clahe_l",
-      [](const py::array& image, float clip_limit, int tiles) {
+      [](const py::array& image, double clip_limit, int tiles) {
         if (tiles < 1 || tiles > 64) throw py::value_error("tiles out of range");
         return run_op(image, 3, "clahe_l",
                       [=](const hv::View& v, hv::Image& o) { hv::clahe_l(v, clip_limit, tiles, o); });

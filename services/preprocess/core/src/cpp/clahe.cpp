@@ -23,7 +23,7 @@ struct ClaheScratch {
 };
 
 // `plane` is h x w, one byte per pixel, tightly packed.
-void clahe_plane(const uint8_t* plane, int h, int w, float clip_limit, int tiles_x, int tiles_y,
+void clahe_plane(const uint8_t* plane, int h, int w, double clip_limit, int tiles_x, int tiles_y,
                  uint8_t* out, ClaheScratch& s) {
   if (tiles_x < 1 || tiles_y < 1) throw std::invalid_argument("clahe: tiles must be >= 1");
   // OpenCV pads both axes as soon as either is not a multiple of the grid (an axis
@@ -35,7 +35,7 @@ void clahe_plane(const uint8_t* plane, int h, int w, float clip_limit, int tiles
   const int area = tw * th;
   const float lut_scale = 255.0f / area;
   int clip = 0;
-  if (clip_limit > 0.0f) clip = std::max(static_cast<int>(clip_limit * area / 256), 1);
+  if (clip_limit > 0.0) clip = std::max(static_cast<int>(std::min(clip_limit * area / 256, 1e9)), 1);
 
   s.luts.resize(static_cast<std::size_t>(tiles_x) * tiles_y * 256);
   const bool padded = ext_h != h || ext_w != w;
@@ -116,7 +116,7 @@ void check(const View& src, int channels, const char* op) {
 
 }  // namespace
 
-void clahe_gray(const View& src, float clip_limit, int tiles_x, int tiles_y, Image& dst) {
+void clahe_gray(const View& src, double clip_limit, int tiles_x, int tiles_y, Image& dst) {
   check(src, 1, "clahe");
   thread_local ClaheScratch s;
   const std::size_t n = static_cast<std::size_t>(src.h) * src.w;
@@ -129,7 +129,7 @@ void clahe_gray(const View& src, float clip_limit, int tiles_x, int tiles_y, Ima
 // RGB -> Lab (8-bit L; a and b quantised to integers as in OpenCV's 8-bit Lab but
 // kept as a/500, b/200), CLAHE on L, -> RGB. f(Y) and Y for the new L come from a
 // 256-entry table because L is 8-bit.
-void clahe_l(const View& src, float clip_limit, int tiles, Image& dst) {
+void clahe_l(const View& src, double clip_limit, int tiles, Image& dst) {
   check(src, 3, "clahe_l");
   const ColourTables& t = colour_tables();
   thread_local ClaheScratch s;

@@ -39,7 +39,7 @@ struct Spec {
   float target_mean[3] = {0, 0, 0};  // Reinhard target, CIE Lab units
   float target_std[3] = {1, 1, 1};
   bool clahe = false;
-  float clip_limit = 2.0f;
+  double clip_limit = 2.0;
   int tiles = 8;
   float blur_sigma = 0.0f;
   float mean[3] = {0, 0, 0};
@@ -69,8 +69,8 @@ void reinhard(const View& src, const float target_mean[3], const float target_st
 void grey_world(const View& src, Image& dst);
 
 // clahe.cpp
-void clahe_gray(const View& src, float clip_limit, int tiles_x, int tiles_y, Image& dst);
-void clahe_l(const View& src, float clip_limit, int tiles, Image& dst);
+void clahe_gray(const View& src, double clip_limit, int tiles_x, int tiles_y, Image& dst);
+void clahe_l(const View& src, double clip_limit, int tiles, Image& dst);
 
 // blur.cpp
 int gaussian_ksize(float sigma);

@@ -9,6 +9,7 @@ then the pixel count from the header. Anything wrong raises ImageRejected, whose
 from __future__ import annotations
 
 import io
+import re
 import struct
 from typing import Any
 
@@ -102,8 +103,11 @@ def _decode_pillow(data: bytes, max_pixels: int) -> U8Image:
     try:
         # Image.open parses the header only; pixels are decoded by load() below.
         im = Image.open(io.BytesIO(data), formats=OPENERS)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageRejected("too_many_pixels", f"The image has more pixels than the limit of {limit:,}.") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Pillow's own guard fired while reading the header; it names the pixel count.
+        m = re.search(r"\((\d+) pixels\)", str(exc))
+        declared = f"{int(m.group(1)):,} pixels" if m else "more pixels than allowed"
+        raise ImageRejected("too_many_pixels", f"The image declares {declared}; the limit is {limit:,}.") from None
     except Image.UnidentifiedImageError:
         try:
             with Image.open(io.BytesIO(data)) as other:
