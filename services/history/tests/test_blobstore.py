@@ -1,0 +1,32 @@
+"""LocalBlobStore: atomic writes, no path traversal. (S3BlobStore is not exercised here:
+no S3-compatible endpoint runs on the test machines.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from hemovision_history.blobstore import BlobMissing, LocalBlobStore, blob_key
+
+
+def test_put_get_delete(tmp_path):
+    store = LocalBlobStore(tmp_path)
+    key = blob_key("org-1", "p1", "image")
+    store.put(key, b"\x89PNG data")
+    assert store.get(key) == b"\x89PNG data"
+    store.put(key, b"replaced")
+    assert store.get(key) == b"replaced"
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".tmp-")]  # no temp file left
+    store.delete(key)
+    store.delete(key)  # idempotent
+    with pytest.raises(BlobMissing):
+        store.get(key)
+    assert (tmp_path / "org-1").is_dir()
+
+
+@pytest.mark.parametrize("key", ["../escape.png", "org/../../etc/passwd", "/abs/path", "org//x", "org/.hidden", "single", "org/a\\b"])
+def test_traversal_and_odd_keys_are_refused(tmp_path, key):
+    store = LocalBlobStore(tmp_path / "root")
+    with pytest.raises(ValueError):
+        store.put(key, b"x")
+    with pytest.raises(ValueError):
+        store.get(key)
