@@ -68,12 +68,12 @@ class User:
     metadata: tuple
 
     @classmethod
-    def new(cls, *, organization_id: str | None = None, role: str = "lab_user") -> "User":
+    def new(cls, *, organization_id: str | None = None, role: str = "lab_user") -> User:
         user_id = str(uuid.uuid4())
         if organization_id is None:
             organization_id = "" if role in ("ml_engineer", "platform_admin") else str(uuid.uuid4())
         token = TOKENS.issue(user_id=user_id, organization_id=organization_id, role=role)
         return cls(user_id=user_id, organization_id=organization_id, role=role, metadata=bearer_metadata(token))
 
-    def colleague(self, role: str = "lab_user") -> "User":
+    def colleague(self, role: str = "lab_user") -> User:
         return User.new(organization_id=self.organization_id, role=role)

@@ -91,6 +91,10 @@ async def test_batch_item_bad_input(stub, alice):
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.CreateBatch(history_pb2.CreateBatchRequest(total=0), metadata=alice.metadata, timeout=T)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # Every item failed: the batch could not be processed at all.
+    await stub.RecordBatchItem(item(batch.id, 0, error="not an image"), metadata=alice.metadata, timeout=T)
+    failed = await stub.GetBatch(history_pb2.GetBatchRequest(id=batch.id), metadata=alice.metadata, timeout=T)
+    assert failed.status == history_pb2.BATCH_STATUS_FAILED and failed.failed == 1 and failed.completed_at.seconds > 0
 
 
 async def test_statistics_match_hand_computed_values(stub, alice, migrated_url):
@@ -237,7 +241,7 @@ async def test_export_reviewed_dataset_zip(stub, alice, mallory):
 async def test_export_streams_in_bounded_chunks(stub, alice):
     import os
 
-    for i in range(3):
+    for _ in range(3):
         # ~120 KiB of incompressible pixels per image -> several 64 KiB chunks.
         noisy = png_bytes(width=1, height=1)[:8] + os.urandom(120 * 1024)
         p = await record(stub, alice, make_prediction("monocyte", 0.8), image_png=noisy)

@@ -405,12 +405,15 @@ class HistoryRepository:
                         error=error,
                     )
                 )
-                done = conn.execute(select(func.count()).where(I.batch_id == batch_id)).scalar_one()
+                done, succeeded = conn.execute(
+                    select(func.count(), func.count().filter(I.status == "succeeded")).where(I.batch_id == batch_id)
+                ).one()
                 if done >= batch.total:
+                    # Every item recorded: completed, or failed when not one item could be classified.
                     conn.execute(
                         update(batches)
-                        .where(B.id == batch_id, B.status != "completed")
-                        .values(status="completed", completed_at=func.now())
+                        .where(B.id == batch_id, B.completed_at.is_(None))
+                        .values(status="completed" if succeeded else "failed", completed_at=func.now())
                     )
                 elif batch.status == "queued":
                     conn.execute(update(batches).where(B.id == batch_id).values(status="running"))

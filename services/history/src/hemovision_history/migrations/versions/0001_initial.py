@@ -1,7 +1,7 @@
 """initial schema: predictions, batches, batch_items, audit_events
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-22 13:27:26.767756
 """
 
