@@ -106,6 +106,8 @@ class TokenInterceptor(ServerInterceptor):
                 return None
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, exc.message)
         except ServiceError as exc:  # e.g. Unavailable: revocation store or auth unreachable
+            if public:
+                return None
             await context.abort(exc.code, exc.message)
         return None  # unreachable: abort raises
 

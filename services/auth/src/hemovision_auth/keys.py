@@ -126,7 +126,7 @@ class KeyStore:
 
     async def get_key(self, kid: str) -> PublicKeyType:
         key = self._public.get(kid)
-        if key is None:
+        if key is None:  # one indexed query, far cheaper than the argon2 a Login costs
             keys = await self.published()
             self._public = {k.kid: load_public_key(k.public_key_pem) for k in keys}
             key = self._public.get(kid)
