@@ -151,3 +151,17 @@ async def test_key_rotation_keeps_old_tokens_valid(auth):
     # the long-lived verifier learns the new kid on its own (refetch on unknown kid)
     assert (await auth.verifier.verify(user_after.access_token)).role == "platform_admin"
     await fresh.close()
+
+
+async def test_concurrent_refresh_of_one_token_succeeds_once(auth):
+    import asyncio
+
+    _, pair = await auth.signed_up()
+    results = await asyncio.gather(
+        *(auth.stub.Refresh(auth_pb2.RefreshRequest(refresh_token=pair.refresh_token), timeout=5) for _ in range(3)),
+        return_exceptions=True,
+    )
+    ok = [r for r in results if isinstance(r, auth_pb2.TokenPair)]
+    failed = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(ok) == 1 and len(failed) == 2
+    assert all(f.code() == grpc.StatusCode.UNAUTHENTICATED for f in failed)
