@@ -11,7 +11,7 @@ MB = 1024 * 1024
 class Settings(BaseSettings):
     """Everything the gateway (HTTP server, batch worker, CLI) reads from the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="HV_GATEWAY_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="HV_GATEWAY_", env_file=".env", extra="ignore", populate_by_name=True)
 
     host: str = "127.0.0.1"
     port: int = 8000

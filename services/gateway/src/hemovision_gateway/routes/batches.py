@@ -97,7 +97,7 @@ async def schedule(request: Request, task: ItemTask) -> None:
                                        task, final_attempt=attempt == 3)
                     return
                 except Exception as exc:  # noqa: BLE001 - retried like the worker does
-                    log.warning("inline batch item failed", extra={"error": str(exc)})
+                    log.warning("inline batch item failed: %r", exc)
                     await asyncio.sleep(0.5 * (attempt + 1))
 
         t = asyncio.create_task(run())
