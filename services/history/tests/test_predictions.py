@@ -66,6 +66,20 @@ async def test_idempotency_key_returns_first_record(stub, alice, mallory, blob_r
     assert len(list((blob_root / alice.organization_id / "predictions").iterdir())) == 1
 
 
+async def test_concurrent_retries_store_one_record(stub, alice, blob_root):
+    import asyncio
+
+    results = await asyncio.gather(*[
+        record(stub, alice, make_prediction("monocyte", 0.8), idempotency_key="same-upload", image_png=png_bytes())
+        for _ in range(6)
+    ])
+    assert len({r.id for r in results}) == 1
+    page = await stub.ListPredictions(history_pb2.ListPredictionsRequest(), metadata=alice.metadata, timeout=T)
+    assert len(page.items) == 1
+    # The losers' blobs were removed: one prediction folder, one image.
+    assert len(list((blob_root / alice.organization_id / "predictions").rglob("*.png"))) == 1
+
+
 async def test_storage_policy_off_stores_no_blobs(settings, redis_url, alice, blob_root):
     from history_factories import TOKENS
     from hemovision_grpc_server import create_channel

@@ -165,3 +165,46 @@ def test_overlay_is_image_sized_and_warm_where_the_heat_is():
     hot = out.getpixel((115, 13))
     cold = out.getpixel((13, 115))
     assert hot[0] > hot[2] and cold[2] >= cold[0] - 60  # red where hot, bluish/unchanged where cold
+
+
+async def test_organization_name_comes_from_auth_get_me(history, history_stub, redis_url):
+    """A minimal AuthService answering GetMe (the only auth RPC reports uses) on port 0."""
+    from hemovision.auth.v1 import auth_pb2, auth_pb2_grpc
+    from hemovision_grpc_server import GrpcServiceSettings, create_channel, create_server
+    from hemovision.reports.v1 import reports_pb2_grpc
+
+    from reports_factories import TOKENS
+
+    from hemovision_reports.server import create_server as create_reports_server
+    from hemovision_reports.settings import Settings
+
+    seen = []
+
+    class Auth(auth_pb2_grpc.AuthServiceServicer):
+        async def GetMe(self, request, context):  # noqa: N802
+            seen.append(dict(context.invocation_metadata()).get("authorization", ""))
+            return auth_pb2.User(organization_name="St. Mary Haematology Lab")
+
+    auth = await create_server(
+        GrpcServiceSettings(port=0), service_names=["hemovision.auth.v1.AuthService"],
+        register=lambda s: auth_pb2_grpc.add_AuthServiceServicer_to_server(Auth(), s),
+    )
+    reports = await create_reports_server(
+        Settings(port=0, history_addr=f"127.0.0.1:{history.port}", auth_addr=f"127.0.0.1:{auth.port}"),
+        verifier=TOKENS.verifier(redis_url=redis_url),
+    )
+    try:
+        _, md = caller()
+        stored = await history_stub.RecordPrediction(
+            history_pb2.RecordPredictionRequest(prediction=prediction()), metadata=md, timeout=T
+        )
+        async with create_channel(f"127.0.0.1:{reports.port}") as channel:
+            report = await reports_pb2_grpc.ReportsServiceStub(channel).RenderPredictionReport(
+                reports_pb2.RenderPredictionReportRequest(prediction_id=stored.id), metadata=md, timeout=T
+            )
+        text, _ = _text(report.pdf)
+        assert "St. Mary Haematology Lab" in text
+        assert seen == [md[0][1]]  # the caller's own token was forwarded
+    finally:
+        await reports.stop(0)
+        await auth.stop(0)

@@ -291,6 +291,12 @@ class HistoryRepository:
             ).scalar_one()
             return self._load_batches(conn, organization_id=organization_id, batch_ids=[batch_id])[0]
 
+    def batch_exists(self, *, organization_id: str, batch_id: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(B.id).where(B.organization_id == organization_id, B.id == batch_id)
+            ).first() is not None
+
     def get_batch(self, *, organization_id: str, batch_id: str) -> domain.Batch | None:
         with self.engine.connect() as conn:
             found = self._load_batches(conn, organization_id=organization_id, batch_ids=[batch_id])

@@ -226,8 +226,7 @@ class HistoryService:
             if first is not None:
                 return first
         if new.batch_id is not None:
-            batch = await asyncio.to_thread(self.repo.get_batch, organization_id=org, batch_id=new.batch_id)
-            if batch is None:
+            if not await asyncio.to_thread(self.repo.batch_exists, organization_id=org, batch_id=new.batch_id):
                 raise BatchNotFound(new.batch_id)
         prediction_id = str(uuid.uuid4())
         written: list[str] = []
