@@ -127,3 +127,42 @@ async def test_change_password(auth):
     assert err.code() == grpc.StatusCode.UNAUTHENTICATED
     fresh = await auth.login(user.email, NEW_PASSWORD)  # issued after the revocation mark: valid
     assert (await auth.verifier.verify(fresh.access_token)).user_id == user.id
+
+
+async def test_expired_links_and_refresh_tokens(migrated_url, redis_url, smtp):
+    settings = Settings(
+        port=0,
+        database_url=migrated_url,
+        redis_url=redis_url,
+        mail_backend="smtp",
+        smtp_port=smtp.port,
+        public_base_url="http://hv.test",
+        refresh_token_ttl_s=0,
+        email_verification_ttl_s=0,
+        password_reset_ttl_s=0,
+        argon2_time_cost=1,
+        argon2_memory_kib=1024,
+        argon2_parallelism=1,
+    )
+    server = await create_server(settings)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
+    stub = auth_pb2_grpc.AuthServiceStub(channel)
+    try:
+        addr = f"exp-{uuid.uuid4().hex[:8]}@lab.example"
+        await stub.Register(auth_pb2.RegisterRequest(email=addr, password=PASSWORD, organization_name=f"Exp {addr}"), timeout=10)
+        err = await rpc_error(stub.VerifyEmail(auth_pb2.VerifyEmailRequest(token=smtp.last_token(addr, "verify-email")), timeout=5))
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "expired" in err.details()
+        pair = await stub.Login(auth_pb2.LoginRequest(email=addr, password=PASSWORD), timeout=10)
+        err = await rpc_error(stub.Refresh(auth_pb2.RefreshRequest(refresh_token=pair.refresh_token), timeout=5))
+        assert (err.code(), err.details()) == (grpc.StatusCode.UNAUTHENTICATED, "refresh token expired")
+        await stub.RequestPasswordReset(auth_pb2.RequestPasswordResetRequest(email=addr), timeout=5)
+        err = await rpc_error(
+            stub.ResetPassword(
+                auth_pb2.ResetPasswordRequest(token=smtp.last_token(addr, "reset-password"), new_password=NEW_PASSWORD),
+                timeout=5,
+            )
+        )
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "expired" in err.details()
+    finally:
+        await channel.close()
+        await server.stop(0)
