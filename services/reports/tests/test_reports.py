@@ -208,3 +208,17 @@ async def test_organization_name_comes_from_auth_get_me(history, history_stub, r
     finally:
         await reports.stop(0)
         await auth.stop(0)
+
+
+def test_prediction_report_stays_one_page_with_long_free_text():
+    from hemovision_reports.rendering import prediction_report
+
+    p = prediction("immature_granulocyte", 0.5, needs_review=True)
+    p.id = "00000000-0000-0000-0000-000000000000"
+    p.review_reasons[:] = ["low_confidence", "out_of_distribution"]
+    p.reviewed_label, p.review_comment, p.note = "monocyte", "very long comment " * 120, "n" * 2000
+    p.filename = "f" * 255
+    p.sample_id = "S" * 128
+    rendered = prediction_report(p, organization="O" * 200, image_png=cell_png(), overlay_png=cell_png())
+    text, pages = _text(rendered.data)
+    assert rendered.pages == len(pages) == 1 and "For Research Use Only" in text

@@ -55,6 +55,11 @@ def _esc(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _clip(text: str, limit: int) -> str:
+    """Free text cut to `limit` characters, so the one-page report stays one page."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
+
+
 def _when(ts) -> str:  # noqa: ANN001 - a protobuf Timestamp
     if not ts.seconds and not ts.nanos:
         return "-"
@@ -213,11 +218,11 @@ def prediction_report(
     ]
     meta = _kv_table(
         [
-            ("Organization", organization),
+            ("Organization", _clip(organization, 80)),
             ("Sample id", p.sample_id or "-"),
             ("Slide id", p.slide_id or "-"),
             ("Date", _when(p.created_at)),
-            ("File", p.filename or "-"),
+            ("File", _clip(p.filename, 80) or "-"),
         ],
         (2.6 * cm, CONTENT_W / 2 - 2.6 * cm),
     )
@@ -235,10 +240,12 @@ def prediction_report(
     if p.reviewed_label:
         agreed = "agrees with the model" if p.reviewed_label == p.label else "corrects the model"
         result_rows.append([Paragraph(
-            f"Reviewer's label: <b>{_esc(pretty(p.reviewed_label))}</b> ({agreed}), {_when(p.reviewed_at)}", BODY
+            f"Reviewer's label: <b>{_esc(pretty(p.reviewed_label))}</b> ({agreed})"
+            + (f", {_when(p.reviewed_at)}" if p.HasField("reviewed_at") else ""),
+            BODY,
         )])
         if p.review_comment:
-            result_rows.append([Paragraph(f"Comment: {_esc(p.review_comment)}", SMALL)])
+            result_rows.append([Paragraph(f"Comment: {_esc(_clip(p.review_comment, 240))}", SMALL)])
     else:
         result_rows.append([Paragraph("Reviewer's label: not reviewed yet", SMALL)])
     result = Table(result_rows, colWidths=[CONTENT_W / 2])
