@@ -184,6 +184,10 @@ async def test_audit_events_scoping(stub, alice):
     )
     assert page1.items[0].id != page2.items[0].id
 
+    engineer = User.new(role="ml_engineer")
+    platform_only = await stub.ListAuditEvents(history_pb2.ListAuditEventsRequest(), metadata=engineer.metadata, timeout=T)
+    assert {e.organization_id for e in platform_only.items} == {""}
+    assert platform_event.id in {e.id for e in platform_only.items}
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.ListAuditEvents(history_pb2.ListAuditEventsRequest(), metadata=alice.metadata, timeout=T)
     assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -448,11 +448,14 @@ class HistoryService:
     async def list_audit_events(
         self, caller: domain.Caller, *, action_prefix: str, limit: int, cursor: str
     ) -> domain.Page[domain.AuditEvent]:
-        """org_admin: its organization's events; platform_admin: every organization's."""
+        """org_admin: its organization's events; platform_admin: every organization's;
+        ml_engineer: the platform's own events (organization "", e.g. model.activate)."""
         if caller.role == domain.ROLE_PLATFORM_ADMIN:
             org: str | None = None
         elif caller.role == domain.ROLE_ORG_ADMIN:
             org = self._org(caller)
+        elif caller.role == domain.ROLE_ML_ENGINEER:
+            org = ""
         else:
             raise RoleRequired((domain.ROLE_ORG_ADMIN, domain.ROLE_PLATFORM_ADMIN))
         return await asyncio.to_thread(
