@@ -8,6 +8,7 @@ error", logged with its traceback and never leaked to the caller.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -73,7 +74,12 @@ class ErrorInterceptor(ServerInterceptor):
         def wrap_stream(fn: Callable[..., Any]) -> Callable[..., Any]:
             async def wrapped(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
                 try:
-                    async for item in fn(request_or_iterator, context):
+                    result = fn(request_or_iterator, context)
+                    if inspect.isawaitable(result):
+                        # A streaming handler that writes with context.write() (grpc_health's Watch).
+                        await result
+                        return
+                    async for item in result:
                         yield item
                 except Exception as exc:  # noqa: BLE001
                     if _is_abort(exc):
