@@ -140,3 +140,110 @@ def publish_version(src: str | os.PathLike[str], model_base: str | os.PathLike[s
     shutil.copytree(src, tmp)
     os.rename(tmp, target_dir / str(version))
     return target_dir / str(version)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ModelServerProcess:
+    """The embedded model server as a real child process (`python -m hemovision_inference model-server`).
+
+    kill() sends SIGKILL; start() again reuses the same ports."""
+
+    def __init__(self, model_base: str | os.PathLike[str], *, port: int | None = None, rest_port: int = -1, **env: str) -> None:
+        self.model_base = str(model_base)
+        self.port = port or free_port()
+        self.rest_port = rest_port
+        self.env = {k: str(v) for k, v in env.items()}
+        self.process = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        import subprocess
+        import sys
+
+        env = {
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "HV_MODEL_SERVER_HOST": "127.0.0.1",
+            "HV_MODEL_SERVER_PORT": str(self.port),
+            "HV_MODEL_SERVER_REST_PORT": str(self.rest_port),
+            "HV_MODEL_SERVER_MODEL_BASE": self.model_base,
+            "HV_MODEL_SERVER_POLL_INTERVAL_S": "0.3",
+            "HV_MODEL_SERVER_LOG_LEVEL": "WARNING",
+            **self.env,
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "hemovision_inference", "model-server"], env=env, stdin=subprocess.DEVNULL
+        )
+
+    async def wait_ready(self, timeout: float = 120.0) -> None:
+        from hemovision_grpc_server import wait_for_health
+
+        await wait_for_health(self.address, "", timeout=timeout)
+
+    def kill(self) -> None:
+        import signal
+
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        import signal
+        import subprocess
+
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def rss_bytes(self) -> int:
+        import psutil
+
+        return psutil.Process(self.process.pid).memory_info().rss if self.process else 0
+
+
+class FakeRegistry:
+    """A tiny TrainingService answering only GetActiveModelVersion (for unit tests behind our interface)."""
+
+    def __init__(self, active: int | None = None) -> None:
+        self.active = active
+        self.server = None
+        self.port = 0
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        import grpc
+
+        from hemovision.training.v1 import training_pb2, training_pb2_grpc
+
+        registry = self
+
+        class Servicer(training_pb2_grpc.TrainingServiceServicer):
+            async def GetActiveModelVersion(self, request, context):
+                if registry.active is None:
+                    await context.abort(grpc.StatusCode.NOT_FOUND, "no active version")
+                return training_pb2.ModelVersion(name=request.model_name or "hemovision", version=registry.active)
+
+        self.server = grpc.aio.server()
+        training_pb2_grpc.add_TrainingServiceServicer_to_server(Servicer(), self.server)
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        await self.server.start()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.stop(0)

@@ -1,0 +1,23 @@
+"""Inference domain errors (each knows its gRPC status)."""
+
+from hemovision_grpc_server import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+
+
+class BadTensor(InvalidArgument):
+    """The images tensor is malformed or does not fit the model."""
+
+
+class ModelNotFound(NotFound):
+    """A model name this service does not serve."""
+
+
+class VersionNotLoaded(FailedPrecondition):
+    """The requested version is not loaded on the model server (not active, not draining)."""
+
+
+class NoActiveModel(Unavailable):
+    """No version is AVAILABLE and warm yet."""
+
+
+class ModelServerUnavailable(Unavailable):
+    """The model server cannot be reached (or did not answer within the deadline)."""

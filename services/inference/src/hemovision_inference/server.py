@@ -1,0 +1,119 @@
+"""create_server(settings, ...) -> InferenceServer; serve(settings) runs it until SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import hemovision_grpc_server
+from hemovision.inference.v1 import inference_pb2_grpc
+from hemovision_inference.model_client import ModelServerClient
+from hemovision_inference.registry import RegistryClient
+from hemovision_inference.service import InferenceService, ModelRouter
+from hemovision_inference.servicer import InferenceServicer
+from hemovision_inference.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = "hemovision.inference.v1.InferenceService"
+
+
+@dataclass
+class InferenceServer:
+    running: hemovision_grpc_server.RunningServer
+    router: ModelRouter
+    model_server: ModelServerClient
+    registry: RegistryClient | None
+    verifier: object | None
+
+    @property
+    def port(self) -> int:
+        return self.running.port
+
+    async def close(self) -> None:
+        """Stops the reconciler and closes the channels (after the gRPC server stopped)."""
+        await self.router.stop()
+        await self.model_server.close()
+        if self.registry is not None:
+            await self.registry.close()
+        if self.verifier is not None and hasattr(self.verifier, "close"):
+            await self.verifier.close()
+
+    async def stop(self, grace: float = 1.0) -> None:
+        await self.running.stop(grace)
+        await self.close()
+
+
+async def create_server(
+    settings: Settings,
+    *,
+    verifier=None,
+    registry: RegistryClient | None | bool = True,
+) -> InferenceServer:
+    """Starts the InferenceService (NOT_SERVING until a model is AVAILABLE and warm).
+
+    `verifier`: a hemovision_tokens.TokenVerifier; None builds one from settings (auth
+    at settings.auth_addr, revocation in settings.redis_url) unless settings.require_auth
+    is false. `registry=False` runs without the training registry (highest AVAILABLE version).
+    """
+    interceptors = []
+    if verifier is None and settings.require_auth:
+        from hemovision_tokens import AuthKeyProvider, TokenVerifier
+
+        verifier = TokenVerifier(AuthKeyProvider(settings.auth_addr), redis_url=settings.redis_url)
+    if verifier is not None:
+        from hemovision_tokens import TokenInterceptor
+
+        interceptors.append(TokenInterceptor(verifier, public_methods=set()))
+    model_server = ModelServerClient(
+        settings.model_server_addr,
+        predict_timeout_s=settings.predict_timeout_s,
+        control_timeout_s=settings.control_timeout_s,
+        base_path=settings.model_server_base_path,
+    )
+    registry_client = (
+        RegistryClient(settings.training_addr, timeout_s=settings.control_timeout_s) if registry is True else (registry or None)
+    )
+    holder: dict = {}
+
+    async def on_ready(ready: bool) -> None:
+        running = holder.get("running")
+        if running is not None and not holder.get("stopping"):
+            await running.set_serving(ready)
+
+    router = ModelRouter(
+        model_name=settings.model_name,
+        model_server=model_server,
+        registry=registry_client,
+        model_base=Path(settings.model_base),
+        drain_seconds=settings.drain_seconds,
+        reconcile_interval_s=settings.reconcile_interval_s,
+        load_timeout_s=settings.load_timeout_s,
+        on_ready=on_ready,
+    )
+    service = InferenceService(
+        router=router, model_server=model_server, model_name=settings.model_name, max_images=settings.max_images
+    )
+    running = await hemovision_grpc_server.create_server(
+        settings,
+        service_names=[SERVICE_NAME],
+        register=lambda s: inference_pb2_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(service), s),
+        interceptors=interceptors,
+        serving=False,
+    )
+    holder["running"] = running
+    original_stop = running.stop
+
+    async def stop(grace: float) -> None:
+        holder["stopping"] = True  # stays NOT_SERVING through the grace period
+        await original_stop(grace)
+
+    running.stop = stop  # type: ignore[method-assign]
+    router.start()
+    return InferenceServer(running, router, model_server, registry_client, verifier)
+
+
+async def serve(settings: Settings) -> None:
+    server = await create_server(settings)
+    await hemovision_grpc_server.serve(server.running, grace=settings.grace_seconds, on_shutdown=[server.close])

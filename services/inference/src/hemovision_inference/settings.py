@@ -1,0 +1,36 @@
+"""InferenceService settings (env prefix HV_INFERENCE_; HV_MODEL_BASE, HV_MODEL_NAME, HV_REDIS_URL shared)."""
+
+from __future__ import annotations
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import SettingsConfigDict
+
+from hemovision_grpc_server import GrpcServiceSettings
+
+
+class Settings(GrpcServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="HV_INFERENCE_", env_file=".env", extra="ignore", populate_by_name=True)
+
+    port: int = 50053
+    # TF Serving gRPC API: the embedded model server, or a real tensorflow/serving.
+    model_server_addr: str = "127.0.0.1:8500"
+    # Base path a real TF Serving sees for the model (sent in HandleReloadConfigRequest); "" = its default.
+    model_server_base_path: str = ""
+    training_addr: str = "127.0.0.1:50056"
+    auth_addr: str = "127.0.0.1:50051"
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0", validation_alias=AliasChoices("HV_INFERENCE_REDIS_URL", "HV_REDIS_URL")
+    )
+    # Where hemovision.json of each version is read (the same volume the model server loads from).
+    model_base: str = Field("models", validation_alias=AliasChoices("HV_INFERENCE_MODEL_BASE", "HV_MODEL_BASE"))
+    model_name: str = Field("hemovision", validation_alias=AliasChoices("HV_INFERENCE_MODEL_NAME", "HV_MODEL_NAME"))
+    # Registry poll period and how long a replaced version stays pinned after a switch.
+    reconcile_interval_s: float = 3.0
+    drain_seconds: float = 30.0
+    # Deadlines: Predict, control calls (status/reload/registry), and the wait for a new version to load.
+    predict_timeout_s: float = 10.0
+    control_timeout_s: float = 3.0
+    load_timeout_s: float = 300.0
+    max_images: int = 64
+    # Verify bearer tokens (hemovision_tokens); off only for local tools.
+    require_auth: bool = True
