@@ -55,7 +55,7 @@ async def test_batch_lifecycle_and_idempotent_items(stub, alice):
     # A prediction recorded without batch_id is attached when its item is recorded.
     p1 = await record(stub, alice, make_prediction("lymphocyte", 0.5, needs_review=True))
     await stub.RecordBatchItem(item(batch.id, 1, prediction_id=p1.id), metadata=alice.metadata, timeout=T)
-    await stub.RecordBatchItem(item(batch.id, 2, error="not an image", filename="b.txt"), metadata=alice.metadata, timeout=T)
+    await stub.RecordBatchItem(item(batch.id, 2, error="not an image", filename="dir/" + "b" * 400), metadata=alice.metadata, timeout=T)
 
     done = await stub.GetBatch(history_pb2.GetBatchRequest(id=batch.id), metadata=alice.metadata, timeout=T)
     assert done.status == history_pb2.BATCH_STATUS_COMPLETED and done.completed_at.seconds > 0
@@ -72,6 +72,7 @@ async def test_batch_lifecycle_and_idempotent_items(stub, alice):
         metadata=alice.metadata, timeout=T,
     )
     assert [i.index for i in rest.items] == [2] and rest.items[0].error == "not an image" and not rest.next_cursor
+    assert rest.items[0].filename == ("dir/" + "b" * 400)[:255]  # clipped, not refused
     assert not rest.items[0].HasField("prediction")
 
     listed = await stub.ListBatches(history_pb2.ListBatchesRequest(), metadata=alice.metadata, timeout=T)

@@ -389,10 +389,12 @@ class HistoryService:
                 organization_id=org,
                 batch_id=batch_id,
                 index=index,
-                filename=_text(filename.replace("\\", "/"), "filename", 255),
+                # Names inside an upload and error texts are informational: clipped, never refused
+                # (a worker must always be able to record an item's outcome).
+                filename=filename.replace("\x00", "").strip()[:255],
                 status=status,
                 prediction_id=prediction_id or None,
-                error=_text(error, "error", 2000),
+                error=error.replace("\x00", "").strip()[:2000],
             )
         except LookupError as exc:
             raise PredictionNotFound(prediction_id) from exc
