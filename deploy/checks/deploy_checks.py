@@ -93,6 +93,13 @@ def proto_service_names() -> dict[str, str]:
     return names
 
 
+def tf_serving_base_path() -> str:
+    """base_path of the hemovision model in deploy/tf-serving/models.config."""
+    text = (ROOT / "deploy" / "tf-serving" / "models.config").read_text()
+    m = re.search(r'name:\s*"hemovision"\s*base_path:\s*"([^"]+)"', text)
+    return m.group(1) if m else ""
+
+
 def image_pinned(image: str) -> bool:
     """A tag other than latest, or a digest."""
     if "@sha256:" in image:
@@ -257,6 +264,8 @@ def check_compose(path: Path) -> int:
     r.check(env.get("HV_INFERENCE_MODEL_SERVER_ADDR") == f"tf-serving:{MODEL_SERVER_GRPC}",
             "inference must use tf-serving:8500")
     r.check(env.get("HV_MODEL_BASE") == "/models", "HV_MODEL_BASE must be /models (same path as tf-serving)")
+    r.check(env.get("HV_INFERENCE_MODEL_SERVER_BASE_PATH") == tf_serving_base_path(),
+            "HV_INFERENCE_MODEL_SERVER_BASE_PATH must be models.config's base_path")
 
     # tf-serving: flags, configs, model base
     tfs = services["tf-serving"]
@@ -506,6 +515,9 @@ def check_k8s(path: Path, overlay: str) -> int:
                         f"{key}={value}: no Service {host} with port {port}")
     for svc in APP_SERVICES:
         r.check(config.get(f"HV_{svc.upper()}_HOST") == "0.0.0.0", f"HV_{svc.upper()}_HOST must be 0.0.0.0")
+    r.check(config.get("HV_MODEL_BASE") == "/models", "HV_MODEL_BASE must be /models")
+    r.check(config.get("HV_INFERENCE_MODEL_SERVER_BASE_PATH") == tf_serving_base_path(),
+            "HV_INFERENCE_MODEL_SERVER_BASE_PATH must be models.config's base_path")
 
     # inference: pod of inference + tensorflow/serving sidecar, model base read-only
     inf = deployments.get("inference")
