@@ -285,6 +285,9 @@ def check_compose(path: Path) -> int:
         r.check("./models:/models:ro" in vols, f"{name}: must mount ./models:/models read-only")
     r.check("./models:/models" in [str(v) for v in services["training-worker"].get("volumes", [])],
             "training-worker: must mount ./models:/models read-write")
+    data = [[v for v in map(str, services[n].get("volumes", [])) if ":/data" in v] for n in ("training", "training-worker")]
+    r.check(data[0] == data[1] and len(data[0]) == 1,
+            "training and training-worker must mount the same training data at /data (a job's data_dir)")
     return r.finish()
 
 
