@@ -1,0 +1,193 @@
+"""`hemovision`: the command line for operators and ML engineers (REST calls to the gateway).
+
+    hemovision login --email you@lab.example          # stores a token in ~/.config/hemovision/token
+    hemovision models list
+    hemovision models activate 3 --reason "better macro-F1"
+    hemovision train --epochs 5 --limit-per-class 200 --watch
+    hemovision admin create --email admin@lab.example  # bootstraps the first platform_admin (via auth)
+
+The gateway URL comes from --url or HV_GATEWAY_URL (default http://127.0.0.1:8000); the token
+from HV_TOKEN, else from the file `hemovision login` wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+TOKEN_FILE = Path(os.environ.get("HV_TOKEN_FILE", Path.home() / ".config" / "hemovision" / "token"))
+
+
+class CliError(Exception):
+    pass
+
+
+def _token() -> str:
+    token = os.environ.get("HV_TOKEN")
+    if token:
+        return token
+    if TOKEN_FILE.exists():
+        return TOKEN_FILE.read_text().strip()
+    raise CliError("not signed in: run `hemovision login` or set HV_TOKEN")
+
+
+def _client(args) -> httpx.Client:
+    return httpx.Client(base_url=args.url, timeout=60.0)
+
+
+def _check(r: httpx.Response) -> dict:
+    if r.status_code >= 400:
+        try:
+            err = r.json()["error"]
+            raise CliError(f"{r.status_code} {err['code']}: {err['message']}")
+        except (ValueError, KeyError):
+            raise CliError(f"{r.status_code}: {r.text[:200]}") from None
+    return r.json() if r.content else {}
+
+
+def _auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {_token()}"}
+
+
+def cmd_login(args) -> int:
+    password = args.password or os.environ.get("HV_PASSWORD") or getpass.getpass("Password: ")
+    with _client(args) as c:
+        body = _check(c.post("/api/v1/auth/login", json={"email": args.email, "password": password}))
+    TOKEN_FILE.parent.mkdir(parents=True, exist_ok=True)
+    TOKEN_FILE.touch(mode=0o600, exist_ok=True)
+    TOKEN_FILE.write_text(body["access_token"])
+    os.chmod(TOKEN_FILE, 0o600)
+    print(f"signed in; token stored in {TOKEN_FILE} (valid {body['expires_in']} s)")
+    return 0
+
+
+def cmd_models_list(args) -> int:
+    with _client(args) as c:
+        items = _check(c.get("/api/v1/models", headers=_auth()))["items"]
+    if args.json:
+        print(json.dumps(items, indent=2))
+        return 0
+    keys = sorted({k for m in items for k in m["metrics"]})[:5]
+    print("\t".join(["name", "version", "status", *keys]))
+    for m in items:
+        print("\t".join([m["name"], str(m["version"]), m["status"], *[f"{m['metrics'].get(k, float('nan')):.4f}" for k in keys]]))
+    return 0
+
+
+def cmd_models_activate(args) -> int:
+    with _client(args) as c:
+        v = _check(c.post(f"/api/v1/models/{args.version}/activate", headers=_auth(),
+                          json={"name": args.name, "force": args.force, "reason": args.reason}))
+    print(f"{v['name']} v{v['version']} is {v['status']}")
+    return 0
+
+
+def _watch(c: httpx.Client, job_id: str) -> int:
+    with c.stream("GET", f"/api/v1/training-jobs/{job_id}/events", headers=_auth(), timeout=None) as r:
+        if r.status_code >= 400:
+            r.read()
+            _check(r)
+        event = ""
+        for line in r.iter_lines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                job = json.loads(line[5:])
+                metrics = ", ".join(f"{k}={v:.4f}" for k, v in list(job["metrics"].items())[:4])
+                print(f"[{job['status']}] {job['phase'] or ''} epoch {job['epoch']}/{job['total_epochs']} {metrics}",
+                      flush=True)
+                if event in ("done", "error"):
+                    return 0 if job.get("status") == "succeeded" else 1
+    return 1
+
+
+def cmd_train(args) -> int:
+    config = {"epochs": args.epochs, "limit_per_class": args.limit_per_class, "auto_activate": args.auto_activate,
+              "model_name": args.name, "data_dir": args.data_dir, "batch_size": args.batch_size, "seed": args.seed}
+    with _client(args) as c:
+        job = _check(c.post("/api/v1/training-jobs", headers=_auth(), json=config))
+        print(f"training job {job['id']} {job['status']}")
+        if args.watch:
+            return _watch(c, job["id"])
+    return 0
+
+
+def cmd_train_watch(args) -> int:
+    with _client(args) as c:
+        return _watch(c, args.job_id)
+
+
+def cmd_admin_create(args) -> int:
+    """Delegates to the auth service's own command, which writes to its database directly."""
+    command = [sys.executable, "-m", "hemovision_auth", "create-admin", "--email", args.email]
+    if args.password:
+        command += ["--password", args.password]
+    return subprocess.call(command)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hemovision", description="HemoVision command line")
+    parser.add_argument("--url", default=os.environ.get("HV_GATEWAY_URL", "http://127.0.0.1:8000"),
+                        help="gateway base URL (env HV_GATEWAY_URL)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("login", help="sign in and store an access token")
+    p.add_argument("--email", required=True)
+    p.add_argument("--password", help="prompted for when omitted (or env HV_PASSWORD)")
+    p.set_defaults(func=cmd_login)
+
+    models = sub.add_parser("models", help="model versions").add_subparsers(dest="models_command", required=True)
+    p = models.add_parser("list", help="list model versions with metrics")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_models_list)
+    p = models.add_parser("activate", help="activate (or roll back to) a version")
+    p.add_argument("version", type=int)
+    p.add_argument("--name", default="hemovision")
+    p.add_argument("--reason", default="")
+    p.add_argument("--force", action="store_true", help="skip the quality gate (platform_admin)")
+    p.set_defaults(func=cmd_models_activate)
+
+    p = sub.add_parser("train", help="start a training job")
+    p.add_argument("--epochs", type=int, default=0)
+    p.add_argument("--limit-per-class", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default="")
+    p.add_argument("--name", default="hemovision")
+    p.add_argument("--auto-activate", action="store_true")
+    p.add_argument("--watch", action="store_true", help="follow progress until the job ends")
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("watch", help="follow a training job")
+    p.add_argument("job_id")
+    p.set_defaults(func=cmd_train_watch)
+
+    admin = sub.add_parser("admin", help="administration").add_subparsers(dest="admin_command", required=True)
+    p = admin.add_parser("create", help="create the first platform_admin (delegates to hemovision_auth)")
+    p.add_argument("--email", required=True)
+    p.add_argument("--password", help="prompted for by the auth command when omitted")
+    p.set_defaults(func=cmd_admin_create)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except httpx.HTTPError as exc:
+        print(f"error: cannot reach the gateway at {args.url}: {exc}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

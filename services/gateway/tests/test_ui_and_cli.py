@@ -1,0 +1,76 @@
+"""The browser page is served locally (no CDN), and the `hemovision` CLI talks to a live gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import threading
+import time
+
+import pytest
+import uvicorn
+
+from gateway_fakes import World
+
+from hemovision_gateway import create_app, static_dir_files
+from hemovision_gateway.cli import main as cli_main
+
+
+async def test_ui_pages_and_assets(client):
+    for path in ["/", "/verify-email?token=x", "/reset-password?token=x", "/accept-invitation?token=x"]:
+        r = await client.get(path)
+        assert r.status_code == 200 and "<main id=\"main\"" in r.text
+    html = (await client.get("/")).text
+    refs = re.findall(r'(?:src|href)="(/static/[^"]+)"', html)
+    assert refs and not re.search(r'(?:src|href)="(?:https?:)?//', html)  # no CDN
+    for ref in refs:
+        assert (await client.get(ref)).status_code == 200
+    js = (await client.get("/static/app.js")).text
+    assert "http://" not in js and "https://" not in js
+    assert (await client.get("/docs")).status_code == 200
+    assert "/api/v1/predictions" in (await client.get("/openapi.json")).json()["paths"]
+
+
+def test_static_files_listed():
+    assert {"index.html", "app.js", "app.css", "favicon.svg"} <= set(static_dir_files())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def live_gateway(settings, world: World):
+    port = _free_port()
+    app = create_app(settings, verifier=world.factory.verifier())
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(100):
+        if server.started:
+            break
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=5)
+
+
+async def test_cli_models_and_training(live_gateway, world, monkeypatch, capsys):
+    _, token = world.user("ml_engineer")
+    monkeypatch.setenv("HV_TOKEN", token)
+    url = ["--url", live_gateway]
+    assert await asyncio.to_thread(cli_main, [*url, "models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "hemovision\t1\tactive" in out and "hemovision\t2\tregistered" in out
+    assert await asyncio.to_thread(cli_main, [*url, "models", "activate", "2", "--reason", "better"]) == 0
+    assert "v2 is active" in capsys.readouterr().out
+    assert await asyncio.to_thread(cli_main, [*url, "train", "--epochs", "2", "--watch"]) == 0
+    out = capsys.readouterr().out
+    assert "training job" in out and "[succeeded]" in out
+    _, lab = world.user("lab_user")
+    monkeypatch.setenv("HV_TOKEN", lab)
+    assert await asyncio.to_thread(cli_main, [*url, "models", "activate", "1"]) == 2
+    assert "403 permission_denied" in capsys.readouterr().err
