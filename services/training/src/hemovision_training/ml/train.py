@@ -54,6 +54,7 @@ class TrainConfig:
     review_target_accuracy: float = 0.995
     ood_percentile: float = 99.0
     max_seconds: Optional[float] = None       # stop after the epoch that crosses this budget
+    time_budget: Optional[float] = None       # seconds of training: cosine schedule over wall time
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -85,10 +86,13 @@ def _build_and_compile(cfg: TrainConfig, steps_per_epoch: int):
                         stem_width=cfg.stem_width, dropout=cfg.dropout)
     total = max(1, cfg.epochs * steps_per_epoch)
     warm = min(int(cfg.warmup_epochs * steps_per_epoch), total - 1)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=cfg.learning_rate * 0.05 if warm else cfg.learning_rate,
-        decay_steps=max(1, total - warm), alpha=cfg.min_lr_fraction,
-        warmup_target=cfg.learning_rate if warm else None, warmup_steps=warm)
+    if cfg.time_budget:
+        schedule = cfg.learning_rate * 0.05  # set every step by TimeCosine
+    else:
+        schedule = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=cfg.learning_rate * 0.05 if warm else cfg.learning_rate,
+            decay_steps=max(1, total - warm), alpha=cfg.min_lr_fraction,
+            warmup_target=cfg.learning_rate if warm else None, warmup_steps=warm)
     opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay,
                                  clipnorm=5.0)
     opt.exclude_from_weight_decay(var_names=["bn", "bias"])
@@ -187,7 +191,39 @@ def train(config: TrainConfig, progress_callback: ProgressCallback | None = None
                 log.info("time budget of %.0fs reached: stopping after epoch %d", cfg.max_seconds, epoch + 1)
                 self.model.stop_training = True
 
-    callbacks: list = [Progress()]
+    class TimeCosine(keras.callbacks.Callback):
+        """Linear warmup over ``warmup_epochs`` steps, then cosine decay over the remaining wall-clock
+        budget: the schedule anneals fully by ``time_budget`` however busy the shared CPU is."""
+
+        def __init__(self):
+            super().__init__()
+            self.warm_steps = int(cfg.warmup_epochs * steps)
+            self.peak, self.floor = cfg.learning_rate, cfg.learning_rate * cfg.min_lr_fraction
+
+        def _elapsed(self):
+            return seconds_before + time.time() - fit_start
+
+        def on_train_batch_begin(self, batch, logs=None):
+            step = int(self.model.optimizer.iterations.numpy())
+            if step < self.warm_steps:
+                lr = self.peak * (0.05 + 0.95 * step / self.warm_steps)
+            else:
+                if state.get("warm_end_seconds") is None:
+                    state["warm_end_seconds"] = self._elapsed()
+                w = state["warm_end_seconds"]
+                p = min(1.0, max(0.0, (self._elapsed() - w) / max(1.0, cfg.time_budget - w)))
+                state["schedule_progress"] = p
+                lr = self.floor + (self.peak - self.floor) * 0.5 * (1 + np.cos(np.pi * p))
+            self.model.optimizer.learning_rate.assign(lr)
+
+        def on_epoch_end(self, epoch, logs=None):
+            if state.get("schedule_progress", 0.0) >= 1.0:
+                log.info("time budget %.0fs used: schedule annealed, stopping after epoch %d",
+                         cfg.time_budget, epoch + 1)
+                self.model.stop_training = True
+
+    callbacks: list = [TimeCosine()] if cfg.time_budget else []
+    callbacks.append(Progress())
     if has_val:
         callbacks.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, verbose=1))
     if cfg.limit_per_class is None:
@@ -279,12 +315,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--version", type=int)
     p.add_argument("--replace", action="store_true")
     p.add_argument("--max-seconds", type=float)
+    p.add_argument("--time-budget", type=float, help="seconds: cosine LR over wall time, stop when spent")
     a = p.parse_args(argv)
     cfg = TrainConfig(data_dir=a.data, out_dir=a.out, epochs=a.epochs, batch_size=a.batch_size,
                       input_size=a.input_size, learning_rate=a.lr, weight_decay=a.weight_decay, seed=a.seed,
                       limit_per_class=a.limit_per_class, patience=a.patience, resume=a.resume,
                       augment=not a.no_augment, cache_dir=a.cache_dir, model_base=a.model_base,
-                      model_name=a.model_name, version=a.version, replace=a.replace, max_seconds=a.max_seconds)
+                      model_name=a.model_name, version=a.version, replace=a.replace, max_seconds=a.max_seconds,
+                      time_budget=a.time_budget)
     r = train(cfg)
     t = r["metrics"]["test"]
     print(json.dumps({"accuracy": t["accuracy"], "macro_f1": t["macro_f1"], "ece_before": t["ece_before"],
