@@ -33,3 +33,21 @@ def model_base(tmp_path, contract_models) -> Path:
     base = tmp_path / "models"
     publish(contract_models[1], base, 1)
     return base
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long-running (still runs in CI: never skipped)")
+
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="session")
+def serving_model(contract_models) -> Path:
+    """The shipped default model (models/hemovision/<highest>) when it exists, else the contract model."""
+    shipped = REPO_ROOT / "models" / "hemovision"
+    versions = sorted(int(p.name) for p in shipped.iterdir() if p.name.isdigit()) if shipped.is_dir() else []
+    for v in reversed(versions):
+        if (shipped / str(v) / "variables" / "variables.index").is_file():
+            return shipped / str(v)
+    return contract_models[1]

@@ -254,7 +254,7 @@ class ModelRouter:
         self.draining.pop(target, None)
         if previous is not None and previous != target:
             self.draining[previous] = time.monotonic() + self.drain_seconds
-        self.switches.append((time.time(), previous, target))
+        self.switches.append((time.monotonic(), previous, target))
         log.info("routing switched", extra={"from_version": previous, "to_version": target})
 
     async def _pin(self, versions: set[int]) -> None:
