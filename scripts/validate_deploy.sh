@@ -52,6 +52,7 @@ if [[ ! -x "$VENV/bin/python" || "$(cat "$VENV/.tools-stamp" 2>/dev/null)" != "$
       || { echo "FAIL: could not install the validation tools"; exit 1; }
   fi
   echo "$stamp" > "$VENV/.tools-stamp"
+  echo '*' > "$VENV/.gitignore"  # never committed, whichever tool made the venv
 fi
 PY="$VENV/bin/python"
 CHECKS="deploy/checks/deploy_checks.py"
