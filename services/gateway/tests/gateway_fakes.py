@@ -426,8 +426,15 @@ class FakeHistory(history_pb2_grpc.HistoryServiceServicer):
         p = await caller(self.w, context)
         if self._batch(p, request.batch_id) is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "batch not found")
-        return history_pb2.ListBatchItemsResponse(
-            items=[i for (bid, _), i in sorted(self.w.items.items()) if bid == request.batch_id])
+        items = []
+        for (bid, _), i in sorted(self.w.items.items()):
+            if bid == request.batch_id:
+                full = history_pb2.BatchItem()
+                full.CopyFrom(i)
+                if i.prediction_id in self.w.predictions:
+                    full.prediction.CopyFrom(self.w.predictions[i.prediction_id])
+                items.append(full)
+        return history_pb2.ListBatchItemsResponse(items=items)
 
     async def GetStatistics(self, request, context):
         p = await caller(self.w, context)

@@ -526,7 +526,7 @@ async function pageBatch(id) {
     const b = await api(`/api/v1/batches/${id}`);
     paint(b);
     $("#items").innerHTML = b.items.map((i) => `<tr><td>${i.index + 1}</td><td>${esc(i.filename)}</td><td>${esc(i.status)}</td>
-      <td>${i.prediction ? `<a href="#/result/${esc(i.prediction.id)}">${esc(nice(i.prediction.label))}</a>` : ""}</td>
+      <td>${i.prediction ? `<a href="#/result/${esc(i.prediction.id)}">${esc(nice(i.prediction.label))}</a>` : i.prediction_id ? `<a href="#/result/${esc(i.prediction_id)}">view</a>` : ""}</td>
       <td>${i.prediction ? pct(i.prediction.confidence) : ""}</td>
       <td>${i.error ? `<span class="error">${esc(i.error)}</span>` : i.prediction && i.prediction.needs_review ? '<span class="badge review">needs review</span>' : ""}</td></tr>`).join("");
     const flagged = b.items.filter((i) => i.prediction && i.prediction.needs_review);
