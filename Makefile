@@ -4,7 +4,7 @@ PY := .venv/bin/python
 UV ?= uv
 PYTEST := $(PY) -m pytest
 
-.PHONY: help install proto proto-check up down test test-unit test-e2e test-browser lint \
+.PHONY: image compose-up help install proto proto-check up down test test-unit test-e2e test-browser lint \
         bench bench-preprocess bench-serving bench-model sanitize-preprocess validate-deploy clean
 
 help: ## list targets
@@ -51,6 +51,12 @@ sanitize-preprocess: ## build the C++ extension with ASan+UBSan and run the prop
 
 validate-deploy: ## validate docker-compose.yml and the Kubernetes manifests offline
 	bash scripts/validate_deploy.sh
+
+image: ## build the one container image every service runs from
+	docker build -t hemovision:0.1.0 .
+
+compose-up: ## the whole system in containers with real tensorflow/serving (needs a Docker engine)
+	docker compose up --build -d
 
 clean: ## remove build outputs and local state (var/)
 	rm -rf var build services/preprocess/core/build .pytest_cache
