@@ -258,7 +258,7 @@ class FakePreprocess(preprocess_pb2_grpc.PreprocessServiceServicer):
             im = Image.open(io.BytesIO(data))
             im.load()
         except Exception:  # noqa: BLE001
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "truncated: The image data ends early (truncated file).")
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "[truncated] The image data ends early (truncated file).")
         size = request.spec.input_size or 8
         arr = np.asarray(im.convert("RGB").resize((size, size)), dtype=np.uint8)
         out = io.BytesIO()

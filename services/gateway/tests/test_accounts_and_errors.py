@@ -190,3 +190,21 @@ async def test_unknown_route_and_method_are_json(client):
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
     r = await client.put("/api/v1/me")
     assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize("details,status,code", [
+    ("[too_large] The file is 11,000,000 bytes", 413, "too_large"),
+    ("[not_an_image] The file is not a recognised image", 415, "not_an_image"),
+    ("[unsupported_type] GIF images are not accepted", 415, "unsupported_type"),
+    ("[truncated] The image data ends early", 422, "truncated"),
+    ("[too_many_pixels] The image declares 50000x50000", 413, "too_many_pixels"),
+    ("[multi_frame] DICOM with 3 frames", 422, "multi_frame"),
+    ("too_many_pixels: huge", 413, "too_many_pixels"),
+    ("something odd", 422, "invalid_image"),
+])
+def test_preprocess_rejections_map_to_http(details, status, code):
+    from hemovision_gateway.errors import api_error_from_preprocess
+
+    err = api_error_from_preprocess(_FakeRpcError(grpc.StatusCode.INVALID_ARGUMENT, details))
+    assert (err.status, err.code) == (status, code)
+    assert not err.message.startswith("[")

@@ -63,7 +63,8 @@ PREPROCESS_REASON_TO_HTTP: dict[str, int] = {
 }
 
 _REASON_KEYS = ("hv-error-reason", "error-reason", "reason", "x-error-reason")
-_REASON_PREFIX = re.compile(r"^\[?([a-z_]+)\]?:\s*(.*)$", re.S)
+# "[reason] message" (what the preprocess service sends) or "reason: message".
+_REASON_PREFIX = re.compile(r"^(?:\[([a-z_]+)\]|([a-z_]+):)\s*(.*)$", re.S)
 
 
 class ApiError(Exception):
@@ -129,8 +130,10 @@ def preprocess_reason(exc: grpc.aio.AioRpcError) -> tuple[str | None, str]:
             reason = value.decode() if isinstance(value, bytes) else str(value)
             return reason, details
     match = _REASON_PREFIX.match(details)
-    if match and match.group(1) in PREPROCESS_REASON_TO_HTTP:
-        return match.group(1), match.group(2) or details
+    if match:
+        reason = match.group(1) or match.group(2)
+        if reason in PREPROCESS_REASON_TO_HTTP or match.group(1):
+            return reason, match.group(3) or details
     return None, details
 
 
