@@ -127,8 +127,13 @@ def cmd_train_watch(args) -> int:
 def cmd_admin_create(args) -> int:
     """Delegates to the auth service's own command, which writes to its database directly."""
     command = [sys.executable, "-m", "hemovision_auth", "create-admin", "--email", args.email]
-    if args.password:
-        command += ["--password", args.password]
+    if args.promote:
+        command.append("--promote")
+    if args.password_stdin or args.password:
+        # Never on argv (visible to other users): passed on stdin.
+        password = args.password or sys.stdin.readline().rstrip("\n")
+        command.append("--password-stdin")
+        return subprocess.run(command, input=password + "\n", text=True, check=False).returncode
     return subprocess.call(command)
 
 
@@ -171,7 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     admin = sub.add_parser("admin", help="administration").add_subparsers(dest="admin_command", required=True)
     p = admin.add_parser("create", help="create the first platform_admin (delegates to hemovision_auth)")
     p.add_argument("--email", required=True)
-    p.add_argument("--password", help="prompted for by the auth command when omitted")
+    p.add_argument("--password", help="prefer --password-stdin; prompted for by the auth command when omitted")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.add_argument("--promote", action="store_true", help="make an existing user platform_admin")
     p.set_defaults(func=cmd_admin_create)
     return parser
 

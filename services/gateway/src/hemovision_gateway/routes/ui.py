@@ -11,7 +11,7 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 router = APIRouter(include_in_schema=False)
 
 # Entry points the SPA handles itself; e-mail links land on the last three.
-UI_PATHS = ["/", "/app", "/verify-email", "/reset-password", "/accept-invitation"]
+UI_PATHS = ["/", "/app", "/verify-email", "/reset-password", "/accept-invitation", "/accept-invite"]
 
 
 def _index() -> FileResponse:

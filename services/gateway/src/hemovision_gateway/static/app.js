@@ -668,7 +668,7 @@ function route() {
   const path = location.pathname;
   if (path === "/verify-email") return (navLinks(), pageVerify());
   if (path === "/reset-password") return (navLinks(), pageReset());
-  if (path === "/accept-invitation") return (navLinks(), pageAccept());
+  if (path === "/accept-invitation" || path === "/accept-invite") return (navLinks(), pageAccept());
   const [name, arg] = location.hash.slice(2).split("?")[0].split("/");
   navLinks();
   if (PUBLIC[name]) return PUBLIC[name](arg);
@@ -677,7 +677,7 @@ function route() {
 }
 
 window.addEventListener("hashchange", () => {
-  if (["/verify-email", "/reset-password", "/accept-invitation"].includes(location.pathname)) history.replaceState(null, "", "/" + location.hash);
+  if (["/verify-email", "/reset-password", "/accept-invitation", "/accept-invite"].includes(location.pathname)) history.replaceState(null, "", "/" + location.hash);
   $("#nav").classList.remove("open");
   route();
 });
