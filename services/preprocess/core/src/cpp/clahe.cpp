@@ -9,6 +9,7 @@
 #include <string>
 
 #include "colour_math.hpp"
+#include "lab_planar.hpp"
 #include "pixels.hpp"
 
 namespace hv {
@@ -16,11 +17,22 @@ namespace {
 
 struct ClaheScratch {
   std::vector<uint8_t> luts;  // tiles_y * tiles_x * 256
+  std::vector<float> lutf;
   std::vector<int> ind1, ind2;
   std::vector<float> xa, xa1;
   std::vector<uint8_t> plane_in, plane_out;
-  std::vector<float> da, db;
 };
+
+HV_SIMD void interpolate_row(const uint8_t* __restrict src, const float* __restrict l1, const float* __restrict l2,
+                             const int* __restrict ind1, const int* __restrict ind2, const float* __restrict xa,
+                             const float* __restrict xa1, float ya, float ya1, int w, uint8_t* __restrict dst) {
+  for (int x = 0; x < w; ++x) {
+    const int v = src[x];
+    const float top = l1[ind1[x] + v] * xa1[x] + l1[ind2[x] + v] * xa[x];
+    const float bot = l2[ind1[x] + v] * xa1[x] + l2[ind2[x] + v] * xa[x];
+    dst[x] = sat_u8(top * ya1 + bot * ya);
+  }
+}
 
 // `plane` is h x w, one byte per pixel, tightly packed.
 void clahe_plane(const uint8_t* plane, int h, int w, double clip_limit, int tiles_x, int tiles_y,
@@ -89,6 +101,9 @@ void clahe_plane(const uint8_t* plane, int h, int w, double clip_limit, int tile
     s.ind1[x] = tx1 * 256;
     s.ind2[x] = tx2 * 256;
   }
+  // Float copies of the LUTs let the AVX2 clone gather them eight pixels at a time.
+  s.lutf.resize(s.luts.size());
+  for (std::size_t i = 0; i < s.luts.size(); ++i) s.lutf[i] = s.luts[i];
   for (int y = 0; y < h; ++y) {
     const float tyf = y * inv_th - 0.5f;
     int ty1 = static_cast<int>(std::floor(tyf));
@@ -96,16 +111,9 @@ void clahe_plane(const uint8_t* plane, int h, int w, double clip_limit, int tile
     const float ya = tyf - ty1, ya1 = 1.0f - ya;
     ty1 = std::max(ty1, 0);
     ty2 = std::min(ty2, tiles_y - 1);
-    const uint8_t* l1 = s.luts.data() + static_cast<std::size_t>(ty1) * tiles_x * 256;
-    const uint8_t* l2 = s.luts.data() + static_cast<std::size_t>(ty2) * tiles_x * 256;
-    const uint8_t* src = plane + static_cast<std::size_t>(y) * w;
-    uint8_t* dst = out + static_cast<std::size_t>(y) * w;
-    for (int x = 0; x < w; ++x) {
-      const int v = src[x];
-      const float top = l1[s.ind1[x] + v] * s.xa1[x] + l1[s.ind2[x] + v] * s.xa[x];
-      const float bot = l2[s.ind1[x] + v] * s.xa1[x] + l2[s.ind2[x] + v] * s.xa[x];
-      dst[x] = sat_u8(top * ya1 + bot * ya);
-    }
+    interpolate_row(plane + static_cast<std::size_t>(y) * w, s.lutf.data() + static_cast<std::size_t>(ty1) * tiles_x * 256,
+                    s.lutf.data() + static_cast<std::size_t>(ty2) * tiles_x * 256, s.ind1.data(), s.ind2.data(),
+                    s.xa.data(), s.xa1.data(), ya, ya1, w, out + static_cast<std::size_t>(y) * w);
   }
 }
 
@@ -126,32 +134,16 @@ void clahe_gray(const View& src, double clip_limit, int tiles_x, int tiles_y, Im
   clahe_plane(s.plane_in.data(), src.h, src.w, clip_limit, tiles_x, tiles_y, dst.data(), s);
 }
 
-// RGB -> Lab (8-bit L; a and b quantised to integers as in OpenCV's 8-bit Lab but
-// kept as a/500, b/200), CLAHE on L, -> RGB. f(Y) and Y for the new L come from a
-// 256-entry table because L is 8-bit.
+// RGB -> Lab planes (8-bit L; a and b quantised to integers as in OpenCV's 8-bit Lab
+// but kept as a/500, b/200), CLAHE on L, -> RGB.
 void clahe_l(const View& src, double clip_limit, int tiles, Image& dst) {
   check(src, 3, "clahe_l");
-  const ColourTables& t = colour_tables();
   thread_local ClaheScratch s;
-  const std::size_t n = static_cast<std::size_t>(src.h) * src.w;
-  s.plane_in.resize(n); s.plane_out.resize(n); s.da.resize(n); s.db.resize(n);
-  for (int y = 0; y < src.h; ++y) {
-    const uint8_t* r = src.row(y);
-    const std::size_t o = static_cast<std::size_t>(y) * src.w;
-    for (int x = 0; x < src.w; ++x) {
-      s.plane_in[o + x] = rgb8_to_l8ab(t, r[3 * x], r[3 * x + 1], r[3 * x + 2], s.da[o + x], s.db[o + x]);
-    }
-  }
-  clahe_plane(s.plane_in.data(), src.h, src.w, clip_limit, tiles, tiles, s.plane_out.data(), s);
-  dst.reshape(src.h, src.w, 3);
-  for (int y = 0; y < src.h; ++y) {
-    uint8_t* d = dst.row(y);
-    const std::size_t o = static_cast<std::size_t>(y) * src.w;
-    for (int x = 0; x < src.w; ++x) {
-      const uint8_t l8 = s.plane_out[o + x];
-      fy_to_rgb8(t, t.fy_of_l8[l8], t.y_of_l8[l8], s.da[o + x], s.db[o + x], d + 3 * x);
-    }
-  }
+  thread_local LabPlanes lab;
+  rgb_to_l8ab(src, lab);
+  s.plane_out.resize(lab.l8.size());
+  clahe_plane(lab.l8.data(), src.h, src.w, clip_limit, tiles, tiles, s.plane_out.data(), s);
+  l8ab_to_rgb(s.plane_out.data(), lab.da.data(), lab.db.data(), src.h, src.w, lab, dst);
 }
 
 }  // namespace hv

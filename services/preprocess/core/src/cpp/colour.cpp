@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "colour_math.hpp"
+#include "lab_planar.hpp"
 #include "pixels.hpp"
 
 namespace hv {
@@ -58,32 +59,33 @@ const ColourTables& colour_tables() {
 }
 
 void rgb_to_lab8(const View& src, Image& dst) {
-  const ColourTables& t = colour_tables();
+  thread_local LabPlanes p;
+  rgb_to_l8ab(src, p);
   dst.reshape(src.h, src.w, 3);
-  for (int y = 0; y < src.h; ++y) {
-    const uint8_t* s = src.row(y);
-    uint8_t* d = dst.row(y);
-    for (int x = 0; x < src.w; ++x) {
-      float a500, b200;
-      d[3 * x] = rgb8_to_l8ab(t, s[3 * x], s[3 * x + 1], s[3 * x + 2], a500, b200);
-      d[3 * x + 1] = static_cast<uint8_t>(std::lrint(a500 * 500.0f) + 128);
-      d[3 * x + 2] = static_cast<uint8_t>(std::lrint(b200 * 200.0f) + 128);
-    }
+  uint8_t* d = dst.data();
+  for (std::size_t i = 0; i < p.l8.size(); ++i) {
+    d[3 * i] = p.l8[i];
+    d[3 * i + 1] = static_cast<uint8_t>(std::lrint(p.da[i] * 500.0f) + 128);
+    d[3 * i + 2] = static_cast<uint8_t>(std::lrint(p.db[i] * 200.0f) + 128);
   }
 }
 
 void lab8_to_rgb(const View& src, Image& dst) {
-  const ColourTables& t = colour_tables();
-  dst.reshape(src.h, src.w, 3);
+  thread_local LabPlanes p;
+  thread_local std::vector<uint8_t> l8;
+  const std::size_t n = static_cast<std::size_t>(src.h) * src.w;
+  p.resize(n);
+  l8.resize(n);
   for (int y = 0; y < src.h; ++y) {
     const uint8_t* s = src.row(y);
-    uint8_t* d = dst.row(y);
+    const std::size_t o = static_cast<std::size_t>(y) * src.w;
     for (int x = 0; x < src.w; ++x) {
-      const uint8_t l8 = s[3 * x];
-      fy_to_rgb8(t, t.fy_of_l8[l8], t.y_of_l8[l8], (s[3 * x + 1] - 128) * (1.0f / 500.0f),
-                 (s[3 * x + 2] - 128) * (1.0f / 200.0f), d + 3 * x);
+      l8[o + x] = s[3 * x];
+      p.da[o + x] = (s[3 * x + 1] - 128) * (1.0f / 500.0f);
+      p.db[o + x] = (s[3 * x + 2] - 128) * (1.0f / 200.0f);
     }
   }
+  l8ab_to_rgb(l8.data(), p.da.data(), p.db.data(), src.h, src.w, p, dst);
 }
 
 void reinhard(const View& src, const float target_mean[3], const float target_std[3], Image& dst) {

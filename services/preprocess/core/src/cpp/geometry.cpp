@@ -67,8 +67,59 @@ void build_taps(int virt_len, int out_len, int offset, int real_len, Taps& t) {
 }
 
 
+// Taps padded to a fixed count K per output (zero weights on row/column 0) and
+// stored tap-major, so the loops over outputs have no inner variable-length loop.
+struct PaddedTaps {
+  int K = 0;
+  std::vector<int> idx;    // [K][out]
+  std::vector<float> wt;   // [K][out]
+};
+
+void pad_taps(const Taps& t, int out_len, int stride, PaddedTaps& p) {
+  p.K = 1;
+  for (int o = 0; o < out_len; ++o) p.K = std::max(p.K, t.count[o]);
+  p.idx.assign(static_cast<std::size_t>(p.K) * out_len, 0);
+  p.wt.assign(static_cast<std::size_t>(p.K) * out_len, 0.0f);
+  for (int o = 0; o < out_len; ++o)
+    for (int k = 0; k < t.count[o]; ++k) {
+      p.idx[static_cast<std::size_t>(k) * out_len + o] = t.idx[t.first[o] + k] * stride;
+      p.wt[static_cast<std::size_t>(k) * out_len + o] = t.wt[t.first[o] + k];
+    }
+}
+
+// acc[i] (=|+=) sum of up to four weighted source rows; contiguous, so it vectorises.
+HV_SIMD void vertical4(float* __restrict acc, const uint8_t* __restrict s0, const uint8_t* __restrict s1,
+                       const uint8_t* __restrict s2, const uint8_t* __restrict s3, float w0, float w1, float w2,
+                       float w3, int n, bool accumulate) {
+  if (accumulate) {
+    for (int i = 0; i < n; ++i) acc[i] += ((w0 * s0[i] + w1 * s1[i]) + (w2 * s2[i] + w3 * s3[i]));
+  } else {
+    for (int i = 0; i < n; ++i) acc[i] = ((w0 * s0[i] + w1 * s1[i]) + (w2 * s2[i] + w3 * s3[i]));
+  }
+}
+
+// One output row from the vertically filtered float row; with AVX2 the per-tap
+// source loads become gathers.
+HV_SIMD void horizontal3(const float* __restrict row, const int* __restrict idx, const float* __restrict wt, int K,
+                         int out_w, uint8_t* __restrict out) {
+  for (int ox = 0; ox < out_w; ++ox) {
+    float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f;
+    for (int k = 0; k < K; ++k) {
+      const int j = idx[k * out_w + ox];
+      const float w = wt[k * out_w + ox];
+      a0 += w * row[j];
+      a1 += w * row[j + 1];
+      a2 += w * row[j + 2];
+    }
+    out[3 * ox] = sat_u8(a0);
+    out[3 * ox + 1] = sat_u8(a1);
+    out[3 * ox + 2] = sat_u8(a2);
+  }
+}
+
 struct ResizeScratch {
   Taps ty, tx;
+  PaddedTaps px;
   std::vector<float> row;
 };
 
@@ -81,35 +132,30 @@ void resize_impl(const View& src, int virt_h, int virt_w, int off_y, int off_x, 
   build_taps(virt_w, out_w, off_x, src.w, s.tx);
   const int C = src.channels;
   dst.reshape(out_h, out_w, C);
+  if (s.ty.identity && s.tx.identity) {  // same size, no crop or pad: a copy
+    for (int y = 0; y < out_h; ++y) std::copy_n(src.row(y), static_cast<std::size_t>(out_w) * C, dst.row(y));
+    return;
+  }
+  pad_taps(s.tx, out_w, C, s.px);
   s.row.resize(static_cast<std::size_t>(src.w) * C);
   float* row = s.row.data();
   const int rowlen = src.w * C;
   for (int oy = 0; oy < out_h; ++oy) {
-    // Vertical pass into one float row of the source width.
+    // Vertical pass into one float row of the source width, four taps at a time.
     const int f = s.ty.first[oy], n = s.ty.count[oy];
-    {
-      const uint8_t* r0 = src.row(s.ty.idx[f]);
-      const float w0 = s.ty.wt[f];
-      for (int i = 0; i < rowlen; ++i) row[i] = w0 * r0[i];
+    for (int k0 = 0; k0 < n; k0 += 4) {
+      const uint8_t* r[4];
+      float w[4];
+      for (int k = 0; k < 4; ++k) {
+        const bool real = k0 + k < n;
+        r[k] = src.row(real ? s.ty.idx[f + k0 + k] : s.ty.idx[f]);
+        w[k] = real ? s.ty.wt[f + k0 + k] : 0.0f;
+      }
+      vertical4(row, r[0], r[1], r[2], r[3], w[0], w[1], w[2], w[3], rowlen, k0 > 0);
     }
-    for (int k = 1; k < n; ++k) {
-      const uint8_t* rk = src.row(s.ty.idx[f + k]);
-      const float wk = s.ty.wt[f + k];
-      for (int i = 0; i < rowlen; ++i) row[i] += wk * rk[i];
-    }
-    // Horizontal pass.
     uint8_t* out = dst.row(oy);
     if (C == 3) {
-      for (int ox = 0; ox < out_w; ++ox) {
-        const int fx = s.tx.first[ox], nx = s.tx.count[ox];
-        float a0 = 0, a1 = 0, a2 = 0;
-        for (int k = 0; k < nx; ++k) {
-          const float* p = row + 3 * s.tx.idx[fx + k];
-          const float w = s.tx.wt[fx + k];
-          a0 += w * p[0]; a1 += w * p[1]; a2 += w * p[2];
-        }
-        out[3 * ox] = sat_u8(a0); out[3 * ox + 1] = sat_u8(a1); out[3 * ox + 2] = sat_u8(a2);
-      }
+      horizontal3(row, s.px.idx.data(), s.px.wt.data(), s.px.K, out_w, out);
     } else {
       for (int ox = 0; ox < out_w; ++ox) {
         const int fx = s.tx.first[ox], nx = s.tx.count[ox];

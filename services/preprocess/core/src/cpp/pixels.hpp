@@ -6,6 +6,16 @@
 #include <cstdint>
 #include <vector>
 
+// Hot loops get an AVX2 clone picked at load time (GCC ifunc) besides the baseline
+// SSE2 one. With -ffp-contract=off (CMakeLists.txt) both clones do the same IEEE
+// operations, so results are bit-identical on every x86-64 machine: no train/serve
+// skew from CPU differences.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(HV_NO_CLONES)
+#define HV_SIMD __attribute__((target_clones("avx2", "default")))
+#else
+#define HV_SIMD
+#endif
+
 namespace hv {
 
 // Read-only interleaved image: `channels` bytes per pixel, rows `stride` bytes apart.
