@@ -13,7 +13,8 @@ DEFAULT_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/hemovision
 class Settings(GrpcServiceSettings):
     """Everything the training service (server, worker, CLI) reads from the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="HV_TRAINING_", env_file=".env", extra="ignore")
+    # populate_by_name: Settings(database_url=...) works despite the HV_DATABASE_URL aliases.
+    model_config = SettingsConfigDict(env_prefix="HV_TRAINING_", env_file=".env", extra="ignore", populate_by_name=True)
 
     port: int = 50056
     # HV_TRAINING_DATABASE_URL overrides the shared HV_DATABASE_URL.
@@ -49,6 +50,10 @@ class Settings(GrpcServiceSettings):
 
     # Per-job working directories (checkpoints, logs, report) and the preprocessed-data cache.
     work_dir: str = "var/training"
+
+    # Extra TrainConfig fields for every job run by this worker, as JSON (e.g. a tiny
+    # architecture for smoke tests: {"widths": [8, 16, 16, 16], "stem_width": 0}).
+    train_overrides: dict = {}
 
     # Celery queue for training tasks.
     queue: str = "training"

@@ -194,6 +194,8 @@ def _run(job_id: str) -> None:
     }
     if c.get("learning_rate"):
         kwargs["learning_rate"] = float(c["learning_rate"])
+    for key, value in settings.train_overrides.items():
+        kwargs[key] = tuple(value) if isinstance(value, list) else value
     fields = set(TrainConfig.__dataclass_fields__)
     cfg = TrainConfig(**{k: v for k, v in kwargs.items() if k in fields})
     result = train(cfg, progress)
