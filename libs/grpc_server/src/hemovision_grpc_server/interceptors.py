@@ -47,6 +47,32 @@ def _is_abort(exc: BaseException) -> bool:
     return isinstance(exc, grpc.aio.AbortError) if hasattr(grpc.aio, "AbortError") else False
 
 
+Wrapper = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def rewrap_handler(handler: grpc.RpcMethodHandler, wrap_unary: Wrapper, wrap_stream: Wrapper) -> grpc.RpcMethodHandler:
+    """A copy of `handler` whose behaviour is wrapped: `wrap_unary` for unary-response
+    kinds, `wrap_stream` for streaming-response kinds. Shared by every interceptor
+    that needs to run code around a servicer method."""
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(
+            wrap_unary(handler.unary_unary), handler.request_deserializer, handler.response_serializer
+        )
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(
+            wrap_unary(handler.stream_unary), handler.request_deserializer, handler.response_serializer
+        )
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(
+            wrap_stream(handler.unary_stream), handler.request_deserializer, handler.response_serializer
+        )
+    if handler.stream_stream:
+        return grpc.stream_stream_rpc_method_handler(
+            wrap_stream(handler.stream_stream), handler.request_deserializer, handler.response_serializer
+        )
+    return handler
+
+
 class ErrorInterceptor(ServerInterceptor):
     """Maps exceptions raised by servicers to statuses, for all four RPC kinds."""
 
@@ -88,20 +114,4 @@ class ErrorInterceptor(ServerInterceptor):
 
             return wrapped
 
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                wrap_unary(handler.unary_unary), handler.request_deserializer, handler.response_serializer
-            )
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                wrap_unary(handler.stream_unary), handler.request_deserializer, handler.response_serializer
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                wrap_stream(handler.unary_stream), handler.request_deserializer, handler.response_serializer
-            )
-        if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(
-                wrap_stream(handler.stream_stream), handler.request_deserializer, handler.response_serializer
-            )
-        return handler
+        return rewrap_handler(handler, wrap_unary, wrap_stream)

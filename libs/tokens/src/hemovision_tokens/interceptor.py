@@ -12,6 +12,7 @@ import grpc
 from grpc.aio import ServerInterceptor
 
 from hemovision_grpc_server import PermissionDenied, ServiceError, Unauthenticated
+from hemovision_grpc_server.interceptors import rewrap_handler
 from hemovision_tokens.principal import Principal, TokenError
 from hemovision_tokens.verifier import TokenVerifier
 
@@ -151,20 +152,4 @@ class TokenInterceptor(ServerInterceptor):
 
             return wrapped
 
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                wrap_unary(handler.unary_unary), handler.request_deserializer, handler.response_serializer
-            )
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                wrap_unary(handler.stream_unary), handler.request_deserializer, handler.response_serializer
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                wrap_stream(handler.unary_stream), handler.request_deserializer, handler.response_serializer
-            )
-        if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(
-                wrap_stream(handler.stream_stream), handler.request_deserializer, handler.response_serializer
-            )
-        return handler
+        return rewrap_handler(handler, wrap_unary, wrap_stream)
