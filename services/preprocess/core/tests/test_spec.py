@@ -75,3 +75,21 @@ def test_missing_required():
         PreprocessSpec.from_dict({"version": 1})
     with pytest.raises(ValueError):
         PreprocessSpec.from_dict([1, 2])  # type: ignore[arg-type]
+
+
+def test_pickle_copy_asdict():
+    import copy
+    import dataclasses
+    import pickle
+
+    import numpy as np
+
+    from hemovision_pixels import preprocess
+
+    spec = PreprocessSpec.from_dict(FULL)
+    for other in (pickle.loads(pickle.dumps(spec)), copy.deepcopy(spec), dataclasses.replace(spec)):
+        assert other == spec
+        img = np.full((10, 12, 3), 99, np.uint8)
+        np.testing.assert_array_equal(preprocess(img, other), preprocess(img, spec))
+    assert "_native" not in dataclasses.asdict(spec)
+    assert dataclasses.replace(spec, input_size=16)._native.input_size == 16

@@ -7,8 +7,8 @@ chain runs with the same parameters on both sides.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 from . import _core
 
@@ -140,8 +140,6 @@ class PreprocessSpec:
     blur_sigma: float = 0.0
     mean: Triple = (0.0, 0.0, 0.0)
     std: Triple = (1.0, 1.0, 1.0)
-    # Native twin, built once; excluded from comparisons and repr.
-    _native: Any = field(default=None, init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         # Validate direct construction too, not only from_dict.
@@ -178,6 +176,15 @@ class PreprocessSpec:
                 std=self.std,
             ),
         )
+
+    # The native twin (_core.Spec) is set in __post_init__ as a plain attribute, not a
+    # field, so asdict()/replace()/== ignore it; pickling goes through the dict form
+    # (training hands specs to worker processes).
+    if TYPE_CHECKING:
+        _native: _core.Spec
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (PreprocessSpec.from_dict, (self.to_dict(),))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> PreprocessSpec:
