@@ -284,3 +284,44 @@ def test_migrate_command_is_idempotent(postgres_url, monkeypatch):
     monkeypatch.setenv("HV_TRAINING_DATABASE_URL", postgres_url)
     assert main(["migrate"]) == 0
     assert main(["migrate"]) == 0
+
+
+async def _cli(port, token, *args):
+    import os
+    import sys
+
+    env = {**os.environ, "HV_TRAINING_ADDR": f"127.0.0.1:{port}", "HV_TOKEN": token}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hemovision_training", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_cli_models_list_and_activate(clean, postgres_url, redis_url, tokens, tmp_path):
+    settings = Settings(port=0, database_url=postgres_url, redis_url=redis_url, model_base=str(tmp_path))
+    server = await create_server(settings, engine=clean, verifier=tokens.verifier(redis_url=redis_url),
+                                 audit_sink=RecordingSink(), start_reaper=False)
+    try:
+        add_version(clean, 1, macro_f1=0.97, ece=0.005, status="active", was_active=True)
+        add_version(clean, 2, macro_f1=0.96, ece=0.005)
+        eng = tokens.issue(role="ml_engineer")
+        rc, out, _ = await _cli(server.port, tokens.issue(role="lab_user"), "models", "list")
+        assert rc == 0 and "active" in out and "0.9700" in out and out.count("\n") == 3
+        rc, _, err = await _cli(server.port, eng, "models", "activate", "2")
+        assert rc == 2 and "FAILED_PRECONDITION" in err and "macro_f1 0.9600 is below" in err
+        rc, out, _ = await _cli(server.port, tokens.issue(role="platform_admin"), "models", "activate", "2",
+                                "--force", "--reason", "cli test")
+        assert rc == 0 and "version 2 is active" in out
+        rc, _, err = await _cli(server.port, eng, "train", "--data", str(tmp_path / "nope"), "--epochs", "1")
+        assert rc == 2 and "INVALID_ARGUMENT" in err and "data_dir not found" in err
+    finally:
+        await server.stop(0)
+
+
+def test_progress_bar():
+    from hemovision_training.cli import progress_bar
+
+    assert progress_bar(0, 4, width=8) == "[--------] 0/4"
+    assert progress_bar(2, 4, width=8) == "[####----] 2/4"
+    assert progress_bar(4, 4, width=8) == "[########] 4/4"

@@ -68,7 +68,10 @@ def worker(extra: list[str]) -> int:
     from hemovision_training.tasks import app, settings
 
     configure_logging("training-worker", settings.log_level)
-    argv = ["worker", "-Q", settings.queue, "--concurrency", "1", "--loglevel", settings.log_level, *extra]
+    # One job at a time; a fresh child process per job (TensorFlow and the preprocessed data set
+    # are released between jobs, and a child killed mid-job is detected by the parent).
+    argv = ["worker", "-Q", settings.queue, "--concurrency", "1", "--max-tasks-per-child", "1",
+            "--loglevel", settings.log_level, *extra]
     app.worker_main(argv)
     return 0
 

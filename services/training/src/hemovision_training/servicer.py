@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import grpc
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from hemovision.training.v1 import training_pb2, training_pb2_grpc
