@@ -213,3 +213,12 @@ def test_reasons_map_to_http_statuses():
 
     e = pickle.loads(pickle.dumps(ImageRejected("truncated", "msg")))
     assert e.reason == "truncated" and str(e) == "msg"
+
+
+def test_png_polyglot_that_ends_with_a_fake_iend():
+    from image_files import png_chunk
+
+    data = encode(Image.fromarray(RGB), "PNG") + b"<?php system($_GET[1]); ?>" + png_chunk(b"IEND", b"")
+    with pytest.raises(ImageRejected) as e:
+        decode_image(data)
+    assert e.value.reason == "polyglot"

@@ -63,7 +63,6 @@ class ImageRejected(ValueError):
 
 U8Image = npt.NDArray[np.uint8]
 
-_PNG_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 # A DICOM preamble is free-form, which is how DICOM/PE or DICOM/TIFF polyglots are built.
 _FOREIGN_MAGIC = (b"MZ", b"II*\x00", b"MM\x00*", b"%PDF", b"\x89PNG", b"\xff\xd8\xff", b"PK\x03\x04", b"\x7fELF")
 
@@ -162,10 +161,19 @@ def _check_trailing(data: bytes, fmt: str) -> None:
         "polyglot", f"The {fmt} file carries extra data after the end of the image; send a plain image file."
     )
     if fmt == "PNG":
-        end = data.rfind(b"IEND")
-        if end < 0:
-            raise ImageRejected("truncated", "The PNG file is truncated (no IEND chunk).")
-        if len(data) > end + 8:
+        # Walk the chunk list (not a search for "IEND", which a payload could contain).
+        pos = 8
+        while True:
+            if pos + 8 > len(data):
+                raise ImageRejected("truncated", "The PNG file is truncated (it ends before its IEND chunk).")
+            length = int.from_bytes(data[pos : pos + 4], "big")
+            kind = data[pos + 4 : pos + 8]
+            pos += 12 + length
+            if kind == b"IEND":
+                break
+        if pos > len(data):
+            raise ImageRejected("truncated", "The PNG file is truncated.")
+        if pos < len(data):
             raise polyglot
     elif fmt in ("JPEG", "MPO"):
         if not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
