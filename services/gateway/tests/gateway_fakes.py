@@ -310,6 +310,7 @@ class FakeHistory(history_pb2_grpc.HistoryServiceServicer):
 
     async def RecordPrediction(self, request, context):
         p = await caller(self.w, context)
+        self.w.calls.append(f"record:{request.idempotency_key}")
         key = (p.organization_id, request.idempotency_key)
         if request.idempotency_key and key in self.w.idem:
             return self.w.predictions[self.w.idem[key]]

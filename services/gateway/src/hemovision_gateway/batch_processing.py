@@ -120,3 +120,18 @@ async def process_item(clients: Clients, settings: Settings, cache: ActiveModelC
     batch_storage.remove_if_done(path.parent)
     await publish(redis, task.batch_id, {"index": task.index, "status": outcome})
     return outcome
+
+
+async def fail_item(clients: Clients, settings: Settings, tokens: OnBehalfOfTokens, redis: Any, task: ItemTask,
+                    reason: str) -> str:
+    """Records an item that cannot be processed as failed, so the batch still completes."""
+    path = Path(task.path)
+    if not path.exists():
+        return "already_done"
+    token = await tokens.get(clients, settings, task.user_id, f"batch {task.batch_id}")
+    await record_item(clients, settings, token, batch_id=task.batch_id, index=task.index, filename=task.filename,
+                      error=reason)
+    path.unlink(missing_ok=True)
+    batch_storage.remove_if_done(path.parent)
+    await publish(redis, task.batch_id, {"index": task.index, "status": "failed"})
+    return "failed"

@@ -17,7 +17,7 @@ from dataclasses import asdict
 import redis.asyncio as aioredis
 from celery import Celery
 
-from hemovision_gateway.batch_processing import ItemTask, OnBehalfOfTokens, RetryableError, process_item
+from hemovision_gateway.batch_processing import ItemTask, OnBehalfOfTokens, RetryableError, fail_item, process_item
 from hemovision_gateway.clients import Clients
 from hemovision_gateway.pipeline import ActiveModelCache
 from hemovision_gateway.settings import Settings
@@ -56,15 +56,23 @@ app = make_celery(settings)
 
 
 class _Runtime:
-    """Per worker process: one event loop, one channel per peer, caches (created after fork)."""
+    """Per worker process: one event loop, one channel per peer, caches (created after fork,
+    inside the loop so that the aio channels belong to it)."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
-        self.clients = Clients.connect(settings)
+        asyncio.set_event_loop(self.loop)
+        self.clients, self.redis = self.loop.run_until_complete(self._connect())
         self.cache = ActiveModelCache(settings.active_model_cache_s)
         self.tokens = OnBehalfOfTokens()
-        self.redis = aioredis.Redis.from_url(settings.redis_url)
+
+    @staticmethod
+    async def _connect():
+        return Clients.connect(settings), aioredis.Redis.from_url(settings.redis_url)
+
+    def run(self, coro):
+        return self.loop.run_until_complete(coro)
 
 
 _runtime: _Runtime | None = None
@@ -83,9 +91,13 @@ def process_batch_item(self, **kwargs) -> str:
     rt = runtime()
     final = self.request.retries >= MAX_RETRIES
     try:
-        return rt.loop.run_until_complete(
-            process_item(rt.clients, settings, rt.cache, rt.tokens, rt.redis, task, final_attempt=final))
-    except RetryableError as exc:
+        return rt.run(process_item(rt.clients, settings, rt.cache, rt.tokens, rt.redis, task, final_attempt=final))
+    except Exception as exc:  # noqa: BLE001 - transient or unexpected: retry, and never leave the item unrecorded
+        if not isinstance(exc, RetryableError):
+            log.exception("batch item failed unexpectedly", extra={"batch_id": task.batch_id, "index": task.index})
+        if final:
+            return rt.run(fail_item(rt.clients, settings, rt.tokens, rt.redis, task,
+                                    "could not be processed after several attempts"))
         log.warning("batch item will be retried", extra={"batch_id": task.batch_id, "index": task.index,
                                                          "error": str(exc)})
         raise self.retry(countdown=min(30, 2 ** self.request.retries), exc=exc) from None

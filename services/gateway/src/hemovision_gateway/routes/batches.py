@@ -17,7 +17,7 @@ from hemovision.history.v1 import history_pb2
 from hemovision.reports.v1 import reports_pb2
 
 from hemovision_gateway import batch_storage, idempotency, views
-from hemovision_gateway.batch_processing import ItemTask, channel_name, process_item, record_item
+from hemovision_gateway.batch_processing import ItemTask, channel_name, fail_item, process_item, record_item
 from hemovision_gateway.clients import bearer
 from hemovision_gateway.errors import ApiError, api_error_from_grpc
 from hemovision_gateway.security import Ctx, CurrentUser, VerifiedUser
@@ -99,6 +99,11 @@ async def schedule(request: Request, task: ItemTask) -> None:
                 except Exception as exc:  # noqa: BLE001 - retried like the worker does
                     log.warning("inline batch item failed: %r", exc)
                     await asyncio.sleep(0.5 * (attempt + 1))
+            try:
+                await fail_item(ctx.clients, ctx.settings, app.state.obo_tokens, ctx.redis, task,
+                                "could not be processed after several attempts")
+            except Exception as exc:  # noqa: BLE001
+                log.warning("could not record a failed batch item: %r", exc)
 
         t = asyncio.create_task(run())
         app.state.background.add(t)

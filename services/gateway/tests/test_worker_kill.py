@@ -1,0 +1,94 @@
+"""A real Celery worker process, sent SIGKILL in the middle of a batch and started again,
+finishes the batch with every item recorded exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from gateway_fakes import SERVICE_SECRET, auth, png_bytes
+
+from hemovision_gateway import create_app
+from hemovision_gateway.clients import Clients
+
+
+def start_worker(addr: str, redis_url: str, upload_dir: str, log) -> subprocess.Popen:
+    env = {**os.environ}
+    for svc in ("AUTH", "PREPROCESS", "INFERENCE", "HISTORY", "REPORTS", "TRAINING"):
+        env[f"HV_GATEWAY_{svc}_ADDR"] = addr
+    env.update({
+        "HV_GATEWAY_REDIS_URL": redis_url, "HV_GATEWAY_SERVICE_SECRET": SERVICE_SECRET,
+        "HV_GATEWAY_UPLOAD_DIR": upload_dir, "HV_GATEWAY_BATCH_VISIBILITY_TIMEOUT_S": "3",
+    })
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "hemovision_gateway.worker", "worker", "-Q", "batches",
+         "--pool", "solo", "--concurrency", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
+         "--without-heartbeat"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+@pytest.mark.timeout(180)
+async def test_sigkill_mid_batch_then_restart(settings, world, peers, tmp_path):
+    addr, _ = peers
+    settings = settings.model_copy(update={"batch_inline": False})
+    clients = Clients.connect(settings)
+    r = aioredis.Redis.from_url(settings.redis_url)
+    app = create_app(settings, clients, verifier=world.factory.verifier(redis=r), redis=r)
+    world.explain_delay = 0.4
+    log = open(tmp_path / "worker.log", "wb")
+    worker = start_worker(addr, settings.redis_url, settings.upload_dir, log)
+    try:
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                _, token = world.user("lab_user")
+                files = [("files", (f"c{i}.png", png_bytes(color=(i * 20, 10, 10)), "image/png")) for i in range(8)]
+                resp = await client.post("/api/v1/batches", headers=auth(token), files=files)
+                assert resp.status_code == 202, resp.text
+                bid = resp.json()["id"]
+
+                def recorded() -> int:
+                    return len([k for k in world.items if k[0] == bid])
+
+                deadline = time.monotonic() + 60
+                while recorded() < 2 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+                assert recorded() >= 2, (tmp_path / "worker.log").read_text()[-3000:]
+                os.killpg(worker.pid, signal.SIGKILL)  # a real process, really killed
+                await asyncio.to_thread(worker.wait, 10)
+                killed_at = recorded()
+                assert killed_at < 8, "the batch finished before the kill; slow the fake down"
+
+                worker = start_worker(addr, settings.redis_url, settings.upload_dir, log)
+                deadline = time.monotonic() + 90
+                status = None
+                while time.monotonic() < deadline:
+                    status = (await client.get(f"/api/v1/batches/{bid}", headers=auth(token))).json()
+                    if status["status"] == "completed":
+                        break
+                    await asyncio.sleep(0.2)
+                assert status and status["status"] == "completed", (status, (tmp_path / "worker.log").read_text()[-3000:])
+                assert status["succeeded"] == 8 and status["failed"] == 0
+                assert recorded() == 8
+                predictions = [p for p in world.predictions.values() if p.batch_id == bid]
+                assert len(predictions) == 8  # exactly once, although an item may have run twice
+                keys = {f"batch:{bid}:{i}" for i in range(8)}
+                assert {p for p in world.idem if p[1] in keys} and len({k for _, k in world.idem if k in keys}) == 8
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+        log.close()
+        await clients.close()
+        await r.aclose()
