@@ -194,3 +194,37 @@ def export_model(keras_model, *, spec: dict[str, Any], temperature: float, revie
 
 def read_metadata(version_dir: str | os.PathLike) -> dict[str, Any]:
     return json.loads((Path(version_dir) / "assets.extra" / METADATA_FILE).read_text())
+
+
+def export_run(run_dir: str | os.PathLike, *, model_base: str | os.PathLike, model_name: str = "hemovision",
+               version: int | None = None, replace: bool = False) -> Path:
+    """Export a finished training run (``<run>/final.keras`` + ``<run>/result.json``)."""
+    import keras
+
+    run = Path(run_dir)
+    result = json.loads((run / "result.json").read_text())
+    model = keras.models.load_model(run / "final.keras", compile=False)
+    return export_model(model, spec=result["spec"], temperature=result["temperature"],
+                        review_threshold=result["review_threshold"], ood_threshold=result["ood_threshold"],
+                        metrics=result["metrics"], training_info=result["training_info"],
+                        data_hash=result["data_hash"], model_base=model_base, model_name=model_name,
+                        version=version, replace=replace)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m hemovision_training.ml.export",
+                                 description="Export a finished training run as a TF Serving version.")
+    ap.add_argument("--run", required=True, help="training output folder (final.keras, result.json)")
+    ap.add_argument("--model-base", required=True)
+    ap.add_argument("--model-name", default="hemovision")
+    ap.add_argument("--version", type=int)
+    ap.add_argument("--replace", action="store_true")
+    a = ap.parse_args(argv)
+    print(export_run(a.run, model_base=a.model_base, model_name=a.model_name, version=a.version, replace=a.replace))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -41,9 +41,9 @@ class TrainConfig:
     class_weight_power: float = 0.5
     patience: int = 12
     augment: bool = True
-    widths: tuple = (48, 96, 192, 320)
+    widths: tuple = (40, 80, 160, 320)
     blocks: tuple = (1, 2, 2, 1)
-    stem_width: int = 24
+    stem_width: int = 16
     dropout: float = 0.1
     resume: bool = False
     cache_dir: Optional[str] = None           # default: <out_dir>/../cache
