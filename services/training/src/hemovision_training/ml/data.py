@@ -208,6 +208,7 @@ def class_weights(y: np.ndarray, num_classes: int = len(CLASS_NAMES), power: flo
 @dataclass(frozen=True)
 class AugmentConfig:
     max_scale: float = 0.10      # zoom in/out by up to 10 %
+    scale_prob: float = 0.25     # fraction of images zoomed (bilinear)
     max_shift: float = 0.06      # shift by up to 6 % of the side
     brightness: float = 0.06     # additive, in [0,1] pixel units
     contrast: float = 0.12       # multiplicative around the image mean
@@ -219,7 +220,7 @@ def augment_batch(x, mean, std, cfg: AugmentConfig, seed=None):
     """Augment a batch of model-ready (normalised) tensors.
 
     Geometry: random element of the dihedral group (flips + 90 degree rotations, per image),
-    then a small random scale/shift (bilinear, reflect padding). Colour: done in pixel space
+    then a small integer shift and, for a quarter of the images, a small zoom (reflect padding). Colour: done in pixel space
     (x*std+mean), the same jitter on the three channels' shared parts, clipped to [0,1], then
     normalised back, so the result is a tensor the serving pipeline could have produced.
     """
@@ -233,18 +234,26 @@ def augment_batch(x, mean, std, cfg: AugmentConfig, seed=None):
     x = where(rnd([n], 0, 1) < 0.5, tf.reverse(x, [2]), x)
     x = where(rnd([n], 0, 1) < 0.5, tf.reverse(x, [1]), x)
     x = where(rnd([n], 0, 1) < 0.5, tf.transpose(x, [0, 2, 1, 3]), x)
-    # scale/shift: output pixel (u,v) samples input at (a*u + b0, a*v + b1)
+    # shift: integer translations (nearest = exact pixel copies, no interpolation blur, reflect padding)
     sizef = tf.cast(size, tf.float32)
+    zeros, ones = tf.zeros([n]), tf.ones([n])
+    sx = tf.round(rnd([n], -cfg.max_shift, cfg.max_shift) * sizef)
+    sy = tf.round(rnd([n], -cfg.max_shift, cfg.max_shift) * sizef)
+    shift = tf.stack([ones, zeros, sx, zeros, ones, sy, zeros, zeros], axis=1)
+    x = tf.raw_ops.ImageProjectiveTransformV3(
+        images=x, transforms=shift, output_shape=tf.stack([size, size]), fill_value=0.0,
+        interpolation="NEAREST", fill_mode="REFLECT")
+    # scale: bilinear zoom about the centre, on a random quarter of the images only, so that the
+    # network mostly sees images as sharp as the serving pipeline's (interpolation blurs)
     scale = tf.exp(rnd([n], -cfg.max_scale, cfg.max_scale))
     inv = 1.0 / scale
     c = (sizef - 1.0) / 2.0
-    tx = c - inv * c + rnd([n], -cfg.max_shift, cfg.max_shift) * sizef
-    ty = c - inv * c + rnd([n], -cfg.max_shift, cfg.max_shift) * sizef
-    zeros = tf.zeros([n])
-    transforms = tf.stack([inv, zeros, tx, zeros, inv, ty, zeros, zeros], axis=1)
-    x = tf.raw_ops.ImageProjectiveTransformV3(
-        images=x, transforms=transforms, output_shape=tf.stack([size, size]), fill_value=0.0,
+    t = c - inv * c
+    zoom = tf.stack([inv, zeros, t, zeros, inv, t, zeros, zeros], axis=1)
+    zoomed = tf.raw_ops.ImageProjectiveTransformV3(
+        images=x, transforms=zoom, output_shape=tf.stack([size, size]), fill_value=0.0,
         interpolation="BILINEAR", fill_mode="REFLECT")
+    x = where(rnd([n], 0, 1) < cfg.scale_prob, zoomed, x)
     # colour in pixel units
     mean = tf.reshape(tf.constant(mean, tf.float32), [1, 1, 1, 3])
     std = tf.reshape(tf.constant(std, tf.float32), [1, 1, 1, 3])
