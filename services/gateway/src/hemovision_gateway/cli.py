@@ -25,6 +25,9 @@ import httpx
 TOKEN_FILE = Path(os.environ.get("HV_TOKEN_FILE", Path.home() / ".config" / "hemovision" / "token"))
 
 
+HEADLINE_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "ece", "roc_auc_ovr_macro")
+
+
 class CliError(Exception):
     pass
 
@@ -74,7 +77,8 @@ def cmd_models_list(args) -> int:
     if args.json:
         print(json.dumps(items, indent=2))
         return 0
-    keys = sorted({k for m in items for k in m["metrics"]})[:5]
+    present = {k for m in items for k in m["metrics"]}
+    keys = [k for k in HEADLINE_METRICS if k in present] or sorted(present)[:5]
     print("\t".join(["name", "version", "status", *keys]))
     for m in items:
         print("\t".join([m["name"], str(m["version"]), m["status"], *[f"{m['metrics'].get(k, float('nan')):.4f}" for k in keys]]))

@@ -197,13 +197,23 @@ def test_admin_activates_a_model_version(page, target, artifacts):
 
 
 def test_lab_user_is_kept_out_of_admin(page, target, artifacts):
-    if not target.fake:
-        email, password = os.environ.get("HV_E2E_LAB_EMAIL"), os.environ.get("HV_E2E_LAB_PASSWORD")
-        assert email and password, "set HV_E2E_LAB_EMAIL / HV_E2E_LAB_PASSWORD (a lab_user) for this step"
-    else:
-        user, _ = target.world.user("lab_user", email=f"lab-{uuid.uuid4().hex[:6]}@lab.example")
-        email, password = user.email, "lab-password-1234"
+    email, password = f"lab-{uuid.uuid4().hex[:8]}@lab.example", "lab-password-1234"
+    if target.fake:
+        user, _ = target.world.user("lab_user", email=email)
         target.world.passwords[email] = password
+    else:
+        # Register (org_admin of a new organization), then a platform_admin makes it a lab_user.
+        import httpx
+
+        assert target.admin_email and target.admin_password, "set HV_E2E_ADMIN_EMAIL / HV_E2E_ADMIN_PASSWORD"
+        with httpx.Client(base_url=target.base_url, timeout=30) as c:
+            user = c.post("/api/v1/auth/register", json={"email": email, "password": password,
+                                                          "organization": f"E2E Lab {uuid.uuid4().hex[:6]}"}).json()
+            admin = c.post("/api/v1/auth/login", json={"email": target.admin_email,
+                                                       "password": target.admin_password}).json()["access_token"]
+            r = c.post(f"/api/v1/admin/users/{user['id']}/role", json={"role": "lab_user"},
+                       headers={"Authorization": f"Bearer {admin}"})
+            assert r.status_code == 200, r.text
     sign_in(page, target.base_url, email, password)
     expect(page.get_by_role("link", name="Admin")).to_have_count(0)
     page.goto(f"{target.base_url}/#/admin")

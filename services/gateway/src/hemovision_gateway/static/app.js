@@ -622,7 +622,10 @@ async function pageAdmin() {
   }
   const loadModels = async () => {
     const ms = (await api("/api/v1/models")).items;
-    const keys = Array.from(new Set(ms.flatMap((m) => Object.keys(m.metrics)))).sort().slice(0, 8);
+    const HEADLINE = ["accuracy", "balanced_accuracy", "macro_f1", "roc_auc_ovr_macro", "ece", "nll_after", "review_threshold", "temperature"];
+    const present = new Set(ms.flatMap((m) => Object.keys(m.metrics)));
+    let keys = HEADLINE.filter((k) => present.has(k));
+    if (!keys.length) keys = Array.from(present).sort().slice(0, 8);
     $("#mhead").innerHTML = `<tr><th scope="col">Version</th><th scope="col">Status</th>${keys.map((k) => `<th scope="col">${esc(nice(k))}</th>`).join("")}<th scope="col">Created</th>${models ? '<th scope="col"><span class="visually-hidden">Actions</span></th>' : ""}</tr>`;
     $("#models").innerHTML = ms.map((m) => `<tr><td>${esc(m.name)} v${esc(m.version)}</td><td>${m.status === "active" ? '<span class="badge ok">active</span>' : esc(m.status)}</td>
       ${keys.map((k) => `<td>${m.metrics[k] == null ? "—" : Number(m.metrics[k]).toFixed(4)}</td>`).join("")}<td>${fmtDate(m.created_at)}</td>
