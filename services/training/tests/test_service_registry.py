@@ -325,3 +325,68 @@ def test_progress_bar():
     assert progress_bar(0, 4, width=8) == "[--------] 0/4"
     assert progress_bar(2, 4, width=8) == "[####----] 2/4"
     assert progress_bar(4, 4, width=8) == "[########] 4/4"
+
+
+async def test_history_audit_sink_forwards_with_the_callers_token_and_survives_an_outage():
+    """HistoryAuditSink against a gRPC server speaking the real HistoryService contract."""
+    from hemovision.history.v1 import history_pb2, history_pb2_grpc
+    from hemovision_training.audit import HistoryAuditSink
+    from hemovision_training.registry import AuditEvent
+
+    received = []
+
+    class History(history_pb2_grpc.HistoryServiceServicer):
+        async def RecordAuditEvent(self, request, context):
+            received.append((request, dict(context.invocation_metadata())))
+            return history_pb2.AuditEvent(id="e1", action=request.action)
+
+    server = grpc.aio.server()
+    history_pb2_grpc.add_HistoryServiceServicer_to_server(History(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    events = [AuditEvent(id=7, action="model.activate.force", target_type="model_version", target_id="hemovision:2",
+                         details={"reason": "hotfix"})]
+    sink = HistoryAuditSink(f"127.0.0.1:{port}", timeout_s=3)
+    try:
+        assert await sink.record(events, token="tok-123") == [7]
+        request, metadata = received[0]
+        assert request.action == "model.activate.force" and request.target_id == "hemovision:2"
+        assert json.loads(request.details_json) == {"reason": "hotfix"}
+        assert metadata["authorization"] == "Bearer tok-123"
+    finally:
+        await sink.close()
+        await server.stop(0)
+    # history down: nothing delivered, no exception, bounded by the deadline
+    down = HistoryAuditSink(f"127.0.0.1:{port}", timeout_s=1)
+    try:
+        assert await asyncio.wait_for(down.record(events, token="tok-123"), timeout=10) == []
+    finally:
+        await down.close()
+
+
+async def test_watch_and_get_jobs_need_a_trainer_role(env, tokens):
+    stub, _, _, _ = env
+    call = stub.WatchTrainingJob(training_pb2.WatchTrainingJobRequest(id="00000000-0000-0000-0000-000000000000"),
+                                 metadata=md(tokens, "lab_user"), timeout=10)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        async for _ in call:
+            pass
+    assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    call = stub.WatchTrainingJob(training_pb2.WatchTrainingJobRequest(id="00000000-0000-0000-0000-000000000000"),
+                                 metadata=md(tokens, "ml_engineer"), timeout=10)
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        async for _ in call:
+            pass
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_register_existing_command(clean, postgres_url, tmp_path, monkeypatch, capsys):
+    from hemovision_training.__main__ import main
+
+    _publish_fake(tmp_path, 4, 0.97)
+    monkeypatch.setenv("HV_TRAINING_DATABASE_URL", postgres_url)
+    monkeypatch.setenv("HV_MODEL_BASE", str(tmp_path))
+    assert main(["register-existing"]) == 0
+    assert "registered [4]; activated version 4" in capsys.readouterr().out
+    assert main(["register-existing"]) == 0
+    assert "registered nothing new; active version unchanged" in capsys.readouterr().out

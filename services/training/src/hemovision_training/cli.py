@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         stub = training_pb2_grpc.TrainingServiceStub(channel)
         try:
             if args.command == "train":
-                job = stub.StartTrainingJob(
+                started = stub.StartTrainingJob(
                     training_pb2.StartTrainingJobRequest(
                         config=training_pb2.TrainingConfig(
                             data_dir=os.path.abspath(args.data), model_name=args.model_name, epochs=args.epochs,
@@ -89,12 +89,13 @@ def run(args: argparse.Namespace) -> int:
                     ),
                     metadata=md, timeout=TIMEOUT_S,
                 )
-                print(f"job {job.id} queued")
+                print(f"job {started.id} queued")
                 if not args.wait:
                     return 0
                 tty = sys.stdout.isatty()
                 last = None
-                for job in stub.WatchTrainingJob(training_pb2.WatchTrainingJobRequest(id=job.id), metadata=md):
+                job = started
+                for job in stub.WatchTrainingJob(training_pb2.WatchTrainingJobRequest(id=started.id), metadata=md):
                     line = _job_line(job)
                     if line != last:
                         print(("\r" + line.ljust(100)) if tty else line, end="" if tty else "\n", flush=True)
