@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 # A few times the largest legitimate input (whole-field microscope frames of ~12 MP).
@@ -107,7 +107,7 @@ def _decode_pillow(data: bytes, max_pixels: int) -> U8Image:
         m = re.search(r"\((\d+) pixels\)", str(exc))
         declared = f"{int(m.group(1)):,} pixels" if m else "more pixels than allowed"
         raise ImageRejected("too_many_pixels", f"The image declares {declared}; the limit is {limit:,}.") from None
-    except Image.UnidentifiedImageError:
+    except UnidentifiedImageError:
         try:
             with Image.open(io.BytesIO(data)) as other:
                 fmt = other.format
@@ -129,16 +129,19 @@ def _decode_pillow(data: bytes, max_pixels: int) -> U8Image:
             raise ImageRejected("empty", f"The image declares a size of {w}x{h}.")
         if w * h > limit:
             raise _too_many(w, h, limit)
-        frames = getattr(im, "n_frames", 1)
+        try:
+            # TIFF counts frames by walking its IFD chain, which can fail on garbage.
+            frames = int(getattr(im, "n_frames", 1))
+        except Exception as exc:
+            raise ImageRejected("corrupt", f"The {im.format} file structure is corrupt ({type(exc).__name__}).") from None
         if frames > 1 and im.format != "MPO":  # MPO: a JPEG plus stereo/preview frames
             raise ImageRejected(
                 "multi_frame", f"The {im.format} file holds {frames} frames; send a single image."
             )
-        _check_trailing(data, im.format or "")
         try:
+            _check_trailing(data, im.format or "")
             im.load()
-            im = ImageOps.exif_transpose(im)
-            rgb = _to_rgb(im)
+            rgb = _to_rgb(ImageOps.exif_transpose(im))
         except ImageRejected:
             raise
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
@@ -268,7 +271,7 @@ def _decode_dicom(data: bytes, max_pixels: int) -> U8Image:
         raise ImageRejected("unsupported_type", f"Unexpected DICOM pixel array shape {arr.shape}.")
     if samples == 3:
         if photometric.startswith("YBR"):
-            from pydicom.pixels import convert_color_space
+            from pydicom.pixels.processing import convert_color_space
 
             arr = convert_color_space(arr, photometric, "RGB")
         return np.ascontiguousarray(_to_u8(arr, int(getattr(ds, "BitsStored", 8))))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping
 
 from . import _core
 
@@ -48,7 +48,7 @@ def _integer(value: Any, name: str, lo: int, hi: int) -> int:
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if not lo <= value <= hi:
         raise ValueError(f"{name} must be in [{lo}, {hi}], got {value!r}")
-    return value
+    return int(value)
 
 
 def _check_keys(d: Mapping[str, Any], allowed: set[str], where: str) -> None:
@@ -180,8 +180,8 @@ class PreprocessSpec:
     # The native twin (_core.Spec) is set in __post_init__ as a plain attribute, not a
     # field, so asdict()/replace()/== ignore it; pickling goes through the dict form
     # (training hands specs to worker processes).
-    if TYPE_CHECKING:
-        _native: _core.Spec
+    if TYPE_CHECKING:  # declared for type checkers only; not a dataclass field
+        _native: ClassVar[_core.Spec]
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (PreprocessSpec.from_dict, (self.to_dict(),))
