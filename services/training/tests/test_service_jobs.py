@@ -258,6 +258,7 @@ async def test_tiny_training_run_streams_progress_exports_and_registers(worker, 
     progressed = [j for j in seen if j.epoch == 1 and j.status == S.JOB_STATUS_RUNNING]
     assert progressed and "loss" in progressed[0].metrics and progressed[0].phase == "epoch 1/1"
     assert final.model_version == 1 and final.finished_at.seconds >= final.started_at.seconds > 0
+    assert {"loss", "test_accuracy", "test_macro_f1", "test_ece"} <= set(final.metrics)
 
     version = await stub.GetModelVersion(training_pb2.GetModelVersionRequest(version=final.model_version),
                                          metadata=eng_md, timeout=10)

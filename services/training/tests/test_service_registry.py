@@ -390,3 +390,43 @@ def test_register_existing_command(clean, postgres_url, tmp_path, monkeypatch, c
     assert "registered [4]; activated version 4" in capsys.readouterr().out
     assert main(["register-existing"]) == 0
     assert "registered nothing new; active version unchanged" in capsys.readouterr().out
+
+
+async def test_queued_job_can_be_listed_and_cancelled_once(env, tokens, tmp_path):
+    """No worker here: the job stays queued; cancel ends it, a second cancel is refused."""
+    import csv
+    import shutil
+
+    pbc = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "pbc_128"
+    data = tmp_path / "data"
+    rows, taken = [], set()
+    with open(pbc / "splits.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            if (row["label"], row["split"]) not in taken:
+                taken.add((row["label"], row["split"]))
+                rows.append(row)
+                (data / row["label"]).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(pbc / row["path"], data / row["path"])
+    with open(data / "splits.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["path", "label", "split"])
+        w.writeheader()
+        w.writerows(rows)
+    stub, _, _, _ = env
+    eng = md(tokens, "ml_engineer")
+    job = await stub.StartTrainingJob(
+        training_pb2.StartTrainingJobRequest(config=training_pb2.TrainingConfig(data_dir=str(data), epochs=3)),
+        metadata=eng, timeout=30)
+    assert job.status == training_pb2.JOB_STATUS_QUEUED and job.phase == "queued"
+    assert job.config.batch_size == 64 and job.config.input_size == 64 and job.config.model_name == NAME
+    listed = await stub.ListTrainingJobs(training_pb2.ListTrainingJobsRequest(), metadata=eng, timeout=10)
+    assert [j.id for j in listed.jobs] == [job.id]
+    cancelled = await stub.CancelTrainingJob(training_pb2.CancelTrainingJobRequest(id=job.id), metadata=eng,
+                                             timeout=10)
+    assert cancelled.status == training_pb2.JOB_STATUS_CANCELLED and cancelled.finished_at.seconds > 0
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.CancelTrainingJob(training_pb2.CancelTrainingJobRequest(id=job.id), metadata=eng, timeout=10)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    # a watch on an ended job sends its state once and ends
+    seen = [j async for j in stub.WatchTrainingJob(training_pb2.WatchTrainingJobRequest(id=job.id), metadata=eng,
+                                                    timeout=10)]
+    assert [j.status for j in seen] == [training_pb2.JOB_STATUS_CANCELLED]

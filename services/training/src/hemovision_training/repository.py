@@ -157,7 +157,14 @@ def touch_heartbeat(conn: Connection, *, job_id: str) -> None:
 
 
 def finish_job(
-    conn: Connection, *, job_id: str, status: str, error: str = "", phase: str = "", model_version: int | None = None
+    conn: Connection,
+    *,
+    job_id: str,
+    status: str,
+    error: str = "",
+    phase: str = "",
+    model_version: int | None = None,
+    extra_metrics: dict[str, float] | None = None,
 ) -> bool:
     """Ends a queued/running job (never overwrites an ended one). True if this call ended it."""
     values: dict[str, Any] = {
@@ -169,6 +176,8 @@ def finish_job(
     }
     if model_version is not None:
         values["model_version"] = model_version
+    if extra_metrics:
+        values["metrics"] = training_jobs.c.metrics.op("||")(func.cast(extra_metrics, training_jobs.c.metrics.type))
     result = conn.execute(
         update(training_jobs)
         .where(and_(training_jobs.c.id == job_id, training_jobs.c.status.in_([QUEUED, RUNNING])))

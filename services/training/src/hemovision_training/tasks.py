@@ -243,5 +243,8 @@ def _register(job: repo.Job, *, version: int, path: Path, result: dict[str, Any]
                 phase = "succeeded (activated)"
             else:
                 phase = "succeeded (not activated: " + "; ".join(gate.reasons) + ")"
-        if not repo.finish_job(conn, job_id=job.id, status=repo.SUCCEEDED, phase=phase[:200], model_version=version):
+        test = {f"test_{k}": row.metrics[k] for k in ("accuracy", "balanced_accuracy", "macro_f1", "ece")
+                if k in row.metrics}
+        if not repo.finish_job(conn, job_id=job.id, status=repo.SUCCEEDED, phase=phase[:200], model_version=version,
+                               extra_metrics=test):
             raise JobStopped("job ended while registering")
