@@ -227,3 +227,31 @@ class _null:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_small_screen_and_keyboard(page, target, artifacts):
+    """Responsive (the menu folds on a phone-sized screen) and keyboard-usable (skip link,
+    the drop zone opens the file chooser with Enter)."""
+    assert target.admin_email and target.admin_password, "set HV_E2E_ADMIN_EMAIL / HV_E2E_ADMIN_PASSWORD"
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto(f"{target.base_url}/#/login")
+    menu = page.get_by_role("button", name="Menu")
+    expect(menu).to_be_visible()
+    expect(page.get_by_role("navigation", name="Main")).to_be_hidden()
+    menu.click()
+    expect(page.get_by_role("link", name="Sign up")).to_be_visible()
+    shot(page, artifacts, "19-mobile-menu")
+    page.keyboard.press("Escape")
+    sign_in(page, target.base_url, target.admin_email, target.admin_password)
+    skip = page.get_by_role("link", name="Skip to content")
+    skip.focus()
+    expect(skip).to_be_in_viewport()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Classify cells")).to_be_focused()
+    assert page.url.endswith("#/upload")
+    page.locator("#drop").focus()
+    with page.expect_file_chooser() as chooser:
+        page.keyboard.press("Enter")
+    assert chooser.value.is_multiple()
+    shot(page, artifacts, "20-mobile-upload")
+    assert not page.errors, page.errors

@@ -175,6 +175,9 @@ async function signOut() {
   location.hash = "#/login";
 }
 
+// The skip link must not change the hash (the hash is the router's).
+$(".skip").addEventListener("click", (e) => { e.preventDefault(); const h = $("h1", main); (h || main).focus(); });
+
 $("#menu-toggle").addEventListener("click", () => {
   const nav = $("#nav"); const open = !nav.classList.contains("open");
   nav.classList.toggle("open", open); $("#menu-toggle").setAttribute("aria-expanded", String(open));
