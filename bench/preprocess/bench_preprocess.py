@@ -118,32 +118,37 @@ def sk_full(img: np.ndarray) -> np.ndarray:
     return normalise_np(rgb)
 
 
-def median_ms(fn: Fn, images: list[np.ndarray], repeat: int = 1) -> float:
-    for im in images[:20]:  # warm caches, tables, thread-local buffers
-        fn(im)
-    times = []
-    for _ in range(repeat):
-        for im in images:
+def interleaved_medians(fns: dict[str, Fn], images: list[np.ndarray]) -> dict[str, float]:
+    """Median ms per image for each implementation, taking turns image by image, so
+    every implementation sees the same background load (this machine is shared)."""
+    for fn in fns.values():  # warm caches, tables, thread-local buffers
+        for im in images[:20]:
+            fn(im)
+    times: dict[str, list[int]] = {k: [] for k in fns}
+    for im in images:
+        for k, fn in fns.items():
             t0 = time.perf_counter_ns()
             fn(im)
-            times.append(time.perf_counter_ns() - t0)
-    return statistics.median(times) / 1e6
+            times[k].append(time.perf_counter_ns() - t0)
+    return {k: statistics.median(v) / 1e6 for k, v in times.items()}
 
 
 CHUNK = 50
 
 
-def batch_ms(fn: Callable[[list[np.ndarray]], object], images: list[np.ndarray]) -> float:
-    """ms per image for `fn` over chunks of CHUNK images: the median over chunks, so
-    a chunk that another process pre-empted does not decide the figure."""
-    fn(images[:CHUNK])
-    per_image = []
+def interleaved_batches(fns: dict[str, Callable[[list[np.ndarray]], object]], images: list[np.ndarray]) -> dict[str, float]:
+    """ms per image over chunks of CHUNK images, implementations taking turns chunk by
+    chunk; the median over chunks, so a pre-empted chunk does not decide the figure."""
+    for fn in fns.values():
+        fn(images[:CHUNK])
+    per_image: dict[str, list[float]] = {k: [] for k in fns}
     for i in range(0, len(images) - CHUNK + 1, CHUNK):
         chunk = images[i : i + CHUNK]
-        t0 = time.perf_counter()
-        fn(chunk)
-        per_image.append((time.perf_counter() - t0) / len(chunk) * 1e3)
-    return statistics.median(per_image)
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn(chunk)
+            per_image[k].append((time.perf_counter() - t0) / len(chunk) * 1e3)
+    return {k: statistics.median(v) for k, v in per_image.items()}
 
 
 def main() -> int:
@@ -175,18 +180,22 @@ def main() -> int:
     rows = []
     results: dict[str, dict[str, float]] = {}
     for name, images in sets.items():
-        r = {
-            "ours_full": median_ms(ours_full, images),
-            "opencv_full": median_ms(cv_full, images),
-            "skimage_full": median_ms(sk_full, images[:sk_n]),
-            "ours_basic": median_ms(ours_basic, images),
-            "opencv_basic": median_ms(cv_basic, images),
-            "pillow_basic": median_ms(sk_basic, images),
-            "batch_loop_ours_full": batch_ms(lambda ims: np.stack([ours_full(im) for im in ims]), images),
-            "batch_loop_opencv_full": batch_ms(lambda ims: np.stack([cv_full(im) for im in ims]), images),
-            "batch_api_1thread_full": batch_ms(lambda ims: preprocess_batch(ims, FULL, threads=1), images),
-            "batch_api_allcores_full": batch_ms(lambda ims: preprocess_batch(ims, FULL, threads=0), images),
-        }
+        r = interleaved_medians(
+            {"ours_full": ours_full, "opencv_full": cv_full, "ours_basic": ours_basic, "opencv_basic": cv_basic,
+             "pillow_basic": sk_basic},
+            images,
+        )
+        r.update(interleaved_medians({"ours_full_": ours_full, "skimage_full": sk_full, "opencv_full_": cv_full},
+                                     images[:sk_n]))
+        r.update(interleaved_batches(
+            {
+                "batch_loop_ours_full": lambda ims: np.stack([ours_full(im) for im in ims]),
+                "batch_loop_opencv_full": lambda ims: np.stack([cv_full(im) for im in ims]),
+                "batch_api_1thread_full": lambda ims: preprocess_batch(ims, FULL, threads=1),
+                "batch_api_allcores_full": lambda ims: preprocess_batch(ims, FULL, threads=0),
+            },
+            images,
+        ))
         results[name] = r
         rows.append((name, r))
 
@@ -199,7 +208,7 @@ def main() -> int:
     print("-" * len(hdr))
     for name, r in rows:
         print(f"{name:8} {'full (crop,resize,CLAHE-L,norm)':30} {r['ours_full']:8.3f} {r['opencv_full']:8.3f} "
-              f"{r['skimage_full']:18.3f} {r['ours_full'] / r['opencv_full']:12.2f} {r['skimage_full'] / r['ours_full']:12.1f}x")
+              f"{r['skimage_full']:18.3f} {r['ours_full'] / r['opencv_full']:12.2f} {r['skimage_full'] / r['ours_full_']:12.1f}x")
         print(f"{name:8} {'crop+resize+normalise':30} {r['ours_basic']:8.3f} {r['opencv_basic']:8.3f} "
               f"{r['pillow_basic']:18.3f} {r['ours_basic'] / r['opencv_basic']:12.2f} {r['pillow_basic'] / r['ours_basic']:12.1f}x")
     print(f"\nBatch, full pipeline, ms per image (chunks of {CHUNK} images -> one [50,128,128,3] array; median over chunks)")
