@@ -51,6 +51,15 @@ class BatchingOptions:
     batch_timeout_micros: int = 1000
     num_batch_threads: int = 2
     max_enqueued_batches: int = 8
+    # Batches are zero-padded up to the next of these sizes (TF Serving's allowed_batch_sizes),
+    # so the model only ever sees a few shapes, all warmed up at load. () = no padding.
+    allowed_batch_sizes: tuple[int, ...] = ()
+
+    def padded_size(self, rows: int) -> int:
+        for size in sorted(self.allowed_batch_sizes):
+            if size >= rows:
+                return size
+        return rows
 
 
 class BatchScheduler:
@@ -155,6 +164,12 @@ class BatchScheduler:
                 merged = batch[0].inputs
             else:
                 merged = {k: np.concatenate([p.inputs[k] for p in batch], axis=0) for k in batch[0].inputs}
+            padded = self.options.padded_size(rows)
+            if padded > rows:
+                merged = {
+                    k: np.concatenate([v, np.zeros((padded - rows, *v.shape[1:]), dtype=v.dtype)], axis=0)
+                    for k, v in merged.items()
+                }
             try:
                 outputs = await loop.run_in_executor(self.executor, queue.servable.run, queue.signature, merged)
             except Exception as exc:  # noqa: BLE001 - handed to every caller of the batch
@@ -164,7 +179,7 @@ class BatchScheduler:
                 return
             start = 0
             for p in batch:
-                part = {k: _slice(v, start, p.rows, rows) for k, v in outputs.items()}
+                part = {k: _slice(v, start, p.rows, padded) for k, v in outputs.items()}
                 start += p.rows
                 if not p.future.done():
                     p.future.set_result(part)

@@ -151,8 +151,9 @@ def warmup_requests(path: Path) -> list[tuple[str, dict[str, np.ndarray]]]:
     return requests
 
 
-def warm_up(loaded: LoadedVersion) -> int:
-    """Runs the warmup records (and every signature once at batch 1 if there are none)."""
+def warm_up(loaded: LoadedVersion, batch_sizes: tuple[int, ...] = ()) -> int:
+    """Runs the warmup records (every signature once at batch 1 if there are none), then
+    `serving_default` at each padded batch size so that no shape is first seen under traffic."""
     runs = 0
     requests = warmup_requests(loaded.path)
     for signature, inputs in requests:
@@ -162,6 +163,15 @@ def warm_up(loaded: LoadedVersion) -> int:
         for sig in loaded.signatures.values():
             inputs = {
                 k: np.zeros([1 if d is None else d for d in shape], dtype=dtype) for k, (dtype, shape) in sig.inputs.items()
+            }
+            loaded.run(sig.name, inputs)
+            runs += 1
+    sig = loaded.signatures.get("serving_default")
+    if sig is not None:
+        for size in batch_sizes:
+            inputs = {
+                k: np.zeros([size, *[1 if d is None else d for d in shape[1:]]], dtype=dtype)
+                for k, (dtype, shape) in sig.inputs.items()
             }
             loaded.run(sig.name, inputs)
             runs += 1

@@ -83,6 +83,7 @@ class Predictor:
             code = exc.code
             raise
         finally:
+            self.manager.last_request = time.monotonic()
             self.metrics.requests.labels(name, version_label, signature, api, code).inc()
             if code == "OK":
                 self.metrics.latency.labels(name, version_label, signature).observe(time.perf_counter() - started)

@@ -82,6 +82,7 @@ async def create_model_server(settings: ModelServerSettings) -> RunningModelServ
             batch_timeout_micros=settings.batch_timeout_micros,
             num_batch_threads=settings.num_batch_threads,
             max_enqueued_batches=settings.max_enqueued_batches,
+            allowed_batch_sizes=settings.batch_sizes() if settings.enable_batching else (),
         ),
         enabled=settings.enable_batching,
         on_batch=lambda servable, sig, rows, waited: (
@@ -101,6 +102,7 @@ async def create_model_server(settings: ModelServerSettings) -> RunningModelServ
         memory_factor=settings.memory_factor,
         memory_reserve_mb=settings.memory_reserve_mb,
         warmup=settings.warmup,
+        warmup_batch_sizes=settings.batch_sizes() if settings.enable_batching else (),
     )
     predictor = Predictor(manager, batcher, metrics)
 

@@ -35,6 +35,17 @@ class ModelServerSettings(GrpcServiceSettings):
     batch_timeout_micros: int = 1000
     num_batch_threads: int = 2
     max_enqueued_batches: int = 8
+    # Comma-separated padded batch sizes; "" = powers of two up to max_batch_size; "none" = no padding.
+    allowed_batch_sizes: str = ""
+
+    def batch_sizes(self) -> tuple[int, ...]:
+        if self.allowed_batch_sizes.strip().lower() == "none":
+            return ()
+        if self.allowed_batch_sizes.strip():
+            sizes = tuple(sorted({int(v) for v in self.allowed_batch_sizes.split(",") if v.strip()}))
+        else:
+            sizes = tuple(2**i for i in range(self.max_batch_size.bit_length()) if 2**i < self.max_batch_size)
+        return tuple(sorted({*sizes, self.max_batch_size}))
     # TensorFlow's own thread pools (2 cores: ops run in parallel inside, batches run side by side).
     intra_op_threads: int = 2
     inter_op_threads: int = 1

@@ -1,0 +1,384 @@
+"""Serving overheads, side by side in one run (make bench-serving).
+
+Legs, each on the same preprocessed PBC test images and the same SavedModel:
+  bare      the SavedModel in this process, its compiled `serving_default` concrete function
+  predict   gRPC Predict on the embedded model server (a child process, batching on)
+  classify  InferenceService.Classify (a child process) -> model server
+  gateway   optional (--gateway URL): POST /api/v1/predictions with the image file (full REST upload)
+p50/p99 at concurrency 1 (batch 1), throughput at concurrency 32 (batch 1 per request; bare:
+one batch of 32), and p99 + peak RSS of the model server while a new version is swapped in
+under load vs steady state. Absolute ms and ratios to the bare model are printed and written
+to bench/serving/last_run.json.
+
+    python bench/serving/bench_serving.py [--model models/hemovision/1] [--gateway http://127.0.0.1:8000 --token T]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import grpc  # noqa: E402
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO.parent / "shared" / "data" / "pbc_128"
+
+
+def pct(values, q):
+    return float(np.percentile(np.asarray(values), q)) if values else float("nan")
+
+
+def latest_model() -> Path:
+    base = REPO / "models" / "hemovision"
+    versions = sorted(int(p.name) for p in base.iterdir() if p.name.isdigit())
+    return base / str(versions[-1])
+
+
+def test_images(meta: dict, n: int) -> tuple[np.ndarray, list[Path]]:
+    """n preprocessed PBC test images (C++ pipeline with the model's spec), and their files."""
+    import csv
+
+    rows = [r for r in csv.DictReader(open(DATA / "splits.csv")) if r["split"] == "test"][:n]
+    files = [DATA / r["path"] for r in rows]
+    try:
+        import hemovision_pixels as px
+
+        spec = px.PreprocessSpec.from_dict(meta["preprocessing"])
+        arrays = np.stack([px.preprocess(px.decode_image(f.read_bytes()), spec) for f in files])
+    except Exception as exc:  # noqa: BLE001 - the bench still runs on noise
+        print(f"(hemovision_pixels unavailable: {exc}; using random inputs)")
+        s = meta["input_size"]
+        arrays = np.random.default_rng(0).normal(0, 1, (n, s, s, 3)).astype(np.float32)
+    return arrays.astype(np.float32), files
+
+
+def wait_port(address: str, timeout: float = 180) -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
+        while time.monotonic() < deadline:
+            try:
+                if stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status == 1:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.3)
+    raise TimeoutError(address)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def bench_bare(model_dir: Path, images: np.ndarray, n1: int) -> dict:
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(2)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    fn = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+    one = [tf.constant(images[i % len(images)][None]) for i in range(n1)]
+    for x in one[:20]:
+        fn(image=x)
+    lat = []
+    for x in one:
+        t = time.perf_counter()
+        fn(image=x)["probabilities"].numpy()
+        lat.append((time.perf_counter() - t) * 1000)
+    batch = tf.constant(np.concatenate([images] * (32 // len(images) + 1))[:32])
+    fn(image=batch)
+    t = time.perf_counter()
+    rounds = 0
+    while time.perf_counter() - t < 5:
+        fn(image=batch)["probabilities"].numpy()
+        rounds += 1
+    tput = rounds * 32 / (time.perf_counter() - t)
+    return {"p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "throughput_c32": tput}
+
+
+async def closed_loop(call, concurrency: int, seconds: float) -> tuple[list[float], int, float]:
+    lat: list[float] = []
+    errors = 0
+    stop = time.monotonic() + seconds
+
+    async def worker(i: int):
+        nonlocal errors
+        while time.monotonic() < stop:
+            t = time.perf_counter()
+            try:
+                await call(i)
+                lat.append((time.perf_counter() - t) * 1000)
+            except Exception:  # noqa: BLE001
+                errors += 1
+
+    started = time.monotonic()
+    await asyncio.gather(*[worker(i) for i in range(concurrency)])
+    return lat, errors, time.monotonic() - started
+
+
+async def measure(call, n1: int, seconds32: float) -> dict:
+    for i in range(10):
+        await call(i)
+    lat1 = []
+    for i in range(n1):
+        t = time.perf_counter()
+        await call(i)
+        lat1.append((time.perf_counter() - t) * 1000)
+    lat32, errors, elapsed = await closed_loop(call, 32, seconds32)
+    return {
+        "p50_ms": pct(lat1, 50),
+        "p99_ms": pct(lat1, 99),
+        "throughput_c32": len(lat32) / elapsed,
+        "c32_p99_ms": pct(lat32, 99),
+        "errors": errors,
+    }
+
+
+def predict_call(stub, images):
+    from tensorflow_serving.apis import model_pb2, predict_pb2
+
+    from hemovision_inference import tensors
+
+    requests = []
+    for x in images:
+        r = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name="hemovision"))
+        r.inputs["image"].CopyFrom(tensors.to_tensor_proto(x[None]))
+        requests.append(r)
+    return lambda i: stub.Predict(requests[i % len(requests)], timeout=30)
+
+
+def classify_call(stub, images):
+    from hemovision.common.v1 import common_pb2
+    from hemovision.inference.v1 import inference_pb2
+    from hemovision_inference import tensors
+
+    requests = [
+        inference_pb2.ClassifyRequest(model=common_pb2.ModelRef(name="hemovision"), images=tensors.to_common_tensor(x[None]))
+        for x in images
+    ]
+    return lambda i: stub.Classify(requests[i % len(requests)], timeout=30)
+
+
+class RssSampler:
+    def __init__(self, pid: int) -> None:
+        self.proc = psutil.Process(pid)
+        self.peak = 0
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                rss = self.proc.memory_info().rss
+            except psutil.Error:
+                return
+            self.samples.append(rss)
+            self.peak = max(self.peak, rss)
+            time.sleep(0.02)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def reset(self):
+        self.peak = 0
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+
+
+async def bench_swap(classify, model_server_pid: int, model_src: Path, model_base: Path, status_stub) -> dict:
+    """Steady window, then publish version 2 (latest policy: load, warm, switch, drain, unload) under load."""
+    from tensorflow_serving.apis import get_model_status_pb2, model_pb2
+
+    sampler = RssSampler(model_server_pid).start()
+    records: list[tuple[float, float]] = []
+    stop = asyncio.Event()
+
+    async def worker(i):
+        while not stop.is_set():
+            t = time.monotonic()
+            await classify(i)
+            records.append((t, (time.monotonic() - t) * 1000))
+
+    workers = [asyncio.create_task(worker(i)) for i in range(8)]
+    await asyncio.sleep(2)
+    steady_from = time.monotonic()
+    sampler.reset()
+    await asyncio.sleep(10)
+    steady_peak = sampler.peak
+    swap_from = time.monotonic()
+    sampler.reset()
+    tmp = model_base / "hemovision" / ".tmp-2"
+    shutil.copytree(model_src, tmp)
+    os.rename(tmp, model_base / "hemovision" / "2")
+    request = get_model_status_pb2.GetModelStatusRequest(model_spec=model_pb2.ModelSpec(name="hemovision"))
+    while True:
+        reply = await status_stub.GetModelStatus(request, timeout=5)
+        states = {s.version: s.state for s in reply.model_version_status}
+        if states.get(1) == get_model_status_pb2.ModelVersionStatus.END and states.get(2) == 30:
+            break
+        await asyncio.sleep(0.1)
+    swap_to = time.monotonic() + 1
+    await asyncio.sleep(1)
+    stop.set()
+    await asyncio.gather(*workers, return_exceptions=True)
+    sampler.stop()
+    steady = [ms for t, ms in records if steady_from <= t < swap_from]
+    swap = [ms for t, ms in records if swap_from <= t < swap_to]
+    return {
+        "steady_p99_ms": pct(steady, 99),
+        "swap_p99_ms": pct(swap, 99),
+        "swap_seconds": swap_to - swap_from,
+        "steady_peak_rss_mb": steady_peak / 2**20,
+        "swap_peak_rss_mb": sampler.peak / 2**20,
+        "swap_requests": len(swap),
+    }
+
+
+async def bench_gateway(url: str, token: str, files: list[Path], n1: int, seconds32: float) -> dict:
+    import httpx
+
+    async with httpx.AsyncClient(base_url=url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as http:
+        payloads = [(f.name, f.read_bytes()) for f in files]
+
+        async def call(i):
+            name, data = payloads[i % len(payloads)]
+            r = await http.post("/api/v1/predictions", files={"file": (name, data, "image/jpeg")})
+            r.raise_for_status()
+
+        return await measure(call, n1, seconds32)
+
+
+async def main_async(args) -> dict:
+    model_dir = Path(args.model) if args.model else latest_model()
+    meta = json.loads((model_dir / "assets.extra" / "hemovision.json").read_text())
+    images, files = test_images(meta, 64)
+    print(f"model {model_dir} (input {meta['input_size']} px), {len(images)} PBC test images, {os.cpu_count()} cores")
+
+    legs = set(args.legs.split(","))
+    results: dict = {"model": str(model_dir)}
+    if "bare" in legs:
+        results["bare"] = bench_bare(model_dir, images, args.n1)
+        print("bare     ", results["bare"])
+
+    work = Path(tempfile.mkdtemp(prefix="hv-bench-"))
+    base = work / "models"
+    (base / "hemovision").mkdir(parents=True)
+    shutil.copytree(model_dir, base / "hemovision" / "1")
+    ms_port, inf_port = free_port(), free_port()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "HV_MODEL_SERVER_PORT": str(ms_port), "HV_MODEL_SERVER_REST_PORT": "-1",
+           "HV_MODEL_SERVER_MODEL_BASE": str(base), "HV_MODEL_SERVER_DRAIN_SECONDS": "2", "HV_MODEL_SERVER_LOG_LEVEL": "WARNING",
+           "HV_INFERENCE_PORT": str(inf_port), "HV_INFERENCE_MODEL_SERVER_ADDR": f"127.0.0.1:{ms_port}",
+           "HV_INFERENCE_MODEL_BASE": str(base), "HV_INFERENCE_REQUIRE_AUTH": "false",
+           "HV_INFERENCE_TRAINING_ADDR": "127.0.0.1:1", "HV_INFERENCE_RECONCILE_INTERVAL_S": "0.5",
+           "HV_INFERENCE_LOG_LEVEL": "WARNING"}
+    procs = [subprocess.Popen([sys.executable, "-m", "hemovision_inference", "model-server"], env=env)]
+    try:
+        wait_port(f"127.0.0.1:{ms_port}")
+        procs.append(subprocess.Popen([sys.executable, "-m", "hemovision_inference", "serve"], env=env))
+        wait_port(f"127.0.0.1:{inf_port}")
+        from hemovision.inference.v1 import inference_pb2_grpc
+        from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
+
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{ms_port}") as ms, grpc.aio.insecure_channel(
+            f"127.0.0.1:{inf_port}"
+        ) as inf:
+            predict = predict_call(prediction_service_pb2_grpc.PredictionServiceStub(ms), images)
+            classify = classify_call(inference_pb2_grpc.InferenceServiceStub(inf), images)
+            if "predict" in legs:
+                results["predict"] = await measure(predict, args.n1, args.seconds)
+                print("predict  ", results["predict"])
+            if "classify" in legs:
+                results["classify"] = await measure(classify, args.n1, args.seconds)
+                print("classify ", results["classify"])
+            if args.gateway:
+                results["gateway"] = await bench_gateway(args.gateway, args.token, files, args.n1, args.seconds)
+                print("gateway  ", results["gateway"])
+            if "swap" in legs:
+              results["swap"] = await bench_swap(
+                classify, procs[0].pid, model_dir, base, model_service_pb2_grpc.ModelServiceStub(ms)
+            )
+              print("swap     ", results["swap"])
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(work, ignore_errors=True)
+    return results
+
+
+def report(r: dict) -> str:
+    bare = r["bare"]
+    lines = [
+        f"{'leg':10} {'p50 c1 ms':>10} {'p99 c1 ms':>10} {'img/s c32':>10} {'p50/bare':>9} {'tput/bare':>10}",
+    ]
+    for leg in ("bare", "predict", "classify", "gateway"):
+        if leg not in r:
+            continue
+        x = r[leg]
+        lines.append(
+            f"{leg:10} {x['p50_ms']:10.2f} {x['p99_ms']:10.2f} {x['throughput_c32']:10.1f} "
+            f"{x['p50_ms'] / bare['p50_ms']:8.2f}x {x['throughput_c32'] / bare['throughput_c32']:9.0%}"
+        )
+    s = r["swap"]
+    lines.append(
+        f"swap (Classify, 8 clients): p99 steady {s['steady_p99_ms']:.1f} ms, during swap {s['swap_p99_ms']:.1f} ms "
+        f"({s['swap_p99_ms'] / s['steady_p99_ms']:.2f}x, target <= 1.5x) over {s['swap_seconds']:.1f} s / {s['swap_requests']} requests; "
+        f"model server peak RSS steady {s['steady_peak_rss_mb']:.0f} MiB, during swap {s['swap_peak_rss_mb']:.0f} MiB "
+        f"({s['swap_peak_rss_mb'] / s['steady_peak_rss_mb']:.2f}x, target <= 2x)"
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="SavedModel version dir (default: models/hemovision/<highest>)")
+    parser.add_argument("--n1", type=int, default=300, help="requests at concurrency 1")
+    parser.add_argument("--seconds", type=float, default=10.0, help="duration at concurrency 32")
+    parser.add_argument("--legs", default="bare,predict,classify,swap", help="comma-separated legs to run")
+    parser.add_argument("--gateway", help="gateway base URL for the full REST upload leg (optional)")
+    parser.add_argument("--token", default=os.environ.get("HV_BENCH_TOKEN", ""), help="bearer token for --gateway")
+    args = parser.parse_args()
+    results = asyncio.run(main_async(args))
+    if not {"bare", "swap"} <= set(results):
+        print(json.dumps(results, indent=2))
+        return
+    text = report(results)
+    print()
+    print(text)
+    out = Path(__file__).with_name("last_run.json")
+    out.write_text(json.dumps({**results, "table": text.splitlines()}, indent=2))
+    print(f"\nwritten {out}")
+
+
+if __name__ == "__main__":
+    main()
