@@ -83,6 +83,32 @@ def model_base(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("models")
 
 
+def spawn_worker(env: dict, log_path: Path) -> subprocess.Popen:
+    """`celery -A hemovision_training.tasks worker -Q training --pool solo` as a real process."""
+    log = open(log_path, "ab")
+    celery = Path(sys.executable).parent / "celery"
+    proc = subprocess.Popen(
+        [str(celery), "-A", "hemovision_training.tasks", "worker", "-Q", "training", "--concurrency", "1",
+         "--pool", "solo", "-n", f"test-{uuid.uuid4().hex[:8]}@%h", "--without-gossip", "--without-mingle",
+         "--loglevel", "INFO"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(log_path.parent),
+    )
+    log.close()
+    proc.log_path = log_path  # type: ignore[attr-defined]
+    proc.env = env  # type: ignore[attr-defined]
+    return proc
+
+
+def stop_worker(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.fixture(scope="module")
 def worker(postgres_url, module_redis_url, model_base, tmp_path_factory):
     """A real Celery worker process on queue `training`, torn down with SIGTERM (SIGKILL if stuck)."""
@@ -102,25 +128,9 @@ def worker(postgres_url, module_redis_url, model_base, tmp_path_factory):
         "TF_NUM_INTEROP_THREADS": "1",
         "TF_NUM_INTRAOP_THREADS": "2",
     }
-    log_path = work / "worker.log"
-    log = open(log_path, "wb")
-    celery = Path(sys.executable).parent / "celery"
-    proc = subprocess.Popen(
-        [str(celery), "-A", "hemovision_training.tasks", "worker", "-Q", "training", "--concurrency", "1",
-         "--pool", "solo", "-n", f"test-{uuid.uuid4().hex[:8]}@%h", "--without-gossip", "--without-mingle",
-         "--loglevel", "INFO"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(work),
-    )
-    proc.log_path = log_path  # type: ignore[attr-defined]
+    proc = spawn_worker(env, work / "worker.log")
     yield proc
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    log.close()
+    stop_worker(proc)
 
 
 @pytest.fixture(scope="module")
@@ -340,3 +350,20 @@ async def test_sigkilled_worker_leaves_the_job_failed_with_a_reason(worker, stub
     jobs = await stub.ListTrainingJobs(training_pb2.ListTrainingJobsRequest(limit=10), metadata=eng_md, timeout=10)
     assert jobs.jobs[0].id == job.id
     assert not any(j.status == S.JOB_STATUS_RUNNING for j in jobs.jobs)
+
+    # The killed worker never acknowledged the message (acks_late). A new worker gets it back once
+    # the visibility timeout passes (shortened here) and must NOT train the job a second time.
+    versions_before = count_versions(engine)
+    log_path = Path(worker.log_path).with_name("worker2.log")
+    second = spawn_worker({**worker.env, "HV_TRAINING_BROKER_VISIBILITY_TIMEOUT_S": "1"}, log_path)
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and "is not queued" not in log_path.read_text(errors="replace"):
+            await asyncio.sleep(0.5)
+        assert f"training job {job.id} is not queued" in log_path.read_text(errors="replace"), \
+            log_path.read_text(errors="replace")[-4000:]
+    finally:
+        stop_worker(second)
+    again = await stub.GetTrainingJob(training_pb2.GetTrainingJobRequest(id=job.id), metadata=eng_md, timeout=10)
+    assert again.status == S.JOB_STATUS_FAILED and again.error == final.error
+    assert count_versions(engine) == versions_before

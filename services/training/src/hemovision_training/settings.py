@@ -55,5 +55,10 @@ class Settings(GrpcServiceSettings):
     # architecture for smoke tests: {"widths": [8, 16, 16, 16], "stem_width": 0}).
     train_overrides: dict = {}
 
+    # A message received by a worker that died unacknowledged is redelivered after this long
+    # (Redis broker visibility timeout). The task only starts queued jobs, so a redelivery of a
+    # job that had started is a no-op.
+    broker_visibility_timeout_s: float = 24 * 3600.0
+
     # Celery queue for training tasks.
     queue: str = "training"

@@ -6,7 +6,7 @@ Delivery choice: ``task_acks_late=True`` + ``task_reject_on_worker_lost=True`` s
 message was received but whose worker died before starting it is redelivered rather than lost.
 A redelivered message can never train twice: the task only starts a job that is still
 ``queued`` (``UPDATE ... WHERE status='queued'``), so a job that had started on a worker that
-died is left to the reaper in the service, which marks it failed ("worker lost (no heartbeat
+died (its message comes back after ``broker_visibility_timeout_s``, 24 h) is left to the reaper in the service, which marks it failed ("worker lost (no heartbeat
 for N s)"). A failure is final and visible; retraining is a new, explicit job.
 
 Progress: after every epoch the task writes epoch/metrics/phase/heartbeat to
@@ -43,7 +43,7 @@ from hemovision_training.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def make_celery(redis_url: str, queue: str = "training") -> Celery:
+def make_celery(redis_url: str, queue: str = "training", visibility_timeout_s: float = 24 * 3600.0) -> Celery:
     app = Celery("hemovision_training", broker=redis_url)
     app.conf.update(
         task_default_queue=queue,
@@ -54,14 +54,14 @@ def make_celery(redis_url: str, queue: str = "training") -> Celery:
         task_ignore_result=True,
         broker_connection_retry_on_startup=True,
         # Long training runs: a message is only redelivered after this long without an ack.
-        broker_transport_options={"visibility_timeout": 24 * 3600},
+        broker_transport_options={"visibility_timeout": visibility_timeout_s},
         worker_hijack_root_logger=False,
     )
     return app
 
 
 settings = Settings()
-app = make_celery(settings.redis_url, settings.queue)
+app = make_celery(settings.redis_url, settings.queue, settings.broker_visibility_timeout_s)
 
 _engine = None
 _redis = None
