@@ -38,7 +38,7 @@ test-e2e: ## the end-to-end tests (start the system as `make up` does)
 bench: bench-preprocess bench-model bench-serving ## every benchmark
 
 bench-preprocess: ## C++ vs OpenCV vs NumPy/scikit-image preprocessing
-	$(PY) bench/preprocess/bench_preprocess.py
+	$(PY) bench/preprocess/bench_preprocess.py --n 1000 --json bench/results/preprocess.json
 
 bench-model: ## the bare SavedModel: latency and throughput
 	$(PY) bench/model/bench_model.py
