@@ -249,9 +249,11 @@ def test_small_screen_and_keyboard(page, target, artifacts):
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Classify cells")).to_be_focused()
     assert page.url.endswith("#/upload")
-    page.locator("#drop").focus()
-    with page.expect_file_chooser() as chooser:
-        page.keyboard.press("Enter")
+    drop = page.locator("#drop")
+    drop.focus()
+    expect(drop).to_be_focused()
+    with page.expect_file_chooser(timeout=15_000) as chooser:
+        drop.press("Enter")
     assert chooser.value.is_multiple()
     shot(page, artifacts, "20-mobile-upload")
     assert not page.errors, page.errors
