@@ -394,23 +394,7 @@ def test_register_existing_command(clean, postgres_url, tmp_path, monkeypatch, c
 
 async def test_queued_job_can_be_listed_and_cancelled_once(env, tokens, tmp_path):
     """No worker here: the job stays queued; cancel ends it, a second cancel is refused."""
-    import csv
-    import shutil
-
-    pbc = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "pbc_128"
-    data = tmp_path / "data"
-    rows, taken = [], set()
-    with open(pbc / "splits.csv", newline="") as f:
-        for row in csv.DictReader(f):
-            if (row["label"], row["split"]) not in taken:
-                taken.add((row["label"], row["split"]))
-                rows.append(row)
-                (data / row["label"]).mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(pbc / row["path"], data / row["path"])
-    with open(data / "splits.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["path", "label", "split"])
-        w.writeheader()
-        w.writerows(rows)
+    data = tiny_dataset(tmp_path / "data")
     stub, _, _, _ = env
     eng = md(tokens, "ml_engineer")
     job = await stub.StartTrainingJob(
@@ -430,3 +414,71 @@ async def test_queued_job_can_be_listed_and_cancelled_once(env, tokens, tmp_path
     seen = [j async for j in stub.WatchTrainingJob(training_pb2.WatchTrainingJobRequest(id=job.id), metadata=eng,
                                                     timeout=10)]
     assert [j.status for j in seen] == [training_pb2.JOB_STATUS_CANCELLED]
+
+
+def tiny_dataset(data: Path) -> Path:
+    """One real pbc_128 image per class and split."""
+    import csv
+    import shutil
+
+    pbc = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "pbc_128"
+    rows, taken = [], set()
+    with open(pbc / "splits.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            if (row["label"], row["split"]) not in taken:
+                taken.add((row["label"], row["split"]))
+                rows.append(row)
+                (data / row["label"]).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(pbc / row["path"], data / row["path"])
+    with open(data / "splits.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["path", "label", "split"])
+        w.writeheader()
+        w.writerows(rows)
+    return data
+
+
+async def test_redis_down_start_is_unavailable_and_watch_falls_back_to_polling(clean, postgres_url, redis_url,
+                                                                                tokens, tmp_path):
+    settings = Settings(port=0, database_url=postgres_url, redis_url="redis://127.0.0.1:1/0", watch_poll_s=0.5)
+    server = await create_server(settings, engine=clean, verifier=tokens.verifier(redis_url=redis_url),
+                                 audit_sink=RecordingSink(), start_reaper=False)
+    eng = md(tokens, "ml_engineer")
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+            stub = training_pb2_grpc.TrainingServiceStub(ch)
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await stub.StartTrainingJob(training_pb2.StartTrainingJobRequest(
+                    config=training_pb2.TrainingConfig(data_dir=str(tiny_dataset(tmp_path / "d")), epochs=1)),
+                    metadata=eng, timeout=60)
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+            jobs = (await stub.ListTrainingJobs(training_pb2.ListTrainingJobsRequest(), metadata=eng,
+                                                timeout=10)).jobs
+            assert [(j.status, j.error) for j in jobs] == [(training_pb2.JOB_STATUS_FAILED,
+                                                           "could not enqueue: broker unavailable")]
+
+            job_id = "44444444-4444-4444-4444-444444444444"
+            with clean.begin() as conn:
+                repo.insert_job(conn, job_id=job_id, config={"epochs": 2}, model_name=NAME, total_epochs=2,
+                                created_by="u")
+
+            async def drive():
+                await asyncio.sleep(1)
+                with clean.begin() as conn:
+                    repo.mark_job_running(conn, job_id=job_id)
+                await asyncio.sleep(1)
+                with clean.begin() as conn:
+                    repo.update_job_progress(conn, job_id=job_id, epoch=1, phase="epoch 1/2", metrics={"loss": 1.5})
+                await asyncio.sleep(1)
+                with clean.begin() as conn:
+                    repo.finish_job(conn, job_id=job_id, status=repo.SUCCEEDED, model_version=3)
+
+            driver = asyncio.create_task(drive())
+            seen = [j async for j in stub.WatchTrainingJob(training_pb2.WatchTrainingJobRequest(id=job_id),
+                                                            metadata=eng, timeout=30)]
+            await driver
+            statuses = [j.status for j in seen]
+            assert statuses[0] == training_pb2.JOB_STATUS_QUEUED and statuses[-1] == training_pb2.JOB_STATUS_SUCCEEDED
+            assert any(j.epoch == 1 and j.metrics["loss"] == 1.5 for j in seen)
+            assert seen[-1].model_version == 3
+    finally:
+        await server.stop(0)

@@ -214,18 +214,26 @@ class TrainingService:
         or a reaped worker is still seen) and the state is re-sent at least that often (heartbeat)."""
         job = await self.get_job(job_id)
         pubsub = self.redis.pubsub()
+        subscribed = True
         try:
-            await pubsub.subscribe(job_channel(job_id))
+            try:
+                await pubsub.subscribe(job_channel(job_id))
+            except Exception as exc:  # Redis down: the stream still works, by polling the database
+                log.warning("pub/sub unavailable, polling job %s: %s", job_id, exc)
+                subscribed = False
             job = await self.get_job(job_id)  # re-read after subscribing: no change can slip between
             yield job
             last = (job.status, job.epoch, job.phase, job.updated_at)
             last_sent = time.monotonic()
             while not job.terminal:
                 try:
+                    if not subscribed:
+                        raise ConnectionError("not subscribed")
                     await pubsub.get_message(ignore_subscribe_messages=True, timeout=self.settings.watch_poll_s)
                 except Exception as exc:  # Redis hiccup: keep polling the database
-                    log.warning("pub/sub read failed: %s", exc)
-                    await asyncio.sleep(self.settings.watch_poll_s)
+                    if subscribed:
+                        log.warning("pub/sub read failed: %s", exc)
+                    await asyncio.sleep(min(1.0, self.settings.watch_poll_s))
                 job = await self.get_job(job_id)
                 state = (job.status, job.epoch, job.phase, job.updated_at)
                 if state != last or time.monotonic() - last_sent >= self.settings.watch_poll_s:
