@@ -228,3 +228,46 @@ async def test_model_server_down_fast_unavailable_then_recovers(model_base, toke
         if inference is not None:
             await inference.stop(0.2)
         process.stop()
+
+
+async def test_review_flag_fires_on_non_cell_images(tmp_path, serving_model, tokens, auth):
+    """With the shipped model: noise, a photo and a blank slide are flagged for review, through
+    the same C++ preprocessing as serving; every flag matches the version's own thresholds."""
+    import hemovision_pixels as px
+    from skimage import data
+
+    meta = json.loads((serving_model / "assets.extra" / "hemovision.json").read_text())
+    spec = px.PreprocessSpec.from_dict(meta["preprocessing"])
+    rng = np.random.default_rng(0)
+    non_cells = [
+        rng.integers(0, 256, (128, 128, 3), dtype=np.uint8),
+        np.clip(rng.normal(128, 50, (128, 128, 3)), 0, 255).astype(np.uint8),
+        np.ascontiguousarray(data.astronaut()),
+        np.ascontiguousarray(data.coffee()),
+        np.full((128, 128, 3), 255, np.uint8),
+        np.zeros((128, 128, 3), np.uint8),
+    ]
+    x = np.stack([px.preprocess(img, spec) for img in non_cells]).astype(np.float32)
+    base = tmp_path / "models"
+    publish_version(serving_model, base, 1)
+    model_server = await create_model_server(model_server_settings(base))
+    inference = await create_server(inference_settings(base, model_server.address), verifier=tokens.verifier(), registry=False)
+    try:
+        address = f"127.0.0.1:{inference.port}"
+        await wait_health(address, SERVING, timeout=120)
+        async with grpc.aio.insecure_channel(address) as ch:
+            reply = await inference_pb2_grpc.InferenceServiceStub(ch).Classify(
+                inference_pb2.ClassifyRequest(images=tensors.to_common_tensor(x)), metadata=auth, timeout=30
+            )
+        flags = []
+        for r in reply.results:
+            low = r.confidence < meta["review_threshold"]
+            ood = r.ood_score > meta["ood_threshold"]
+            assert r.needs_review == (low or ood)
+            assert (inference_pb2.REVIEW_REASON_LOW_CONFIDENCE in r.review_reasons) == low
+            assert (inference_pb2.REVIEW_REASON_OUT_OF_DISTRIBUTION in r.review_reasons) == ood
+            flags.append(r.needs_review)
+        assert sum(flags) >= len(flags) - 1, flags
+    finally:
+        await inference.stop(0.2)
+        await model_server.stop(0.2)
