@@ -146,7 +146,9 @@ async def stub(engine, postgres_url, module_redis_url, model_base, tokens):
     server = await create_server(settings, engine=engine, verifier=tokens.verifier(redis_url=module_redis_url),
                                  audit_sink=NullSink())
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
-    yield training_pb2_grpc.TrainingServiceStub(channel)
+    stub = training_pb2_grpc.TrainingServiceStub(channel)
+    stub._port = server.port
+    yield stub
     await channel.close()
     await server.stop(0)
 
@@ -305,6 +307,23 @@ async def test_corrupt_image_fails_the_job_with_the_reason_and_registers_nothing
     assert "invalid data set: corrupt or unsupported image" in final.error and victim.name in final.error
     assert count_versions(engine) == before
     assert sorted(p.name for p in (model_base / "hemovision").iterdir()) == dirs_before
+
+
+async def test_cli_train_wait_shows_progress_and_the_failure(worker, stub, tokens, pbc, tmp_path):
+    """`python -m hemovision_training train --wait` against the real server and worker."""
+    data = tiny_dataset(tmp_path / "cli", pbc, 1)
+    next((data / "platelet").iterdir()).write_bytes(b"GIF89a broken")
+    port = stub._port  # set by the fixture
+    env = {**os.environ, "HV_TRAINING_ADDR": f"127.0.0.1:{port}",
+           "HV_TOKEN": tokens.issue(role="platform_admin")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hemovision_training", "train", "--data", str(data), "--epochs", "2",
+        "--input-size", "32", "--wait", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    out, err = out.decode(), err.decode()
+    assert proc.returncode == 1, (out, err, worker_log(worker))
+    assert "queued" in out and "[------------------------------] 0/2" in out
+    assert "JOB_STATUS_FAILED: invalid data set: corrupt or unsupported image" in err
 
 
 async def _start_long_job(stub, eng_md, pbc):
