@@ -28,7 +28,14 @@ async def test_ui_pages_and_assets(client):
         assert (await client.get(ref)).status_code == 200
     js = (await client.get("/static/app.js")).text
     assert "http://" not in js and "https://" not in js
-    assert (await client.get("/docs")).status_code == 200
+    for page in ("/docs", "/redoc"):
+        doc = await client.get(page)
+        assert doc.status_code == 200
+        assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', doc.text)
+        assert assets and all(a.startswith("/static-docs/") for a in assets), assets
+        for asset in assets:
+            assert (await client.get(asset)).status_code == 200
+        assert "cdn.jsdelivr" not in doc.text and "fonts.googleapis" not in doc.text
     assert "/api/v1/predictions" in (await client.get("/openapi.json")).json()["paths"]
 
 

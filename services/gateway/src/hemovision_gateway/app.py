@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -13,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from hemovision_gateway.batch_processing import OnBehalfOfTokens
 from hemovision_gateway.clients import Clients
 from hemovision_gateway.context import GatewayContext
-from hemovision_gateway.errors import install_error_handlers
+from hemovision_gateway.errors import COMMON_ERROR_RESPONSES, install_error_handlers
 from hemovision_gateway.limits import BodyLimitMiddleware
 from hemovision_gateway.pipeline import ActiveModelCache
 from hemovision_gateway.routes import accounts, admin, batches, health, models, predictions, ui
@@ -27,6 +28,34 @@ them (Grad-CAM), keep an organization-scoped history, review, batches, reports a
 Authenticate with `Authorization: Bearer <access token>` (from `/api/v1/auth/login`) or
 `Authorization: Bearer hv_...` (an API key). Errors are `{"error": {"code", "message"}}`.
 For research use only."""
+
+
+def install_docs(app: FastAPI) -> None:
+    """/docs (Swagger UI) and /redoc with their files served from here, not from a CDN."""
+    import fastapi_offline
+    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from fastapi.responses import HTMLResponse
+
+    files = Path(fastapi_offline.__file__).parent / "static"
+    app.mount("/static-docs", StaticFiles(directory=files), name="static-docs")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="HemoVision API",
+                                   swagger_js_url="/static-docs/swagger-ui-bundle.js",
+                                   swagger_css_url="/static-docs/swagger-ui.css",
+                                   swagger_favicon_url="/static/favicon.svg",
+                                   oauth2_redirect_url="/docs/oauth2-redirect")
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def swagger_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url=app.openapi_url, title="HemoVision API",
+                              redoc_js_url="/static-docs/redoc.standalone.js",
+                              redoc_favicon_url="/static/favicon.svg", with_google_fonts=False)
 
 
 def create_app(settings: Settings | None = None, clients: Clients | None = None, *, verifier: Any = None,
@@ -71,8 +100,10 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None,
                 await r.aclose()
 
     app = FastAPI(title="HemoVision API", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None,
                   openapi_tags=[{"name": n} for n in ("accounts", "predictions", "batches", "models", "admin", "health")])
     install_error_handlers(app)
+    install_docs(app)
 
     def limit_for(path: str) -> int:
         if path.startswith("/api/v1/batches"):
@@ -82,7 +113,9 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None,
         return 1024 * 1024
 
     app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
-    for module in (health, accounts, predictions, batches, models, admin, ui):
-        app.include_router(module.router)
+    for module in (accounts, predictions, batches, models, admin):
+        app.include_router(module.router, responses=COMMON_ERROR_RESPONSES)
+    app.include_router(health.router)
+    app.include_router(ui.router)
     app.mount("/static", StaticFiles(directory=ui.STATIC_DIR), name="static")
     return app

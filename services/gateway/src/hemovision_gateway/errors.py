@@ -15,11 +15,38 @@ import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hemovision_grpc_server import ServiceError
 
 log = logging.getLogger(__name__)
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["not_found"], description="stable snake_case machine code")
+    message: str = Field(examples=["prediction 0b6a… not found"], description="for a person")
+
+
+class ErrorBody(BaseModel):
+    """Every error the API answers with."""
+
+    error: ErrorDetail
+
+
+def _err(description: str) -> dict:
+    return {"model": ErrorBody, "description": description}
+
+
+# Documented on every route (OpenAPI); the same body for all of them.
+COMMON_ERROR_RESPONSES: dict[int | str, dict] = {
+    401: _err("missing, invalid, expired or revoked token / API key"),
+    403: _err("the caller's role does not allow this"),
+    404: _err("not found (also another organization's id)"),
+    422: _err("the request failed validation"),
+    429: _err("rate limited; see Retry-After"),
+    503: _err("a service this request needs is unavailable; see Retry-After"),
+}
 
 
 @dataclass(frozen=True)

@@ -124,8 +124,19 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, artifacts):
+def page(browser, artifacts, target):
     context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    external: list[str] = []
+
+    def only_local(route) -> None:
+        url = route.request.url
+        if url.startswith(target.base_url) or url.startswith(("blob:", "data:")):
+            route.continue_()
+        else:  # no CDN, no third party: every asset must come from the gateway
+            external.append(url)
+            route.abort()
+
+    context.route("**/*", only_local)
     pg = context.new_page()
     pg.errors = []  # type: ignore[attr-defined]
     pg.on("pageerror", lambda exc: pg.errors.append(f"pageerror: {exc}"))
@@ -134,3 +145,4 @@ def page(browser, artifacts):
     pg.on("dialog", lambda d: d.accept())
     yield pg
     context.close()
+    assert not external, f"requests outside the gateway: {external}"

@@ -257,3 +257,9 @@ def test_small_screen_and_keyboard(page, target, artifacts):
     assert chooser.value.is_multiple()
     shot(page, artifacts, "20-mobile-upload")
     assert not page.errors, page.errors
+
+
+def test_api_docs_render_offline(page, target, artifacts):
+    page.goto(f"{target.base_url}/docs")
+    expect(page.get_by_text("/api/v1/predictions").first).to_be_visible(timeout=TIMEOUT)
+    shot(page, artifacts, "21-api-docs")

@@ -19,7 +19,7 @@ from hemovision.reports.v1 import reports_pb2
 from hemovision_gateway import batch_storage, idempotency, views
 from hemovision_gateway.batch_processing import ItemTask, channel_name, fail_item, process_item, record_item
 from hemovision_gateway.clients import bearer
-from hemovision_gateway.errors import ApiError, api_error_from_grpc
+from hemovision_gateway.errors import ApiError, ErrorBody, api_error_from_grpc
 from hemovision_gateway.security import Ctx, CurrentUser, VerifiedUser
 
 log = logging.getLogger(__name__)
@@ -30,7 +30,8 @@ DONE = {history_pb2.BATCH_STATUS_COMPLETED, history_pb2.BATCH_STATUS_FAILED}
 
 @router.post("/batches", status_code=202, responses={202: {"content": {"application/json": {"example": {
     "id": "5d7c...", "status": "queued", "total": 24, "failed": 1,
-    "links": {"self": "/api/v1/batches/5d7c...", "events": "/api/v1/batches/5d7c.../events"}}}}}})
+    "links": {"self": "/api/v1/batches/5d7c...", "events": "/api/v1/batches/5d7c.../events"}}}}},
+    413: {"model": ErrorBody, "description": "upload, archive or item count over the limit"}})
 async def create_batch(
     request: Request,
     ctx: Ctx,

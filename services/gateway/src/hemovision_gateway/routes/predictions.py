@@ -22,7 +22,7 @@ from hemovision.reports.v1 import reports_pb2
 
 from hemovision_gateway import idempotency, views
 from hemovision_gateway.clients import bearer
-from hemovision_gateway.errors import ApiError, api_error_from_grpc
+from hemovision_gateway.errors import ApiError, ErrorBody, api_error_from_grpc
 from hemovision_gateway.pipeline import Upload, run_prediction
 from hemovision_gateway.security import Ctx, CurrentUser, VerifiedUser
 
@@ -49,8 +49,9 @@ def read_limited(file: UploadFile, limit: int) -> bytes:
 
 @router.post("/predictions", status_code=201,
              responses={201: {"content": {"application/json": {"example": PREDICTION_EXAMPLE}}},
-                        413: {"description": "file over 10 MB"}, 415: {"description": "not a supported image"},
-                        422: {"description": "unreadable image or missing field"}})
+                        413: {"model": ErrorBody, "description": "file over 10 MB, or a decompression bomb"},
+                        415: {"model": ErrorBody, "description": "not a supported image type"},
+                        422: {"model": ErrorBody, "description": "unreadable image or missing field"}})
 async def create_prediction(
     ctx: Ctx,
     user: VerifiedUser,
