@@ -271,3 +271,13 @@ async def test_review_flag_fires_on_non_cell_images(tmp_path, serving_model, tok
     finally:
         await inference.stop(0.2)
         await model_server.stop(0.2)
+
+
+async def test_registry_points_at_unpublished_version_keeps_serving(stack, auth):
+    stack["inference"].router.missing_timeout_s = 1.0
+    stack["registry"].active = 7  # registered but never published under the model base
+    await asyncio.sleep(2.5)
+    reply = await stack["stub"].Classify(classify_request(images(1)), metadata=auth, timeout=10)
+    assert reply.model.version == 1
+    assert await health(stack["address"]) == SERVING
+    stack["registry"].active = 1

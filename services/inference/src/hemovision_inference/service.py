@@ -123,6 +123,7 @@ class ModelRouter:
         self._wake = asyncio.Event()
         self._registry_error_logged = False
         self.switches: list[tuple[float, int | None, int]] = []
+        self.missing_timeout_s = 30.0
 
     # ---- metadata --------------------------------------------------------------------------
 
@@ -263,8 +264,18 @@ class ModelRouter:
         log.info("pinned model versions", extra={"versions": sorted(versions)})
 
     async def _wait_available(self, version: int) -> bool:
-        deadline = time.monotonic() + self.load_timeout_s
+        """True once `version` is AVAILABLE. False on a failed load, a timeout, a version the model
+        server never sees (not published) within missing_timeout_s, or a registry that moved on."""
+        started = time.monotonic()
+        deadline = started + self.load_timeout_s
+        next_registry_check = started + self.reconcile_interval_s
         while time.monotonic() < deadline:
+            if time.monotonic() >= next_registry_check and self.mode == "registry":
+                next_registry_check = time.monotonic() + self.reconcile_interval_s
+                target = await self._registry_target()
+                if target is not None and target != version:
+                    log.info("registry moved on while waiting", extra={"version": version, "target": target})
+                    return False
             try:
                 statuses = {s.version: s for s in await self.model_server.status(self.model_name)}
             except ModelServerUnavailable:
@@ -272,6 +283,9 @@ class ModelRouter:
             status = statuses.get(version)
             if status is not None and status.available:
                 return True
+            if status is None and time.monotonic() - started > self.missing_timeout_s:
+                log.error("model version not found by the model server (not published?)", extra={"version": version})
+                return False
             if status is not None and status.state == "END" and status.error_code != 0:
                 log.error(
                     "model version failed to load; keeping the current one",
