@@ -55,6 +55,7 @@ class TrainConfig:
     ood_percentile: float = 99.0
     max_seconds: Optional[float] = None       # stop after the epoch that crosses this budget
     time_budget: Optional[float] = None       # seconds of training: cosine schedule over wall time
+    bn_recalibrate: bool = True               # re-estimate BN statistics on clean train data (kept if val improves)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -127,6 +128,7 @@ def train(config: TrainConfig, progress_callback: ProgressCallback | None = None
     (out / "checkpoints").mkdir(exist_ok=True)
     log = _logger(out)
     log.info("config %s", json.dumps(cfg.to_dict()))
+    (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     keras.utils.set_random_seed(cfg.seed)
 
     cache_dir = cfg.cache_dir if cfg.cache_dir is not None else str(out.parent / "cache")
@@ -238,9 +240,55 @@ def train(config: TrainConfig, progress_callback: ProgressCallback | None = None
         model.load_weights(best_ckpt)
         log.info("loaded best weights (epoch %s, val acc %s)", state["best_epoch"], state["best_val_accuracy"])
 
-    # ---- calibration + evaluation (temperature and thresholds on val, report on test)
-    val_logits = predict_logits(model, data.x["val"]) if has_val else predict_logits(model, xtr)
-    val_y = data.y["val"] if has_val else ytr
+    return _finish(model, data, cfg, out, log, state, train_seconds, t_start)
+
+
+def recalibrate_batchnorm(model, x: np.ndarray, *, batch_size: int = 256, seed: int = 0) -> None:
+    """Re-estimate every BatchNormalization layer's moving mean/variance as the plain average of
+    batch statistics over ``x`` (un-augmented training images, random batches), replacing the
+    exponential averages collected on augmented batches while the weights were still moving."""
+    import keras
+
+    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    old = [b.momentum for b in bns]
+    order = np.random.default_rng(seed).permutation(len(x))
+    try:
+        for k, i in enumerate(range(0, len(x) - batch_size + 1, batch_size)):
+            for b in bns:
+                b.momentum = k / (k + 1.0)   # running mean over batches: first batch replaces
+            model(x[np.sort(order[i:i + batch_size])], training=True)
+    finally:
+        for b, m in zip(bns, old):
+            b.momentum = m
+
+
+def _finish(model, data, cfg: "TrainConfig", out: Path, log, state: dict, train_seconds: float,
+            t_start: float) -> dict[str, Any]:
+    """BN re-estimation (kept only if it helps on val), temperature + thresholds on val, test report,
+    optional export, result.json."""
+    from . import calibration as cal
+    from .evaluate import evaluate, predict_logits, write_artifacts
+    from .export import export_model
+
+    spec = data.spec
+    xtr, ytr = data.x["train"], data.y["train"]
+    has_val = len(data.y["val"]) > 0
+    val_x, val_y = (data.x["val"], data.y["val"]) if has_val else (xtr, ytr)
+    val_logits = predict_logits(model, val_x)
+    bn_note = "not attempted"
+    if cfg.bn_recalibrate and len(ytr) >= 1024:
+        before_w = model.get_weights()
+        acc0, nll0 = float((val_logits.argmax(1) == val_y).mean()), cal.nll(val_logits, val_y)
+        recalibrate_batchnorm(model, xtr, seed=cfg.seed)
+        new_logits = predict_logits(model, val_x)
+        acc1, nll1 = float((new_logits.argmax(1) == val_y).mean()), cal.nll(new_logits, val_y)
+        log.info("BN re-estimation on un-augmented train: val acc %.4f -> %.4f, val NLL %.4f -> %.4f",
+                 acc0, acc1, nll0, nll1)
+        if (acc1, -nll1) > (acc0, -nll0):
+            val_logits, bn_note = new_logits, f"kept (val acc {acc0:.4f} -> {acc1:.4f})"
+        else:
+            model.set_weights(before_w)
+            bn_note = f"rejected (val acc {acc0:.4f} -> {acc1:.4f})"
     test_logits = predict_logits(model, data.x["test"])
     test_y = data.y["test"]
     temperature = cal.fit_temperature(val_logits, val_y)
@@ -254,6 +302,8 @@ def train(config: TrainConfig, progress_callback: ProgressCallback | None = None
     np.savez(out / "logits.npz", val_logits=val_logits, val_y=val_y, test_logits=test_logits, test_y=test_y)
     t = metrics["test"]
     log.info("T=%.4f review_threshold=%.4f ood_threshold=%.4f", temperature, review_t, ood_t)
+    log.info("val: acc %.4f macro_f1 %.4f ece %.4f -> %.4f", metrics["val"]["accuracy"], metrics["val"]["macro_f1"],
+             metrics["val"]["ece_before"], metrics["val"]["ece_after"])
     log.info("test: acc %.4f bal_acc %.4f macro_f1 %.4f ece %.4f -> %.4f coverage@review %.4f (acc %.4f)",
              t["accuracy"], t["balanced_accuracy"], t["macro_f1"], t["ece_before"], t["ece_after"],
              t.get("coverage_at_review_threshold", float("nan")),
@@ -265,9 +315,12 @@ def train(config: TrainConfig, progress_callback: ProgressCallback | None = None
     training_info = {
         "recipe": cfg.to_dict() | {"architecture": "ResNet-style CNN (basic blocks), GAP, linear head",
                                     "parameters": int(model.count_params()),
-                                    "optimizer": "AdamW + linear warmup + cosine decay",
+                                    "optimizer": "AdamW + linear warmup + cosine decay"
+                                                 + (" over the wall-clock budget" if cfg.time_budget else ""),
                                     "loss": "cross-entropy, sqrt inverse-frequency class weights",
-                                    "augmentation": "dihedral flips/rot90, scale/shift, colour/stain jitter"},
+                                    "augmentation": "dihedral flips/rot90, integer shift, zoom (1/4 of images), "
+                                                    "colour/stain jitter",
+                                    "batchnorm_reestimation": bn_note},
         "epochs": int(state["epoch"]),
         "best_epoch": state["best_epoch"],
         "seconds": round(train_seconds, 1),
@@ -287,6 +340,34 @@ def train(config: TrainConfig, progress_callback: ProgressCallback | None = None
     (out / "result.json").write_text(json.dumps(result, indent=2, default=str))
     log.info("done in %.1fs", time.time() - t_start)
     return result
+
+
+def finalize(config: "TrainConfig") -> dict[str, Any]:
+    """Redo the post-training steps of a run in ``config.out_dir`` (best checkpoint -> BN
+    re-estimation, calibration, evaluation, optional export) without training."""
+    import keras
+
+    from .data import prepare_data
+    from .model import build_model
+
+    cfg = config
+    t_start = time.time()
+    out = Path(cfg.out_dir)
+    log = _logger(out)
+    keras.utils.set_random_seed(cfg.seed)
+    state = json.loads((out / "state.json").read_text())
+    cache_dir = cfg.cache_dir if cfg.cache_dir is not None else str(out.parent / "cache")
+    data = prepare_data(cfg.data_dir, input_size=cfg.input_size, cache_dir=cache_dir,
+                        limit_per_class=cfg.limit_per_class, seed=cfg.seed, log=log.info)
+    model = build_model(cfg.input_size, widths=tuple(cfg.widths), blocks=tuple(cfg.blocks),
+                        stem_width=cfg.stem_width, dropout=cfg.dropout)
+    best = out / "checkpoints" / "best.weights.h5"
+    if best.is_file():
+        model.load_weights(best)
+    else:
+        model.set_weights(keras.models.load_model(out / "checkpoints" / "last.keras").get_weights())
+    log.info("finalize: best epoch %s of %s", state.get("best_epoch"), state.get("epoch"))
+    return _finish(model, data, cfg, out, log, state, float(state.get("seconds", 0.0)), t_start)
 
 
 def _compact(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -316,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--replace", action="store_true")
     p.add_argument("--max-seconds", type=float)
     p.add_argument("--time-budget", type=float, help="seconds: cosine LR over wall time, stop when spent")
+    p.add_argument("--finalize", action="store_true",
+                   help="skip training: post-process the run in --out (calibrate, evaluate, export)")
     a = p.parse_args(argv)
     cfg = TrainConfig(data_dir=a.data, out_dir=a.out, epochs=a.epochs, batch_size=a.batch_size,
                       input_size=a.input_size, learning_rate=a.lr, weight_decay=a.weight_decay, seed=a.seed,
@@ -323,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
                       augment=not a.no_augment, cache_dir=a.cache_dir, model_base=a.model_base,
                       model_name=a.model_name, version=a.version, replace=a.replace, max_seconds=a.max_seconds,
                       time_budget=a.time_budget)
-    r = train(cfg)
+    r = finalize(cfg) if a.finalize else train(cfg)
     t = r["metrics"]["test"]
     print(json.dumps({"accuracy": t["accuracy"], "macro_f1": t["macro_f1"], "ece_before": t["ece_before"],
                       "ece_after": t["ece_after"], "temperature": r["temperature"],
