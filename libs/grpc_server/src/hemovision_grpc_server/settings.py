@@ -8,7 +8,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class GrpcServiceSettings(BaseSettings):
     """Base settings. Subclass with `model_config = SettingsConfigDict(env_prefix="HV_<SVC>_")`."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # populate_by_name: Settings(database_url=...) works beside the HV_DATABASE_URL-style aliases.
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 
     host: str = "127.0.0.1"
     port: int = 0

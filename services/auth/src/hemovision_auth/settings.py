@@ -13,7 +13,7 @@ _DEV_KEY_SECRET = "development-only-key-encryption-secret"
 
 
 class Settings(GrpcServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="HV_AUTH_", env_file=".env", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix="HV_AUTH_")
 
     port: int = 50051
     # "development" allows built-in secrets; anything else requires them to be set.

@@ -15,7 +15,7 @@ DEFAULT_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/hemovision
 class Settings(GrpcServiceSettings):
     """Everything the history service reads from the environment."""
 
-    model_config = SettingsConfigDict(env_prefix="HV_HISTORY_", env_file=".env", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix="HV_HISTORY_")
 
     port: int = 50054
     # HV_HISTORY_DATABASE_URL overrides the shared HV_DATABASE_URL.

@@ -9,7 +9,7 @@ from hemovision_grpc_server import GrpcServiceSettings
 
 
 class Settings(GrpcServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="HV_INFERENCE_", env_file=".env", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix="HV_INFERENCE_")
 
     port: int = 50053
     # TF Serving gRPC API: the embedded model server, or a real tensorflow/serving.

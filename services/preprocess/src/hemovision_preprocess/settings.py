@@ -9,7 +9,7 @@ from hemovision_grpc_server import GrpcServiceSettings
 
 
 class Settings(GrpcServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="HV_PREPROCESS_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="HV_PREPROCESS_")
 
     port: int = 50052
     auth_addr: str = "127.0.0.1:50051"

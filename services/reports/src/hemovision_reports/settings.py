@@ -9,7 +9,7 @@ from hemovision_grpc_server import GrpcServiceSettings
 
 
 class Settings(GrpcServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="HV_REPORTS_", env_file=".env", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix="HV_REPORTS_")
 
     port: int = 50055
     # Where the predictions, batches and stored images come from.

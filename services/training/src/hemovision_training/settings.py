@@ -13,8 +13,7 @@ DEFAULT_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/hemovision
 class Settings(GrpcServiceSettings):
     """Everything the training service (server, worker, CLI) reads from the environment."""
 
-    # populate_by_name: Settings(database_url=...) works despite the HV_DATABASE_URL aliases.
-    model_config = SettingsConfigDict(env_prefix="HV_TRAINING_", env_file=".env", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix="HV_TRAINING_")
 
     port: int = 50056
     # HV_TRAINING_DATABASE_URL overrides the shared HV_DATABASE_URL.
