@@ -50,8 +50,8 @@ async def create_batch(
     settings = ctx.settings
     raw: list[tuple[str, bytes]] = []
     for f in files:
-        f.file.seek(0)
-        data = f.file.read(settings.max_batch_bytes + 1)
+        await f.seek(0)
+        data = await f.read(settings.max_batch_bytes + 1)
         if len(data) > settings.max_batch_bytes:
             raise ApiError(413, "too_large", f"the upload is over the limit of {settings.max_batch_bytes:,} bytes")
         limit = settings.max_batch_bytes if batch_storage.is_zip(data) else settings.max_image_bytes

@@ -38,10 +38,10 @@ PREDICTION_EXAMPLE = {
 }
 
 
-def read_limited(file: UploadFile, limit: int) -> bytes:
-    f = file.file
-    f.seek(0)
-    data = f.read(limit + 1)
+async def read_limited(file: UploadFile, limit: int) -> bytes:
+    """Reads at most limit+1 bytes (off the event loop when the upload spilled to disk)."""
+    await file.seek(0)
+    data = await file.read(limit + 1)
     if len(data) > limit:
         raise ApiError(413, "too_large", f"the file is over the limit of {limit:,} bytes")
     return data
@@ -66,7 +66,7 @@ async def create_prediction(
     replayed = await idempotency.replay(ctx, "predictions", user.organization_id, user.user_id, key)
     if replayed is not None:
         return replayed
-    data = read_limited(file, ctx.settings.max_image_bytes)
+    data = await read_limited(file, ctx.settings.max_image_bytes)
     body = await run_prediction(
         ctx.clients, ctx.settings, ctx.model_cache, token=user.token,
         upload=Upload(data=data, filename=file.filename or "", sample_id=sample_id, slide_id=slide_id, note=note),
