@@ -82,6 +82,7 @@ async def test_zip_safety(client, world, settings):
     assert "not a recognised image" in by_name["readme.txt"]["error"]
     assert "zip bomb" in by_name["bomb.png"]["error"]
     root = Path(settings.upload_dir).resolve()
+    assert not list(root.rglob(".staging-*"))  # the staging directory became the batch directory
     assert not (root.parent / "evil.png").exists() and not (root / "evil.png").exists()
     assert not list(root.parent.rglob("evil.png")) and not list(root.parent.rglob("abs.png"))
 
@@ -90,30 +91,36 @@ def test_zip_archive_level_caps(tmp_path):
     s = Settings(zip_max_entries=3, upload_dir=str(tmp_path))
     many = make_zip({f"{i}.png": png_bytes() for i in range(5)})
     try:
-        batch_storage.build_items([("m.zip", many)], s)
+        batch_storage.build_items([("m.zip", io.BytesIO(many))], s, tmp_path / "st")
         raise AssertionError("expected a 413")
     except batch_storage.ApiError as err:
         assert err.status == 413 and err.code == "too_many_entries"
     s2 = Settings(zip_max_total_uncompressed=1000, upload_dir=str(tmp_path))
     try:
-        batch_storage.build_items([("b.zip", make_zip({"a.png": b"\x89PNG\r\n\x1a\n" + bytes(2000)}, zipfile.ZIP_STORED))], s2)
+        batch_storage.build_items([("b.zip", io.BytesIO(make_zip({"a.png": b"\x89PNG\r\n\x1a\n" + bytes(2000)}, zipfile.ZIP_STORED)))], s2, tmp_path / "st")
         raise AssertionError("expected a 413")
     except batch_storage.ApiError as err:
         assert err.status == 413 and err.code == "archive_too_large"
     try:
-        batch_storage.build_items([("x.zip", b"PK\x03\x04garbage")], s)
+        batch_storage.build_items([("x.zip", io.BytesIO(b"PK\x03\x04garbage"))], s, tmp_path / "st")
         raise AssertionError("expected a 422")
     except batch_storage.ApiError as err:
         assert err.status == 422
 
 
-async def test_empty_batch_and_bad_zip(client, world):
+async def test_empty_batch_and_bad_zip(client, world, settings):
     _, token = world.user("lab_user")
     r = await client.post("/api/v1/batches", headers=auth(token), data={"note": "x"})
     assert r.status_code == 422
     r = await client.post("/api/v1/batches", headers=auth(token), files={"files": ("x.zip", b"PK\x03\x04broken", "application/zip")})
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_archive"
+    half_good = make_zip({f"{i}.png": png_bytes() for i in range(3)})
+    settings_small = settings.model_copy(update={"max_batch_items": 2})
+    client._transport.app.state.ctx.settings = settings_small
+    r = await client.post("/api/v1/batches", headers=auth(token), files={"files": ("h.zip", half_good, "application/zip")})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "too_many_items"
     assert not world.batches
+    assert not [p for p in Path(settings.upload_dir).rglob("*") if p.is_file()]  # nothing stored
 
 
 async def test_batch_idempotency_key(client, world):

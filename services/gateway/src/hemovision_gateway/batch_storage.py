@@ -5,21 +5,23 @@ ZIP safety: caps on entry count and total uncompressed size reject the archive; 
 unsafe names (absolute, `..`, drive letters, backslashes, NUL), symlinks, encrypted or nested
 archives, entries over the per-image limit, suspicious compression ratios (zip bombs, also
 checked on the bytes actually inflated) and non-images become failed items with a reason.
-Entries are never extracted by name: each item is written as <index>.bin inside the batch
-directory, so nothing can land outside it.
+Entries are never extracted by name: each item is written as <index>.bin into a staging
+directory (streamed from the spooled upload, never the whole archive in memory), which
+becomes the batch directory once the batch exists, so nothing can land outside it.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
 import shutil
 import stat
+import uuid
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from hemovision_gateway.errors import ApiError
 from hemovision_gateway.images import ACCEPTED, sniff_format
@@ -34,12 +36,19 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 class Item:
     index: int
     filename: str
-    data: bytes | None = None  # None when failed
+    stored: bool = False  # written as <index>.bin in the staging directory
     error: str | None = None
 
 
 def is_zip(data: bytes) -> bool:
     return data[:4] == b"PK\x03\x04"
+
+
+def _store(staging: Path, index: int, content: bytes) -> None:
+    staging.mkdir(parents=True, exist_ok=True)
+    tmp = staging / f".{index:05d}.tmp"
+    tmp.write_bytes(content)
+    os.replace(tmp, staging / f"{index:05d}.bin")
 
 
 def _unsafe_name(name: str) -> str | None:
@@ -66,9 +75,9 @@ def _check_image(data: bytes, settings: Settings) -> str | None:
     return None
 
 
-def expand_zip(data: bytes, settings: Settings, start: int) -> list[Item]:
+def expand_zip(source: BinaryIO, settings: Settings, start: int, staging: Path) -> list[Item]:
     try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
+        zf = zipfile.ZipFile(source)
     except (zipfile.BadZipFile, OSError, ValueError):
         raise ApiError(422, "invalid_archive", "the ZIP file cannot be read") from None
     with zf:
@@ -130,26 +139,34 @@ def expand_zip(data: bytes, settings: Settings, start: int) -> list[Item]:
             if (reason := _check_image(content, settings)) is not None:
                 fail(reason)
                 continue
-            items.append(Item(index=index, filename=display, data=content))
+            _store(staging, index, content)
+            items.append(Item(index=index, filename=display, stored=True))
         return items
 
 
-def build_items(files: list[tuple[str, bytes]], settings: Settings) -> list[Item]:
-    """Files (name, bytes) -> items; a ZIP is expanded in place. Raises ApiError for a
-    request that cannot be a batch at all."""
+def build_items(files: list[tuple[str, BinaryIO]], settings: Settings, staging: Path) -> list[Item]:
+    """Uploaded files (name, seekable file) -> items, good ones stored in `staging`; a ZIP is
+    expanded in place. Raises ApiError for a request that cannot be a batch at all."""
     items: list[Item] = []
-    for name, data in files:
-        if is_zip(data):
-            items.extend(expand_zip(data, settings, start=len(items)))
-            continue
-        index = len(items)
-        reason = _check_image(data, settings)
-        items.append(Item(index=index, filename=(name or f"file-{index}")[-255:], data=None if reason else data,
-                          error=reason))
+    for name, source in files:
+        source.seek(0)
+        head = source.read(4)
+        source.seek(0)
+        if is_zip(head):
+            items.extend(expand_zip(source, settings, start=len(items), staging=staging))
+        else:
+            index = len(items)
+            data = source.read(settings.max_image_bytes + 1)
+            reason = _check_image(data, settings)
+            if reason is None:
+                _store(staging, index, data)
+            items.append(Item(index=index, filename=(name or f"file-{index}")[-255:], stored=reason is None,
+                              error=reason))
+        if len(items) > settings.max_batch_items:
+            raise ApiError(413, "too_many_items", f"more than {settings.max_batch_items:,} items; "
+                                                  f"a batch holds at most {settings.max_batch_items:,}")
     if not items:
         raise ApiError(422, "empty_batch", "the upload contains no files")
-    if len(items) > settings.max_batch_items:
-        raise ApiError(413, "too_many_items", f"{len(items):,} items; a batch holds at most {settings.max_batch_items:,}")
     return items
 
 
@@ -170,17 +187,19 @@ def batch_dir(settings: Settings, owner: str, batch_id: str) -> Path:
     return path
 
 
-def write_items(directory: Path, items: list[Item]) -> None:
-    """Writes every good item as <index>.bin (atomically) and a manifest."""
+def staging_dir(settings: Settings, owner: str) -> Path:
+    root = Path(settings.upload_dir).resolve()
+    return root / owner / f".staging-{uuid.uuid4().hex}"
+
+
+def finalize(staging: Path, directory: Path, items: list[Item]) -> None:
+    """Moves the staged items into the batch directory and writes a manifest."""
     directory.mkdir(parents=True, exist_ok=True)
-    for item in items:
-        if item.data is None:
-            continue
-        target = directory / f"{item.index:05d}.bin"
-        tmp = directory / f".{item.index:05d}.tmp"
-        tmp.write_bytes(item.data)
-        os.replace(tmp, target)
-    manifest = [{k: v for k, v in asdict(i).items() if k != "data"} for i in items]
+    if staging.exists():
+        for path in staging.glob("*.bin"):
+            os.replace(path, directory / path.name)
+        shutil.rmtree(staging, ignore_errors=True)
+    manifest = [asdict(i) for i in items]
     (directory / "manifest.json").write_text(json.dumps(manifest))
 
 

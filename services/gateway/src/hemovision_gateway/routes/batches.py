@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -48,24 +49,33 @@ async def create_batch(
     if replayed is not None:
         return replayed
     settings = ctx.settings
-    raw: list[tuple[str, bytes]] = []
+    raw: list[tuple[str, object]] = []
+    total = 0
     for f in files:
         await f.seek(0)
-        data = await f.read(settings.max_batch_bytes + 1)
-        if len(data) > settings.max_batch_bytes:
+        size = f.size if f.size is not None else len(await f.read())
+        total += size
+        if total > settings.max_batch_bytes:
             raise ApiError(413, "too_large", f"the upload is over the limit of {settings.max_batch_bytes:,} bytes")
-        limit = settings.max_batch_bytes if batch_storage.is_zip(data) else settings.max_image_bytes
-        if len(data) > limit:
-            raise ApiError(413, "too_large", f"{f.filename or 'a file'} is over the limit of {limit:,} bytes")
-        raw.append((f.filename or "", data))
-    items = await asyncio.to_thread(batch_storage.build_items, raw, settings)
+        await f.seek(0)
+        head = await f.read(4)
+        if not batch_storage.is_zip(head) and size > settings.max_image_bytes:
+            raise ApiError(413, "too_large",
+                           f"{f.filename or 'a file'} is over the limit of {settings.max_image_bytes:,} bytes")
+        raw.append((f.filename or "", f.file))
     owner = batch_storage.owner_dir(user.organization_id, user.user_id)
-    batch = await ctx.clients.history.CreateBatch(
-        history_pb2.CreateBatchRequest(idempotency_key=f"api:{key}" if key else "", total=len(items),
-                                       sample_id=sample_id, slide_id=slide_id, note=note),
-        metadata=bearer(user.token), timeout=settings.rpc_timeout_s)
-    directory = batch_storage.batch_dir(settings, owner, batch.id)
-    await asyncio.to_thread(batch_storage.write_items, directory, items)
+    staging = batch_storage.staging_dir(settings, owner)
+    try:
+        items = await asyncio.to_thread(batch_storage.build_items, raw, settings, staging)
+        batch = await ctx.clients.history.CreateBatch(
+            history_pb2.CreateBatchRequest(idempotency_key=f"api:{key}" if key else "", total=len(items),
+                                           sample_id=sample_id, slide_id=slide_id, note=note),
+            metadata=bearer(user.token), timeout=settings.rpc_timeout_s)
+        directory = batch_storage.batch_dir(settings, owner, batch.id)
+        await asyncio.to_thread(batch_storage.finalize, staging, directory, items)
+    finally:
+        if staging.exists():
+            await asyncio.to_thread(shutil.rmtree, staging, True)
     failed = 0
     for item in items:
         if item.error:
