@@ -25,17 +25,17 @@ METADATA_FILE = "hemovision.json"
 WARMUP_FILE = "tf_serving_warmup_requests"
 
 
-def build_serving_module(keras_model, *, input_size: int, temperature: float):
+def build_serving_module(keras_model, *, input_size: int, temperature: float, gradcam_layer: str | None = None):
     """A tf.Module with the two signature functions (Grad-CAM inside the graph)."""
     import keras
     import tensorflow as tf
 
-    from .model import gradcam_model
+    from .model import FEATURES_LAYER, gradcam_model
 
     # fresh copy of the network without optimizer state
     clone = keras.models.clone_model(keras_model)
     clone.set_weights(keras_model.get_weights())
-    cam_model = gradcam_model(clone)
+    cam_model = gradcam_model(clone, gradcam_layer or FEATURES_LAYER)
 
     module = tf.Module()
     module.model = cam_model
@@ -121,7 +121,7 @@ def existing_versions(model_dir: Path) -> list[int]:
 def export_model(keras_model, *, spec: dict[str, Any], temperature: float, review_threshold: float,
                  ood_threshold: float, metrics: dict[str, Any], training_info: dict[str, Any], data_hash: str,
                  model_base: str | os.PathLike, model_name: str = "hemovision", version: int | None = None,
-                 replace: bool = False) -> Path:
+                 replace: bool = False, gradcam_layer: str | None = None) -> Path:
     """Export and publish ``<model_base>/<model_name>/<version>`` atomically; returns its path.
 
     The SavedModel is written to ``<model_base>/<model_name>/.tmp-<version>-<uuid>`` (hidden from
@@ -144,7 +144,8 @@ def export_model(keras_model, *, spec: dict[str, Any], temperature: float, revie
         raise FileExistsError(f"model version already exists: {target}")
     tmp = model_dir / f".tmp-{version}-{uuid.uuid4().hex}"
     try:
-        module = build_serving_module(keras_model, input_size=input_size, temperature=temperature)
+        module = build_serving_module(keras_model, input_size=input_size, temperature=temperature,
+                                      gradcam_layer=gradcam_layer)
         tf.saved_model.save(module, str(tmp), signatures={
             "serving_default": module.serve.get_concrete_function(),
             "explain": module.explain.get_concrete_function(),
@@ -162,6 +163,7 @@ def export_model(keras_model, *, spec: dict[str, Any], temperature: float, revie
             "ood_threshold": float(ood_threshold),
             "ood_score": "negative free energy -logsumexp(logits); flag when > ood_threshold "
                          "(99th percentile on the validation split)",
+            "gradcam_layer": gradcam_layer or "features",
             "signatures": {
                 "serving_default": {"inputs": {"image": [None, input_size, input_size, 3]},
                                     "outputs": {"probabilities": [None, 8], "logits": [None, 8],
@@ -197,7 +199,7 @@ def read_metadata(version_dir: str | os.PathLike) -> dict[str, Any]:
 
 
 def export_run(run_dir: str | os.PathLike, *, model_base: str | os.PathLike, model_name: str = "hemovision",
-               version: int | None = None, replace: bool = False) -> Path:
+               version: int | None = None, replace: bool = False, gradcam_layer: str | None = None) -> Path:
     """Export a finished training run (``<run>/final.keras`` + ``<run>/result.json``)."""
     import keras
 
@@ -208,7 +210,8 @@ def export_run(run_dir: str | os.PathLike, *, model_base: str | os.PathLike, mod
                         review_threshold=result["review_threshold"], ood_threshold=result["ood_threshold"],
                         metrics=result["metrics"], training_info=result["training_info"],
                         data_hash=result["data_hash"], model_base=model_base, model_name=model_name,
-                        version=version, replace=replace)
+                        version=version, replace=replace,
+                        gradcam_layer=gradcam_layer or result.get("gradcam_layer"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -221,8 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-name", default="hemovision")
     ap.add_argument("--version", type=int)
     ap.add_argument("--replace", action="store_true")
+    ap.add_argument("--gradcam-layer", help="layer whose feature map Grad-CAM uses (default: last conv block)")
     a = ap.parse_args(argv)
-    print(export_run(a.run, model_base=a.model_base, model_name=a.model_name, version=a.version, replace=a.replace))
+    print(export_run(a.run, model_base=a.model_base, model_name=a.model_name, version=a.version, replace=a.replace,
+                     gradcam_layer=a.gradcam_layer))
     return 0
 
 

@@ -58,7 +58,7 @@ def build_model(input_size: int = 64, num_classes: int = 8, widths=(32, 64, 128,
     return keras.Model(inputs, logits, name=name)
 
 
-def gradcam_model(model: keras.Model) -> keras.Model:
-    """Same weights, two outputs: (last conv feature map, logits)."""
-    return keras.Model(model.inputs, [model.get_layer(FEATURES_LAYER).output, model.outputs[0]],
+def gradcam_model(model: keras.Model, layer_name: str = FEATURES_LAYER) -> keras.Model:
+    """Same weights, two outputs: (the Grad-CAM target layer's feature map, logits)."""
+    return keras.Model(model.inputs, [model.get_layer(layer_name).output, model.outputs[0]],
                        name=f"{model.name}_gradcam")

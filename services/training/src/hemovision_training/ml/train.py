@@ -243,7 +243,8 @@ def train(config: TrainConfig, progress_callback: ProgressCallback | None = None
     return _finish(model, data, cfg, out, log, state, train_seconds, t_start)
 
 
-def recalibrate_batchnorm(model, x: np.ndarray, *, batch_size: int = 256, seed: int = 0) -> None:
+def recalibrate_batchnorm(model, x: np.ndarray, *, batch_size: int = 256, seed: int = 0,
+                          max_images: int = 4096) -> None:
     """Re-estimate every BatchNormalization layer's moving mean/variance as the plain average of
     batch statistics over ``x`` (un-augmented training images, random batches), replacing the
     exponential averages collected on augmented batches while the weights were still moving."""
@@ -251,9 +252,9 @@ def recalibrate_batchnorm(model, x: np.ndarray, *, batch_size: int = 256, seed: 
 
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     old = [b.momentum for b in bns]
-    order = np.random.default_rng(seed).permutation(len(x))
+    order = np.random.default_rng(seed).permutation(len(x))[:max_images]
     try:
-        for k, i in enumerate(range(0, len(x) - batch_size + 1, batch_size)):
+        for k, i in enumerate(range(0, len(order) - batch_size + 1, batch_size)):
             for b in bns:
                 b.momentum = k / (k + 1.0)   # running mean over batches: first batch replaces
             model(x[np.sort(order[i:i + batch_size])], training=True)
