@@ -10,7 +10,8 @@ one batch of 32), and p99 + peak RSS of the model server while a new version is 
 under load vs steady state. Absolute ms and ratios to the bare model are printed and written
 to bench/serving/last_run.json.
 
-    python bench/serving/bench_serving.py [--model models/hemovision/1] [--gateway http://127.0.0.1:8000 --token T]
+    python bench/serving/bench_serving.py [--model models/hemovision/1] [--rounds 3]
+        [--gateway http://127.0.0.1:8000 (--token T | --email E --password P)]
 """
 
 from __future__ import annotations
@@ -93,29 +94,32 @@ def free_port() -> int:
 # ---------------------------------------------------------------------------------------------
 
 
-def bench_bare(model_dir: Path, images: np.ndarray, n1: int) -> dict:
-    import tensorflow as tf
+class Bare:
+    """The SavedModel in this process, called through its compiled `serving_default` function."""
 
-    tf.config.threading.set_intra_op_parallelism_threads(2)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    fn = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
-    one = [tf.constant(images[i % len(images)][None]) for i in range(n1)]
-    for x in one[:20]:
-        fn(image=x)
-    lat = []
-    for x in one:
+    def __init__(self, model_dir: Path, images: np.ndarray) -> None:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(2)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        self.tf = tf
+        self.fn = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+        self.one = [tf.constant(x[None]) for x in images]
+        self.batch = tf.constant(np.concatenate([images] * (32 // len(images) + 1))[:32])
+        for x in self.one[:10]:
+            self.fn(image=x)
+        self.fn(image=self.batch)
+
+    async def call(self, i: int) -> None:
+        self.fn(image=self.one[i % len(self.one)])["probabilities"].numpy()
+
+    def batch_throughput(self, seconds: float) -> tuple[int, float]:
         t = time.perf_counter()
-        fn(image=x)["probabilities"].numpy()
-        lat.append((time.perf_counter() - t) * 1000)
-    batch = tf.constant(np.concatenate([images] * (32 // len(images) + 1))[:32])
-    fn(image=batch)
-    t = time.perf_counter()
-    rounds = 0
-    while time.perf_counter() - t < 5:
-        fn(image=batch)["probabilities"].numpy()
-        rounds += 1
-    tput = rounds * 32 / (time.perf_counter() - t)
-    return {"p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "throughput_c32": tput}
+        rounds = 0
+        while time.perf_counter() - t < seconds:
+            self.fn(image=self.batch)["probabilities"].numpy()
+            rounds += 1
+        return rounds * 32, time.perf_counter() - t
 
 
 async def closed_loop(call, concurrency: int, seconds: float) -> tuple[list[float], int, float]:
@@ -138,21 +142,42 @@ async def closed_loop(call, concurrency: int, seconds: float) -> tuple[list[floa
     return lat, errors, time.monotonic() - started
 
 
-async def measure(call, n1: int, seconds32: float) -> dict:
-    for i in range(10):
-        await call(i)
-    lat1 = []
-    for i in range(n1):
-        t = time.perf_counter()
-        await call(i)
-        lat1.append((time.perf_counter() - t) * 1000)
-    lat32, errors, elapsed = await closed_loop(call, 32, seconds32)
+async def measure_interleaved(calls: dict, bare: Bare | None, n1: int, seconds32: float, rounds: int) -> dict:
+    """Legs measured in alternation (round-robin, `rounds` times) so background load on the shared
+    cores hits every leg alike; latencies pooled, throughput = requests / time over all rounds."""
+    lat1: dict[str, list[float]] = {k: [] for k in calls}
+    done32: dict[str, int] = {k: 0 for k in calls}
+    time32: dict[str, float] = {k: 0.0 for k in calls}
+    lat32: dict[str, list[float]] = {k: [] for k in calls}
+    errors: dict[str, int] = {k: 0 for k in calls}
+    for call in calls.values():
+        for i in range(10):
+            await call(i)
+    for _ in range(rounds):
+        for name, call in calls.items():
+            for i in range(max(1, n1 // rounds)):
+                t = time.perf_counter()
+                await call(i)
+                lat1[name].append((time.perf_counter() - t) * 1000)
+        for name, call in calls.items():
+            if name == "bare" and bare is not None:
+                count, elapsed = bare.batch_throughput(seconds32 / rounds)
+            else:
+                lat, err, elapsed = await closed_loop(call, 32, seconds32 / rounds)
+                count = len(lat)
+                lat32[name] += lat
+                errors[name] += err
+            done32[name] += count
+            time32[name] += elapsed
     return {
-        "p50_ms": pct(lat1, 50),
-        "p99_ms": pct(lat1, 99),
-        "throughput_c32": len(lat32) / elapsed,
-        "c32_p99_ms": pct(lat32, 99),
-        "errors": errors,
+        name: {
+            "p50_ms": pct(lat1[name], 50),
+            "p99_ms": pct(lat1[name], 99),
+            "throughput_c32": done32[name] / time32[name],
+            "c32_p99_ms": pct(lat32[name], 99) if lat32[name] else None,
+            "errors": errors[name],
+        }
+        for name in calls
     }
 
 
@@ -260,18 +285,15 @@ async def bench_swap(classify, model_server_pid: int, model_src: Path, model_bas
     }
 
 
-async def bench_gateway(url: str, token: str, files: list[Path], n1: int, seconds32: float) -> dict:
-    import httpx
+def gateway_call(http, files: list[Path]):
+    payloads = [(f.name, f.read_bytes()) for f in files]
 
-    async with httpx.AsyncClient(base_url=url, timeout=30, headers={"Authorization": f"Bearer {token}"}) as http:
-        payloads = [(f.name, f.read_bytes()) for f in files]
+    async def call(i):
+        name, data = payloads[i % len(payloads)]
+        r = await http.post("/api/v1/predictions", files={"file": (name, data, "image/jpeg")})
+        r.raise_for_status()
 
-        async def call(i):
-            name, data = payloads[i % len(payloads)]
-            r = await http.post("/api/v1/predictions", files={"file": (name, data, "image/jpeg")})
-            r.raise_for_status()
-
-        return await measure(call, n1, seconds32)
+    return call
 
 
 async def main_async(args) -> dict:
@@ -281,10 +303,8 @@ async def main_async(args) -> dict:
     print(f"model {model_dir} (input {meta['input_size']} px), {len(images)} PBC test images, {os.cpu_count()} cores")
 
     legs = set(args.legs.split(","))
-    results: dict = {"model": str(model_dir)}
-    if "bare" in legs:
-        results["bare"] = bench_bare(model_dir, images, args.n1)
-        print("bare     ", results["bare"])
+    results: dict = {"model": str(model_dir), "rounds": args.rounds}
+    bare = Bare(model_dir, images) if "bare" in legs else None
 
     work = Path(tempfile.mkdtemp(prefix="hv-bench-"))
     base = work / "models"
@@ -310,20 +330,37 @@ async def main_async(args) -> dict:
         ) as inf:
             predict = predict_call(prediction_service_pb2_grpc.PredictionServiceStub(ms), images)
             classify = classify_call(inference_pb2_grpc.InferenceServiceStub(inf), images)
+            calls = {}
+            if bare is not None:
+                calls["bare"] = bare.call
             if "predict" in legs:
-                results["predict"] = await measure(predict, args.n1, args.seconds)
-                print("predict  ", results["predict"])
+                calls["predict"] = predict
             if "classify" in legs:
-                results["classify"] = await measure(classify, args.n1, args.seconds)
-                print("classify ", results["classify"])
+                calls["classify"] = classify
+            http = None
             if args.gateway:
-                results["gateway"] = await bench_gateway(args.gateway, args.token, files, args.n1, args.seconds)
-                print("gateway  ", results["gateway"])
+                import httpx
+
+                token = args.token
+                if not token and args.email:
+                    async with httpx.AsyncClient(base_url=args.gateway, timeout=30) as anon:
+                        login = await anon.post("/api/v1/auth/login", json={"email": args.email, "password": args.password})
+                        login.raise_for_status()
+                        token = login.json()["access_token"]
+                http = httpx.AsyncClient(base_url=args.gateway, timeout=30, headers={"Authorization": f"Bearer {token}"})
+                calls["gateway"] = gateway_call(http, files)
+            if calls:
+                measured = await measure_interleaved(calls, bare, args.n1, args.seconds, args.rounds)
+                for name, values in measured.items():
+                    results[name] = values
+                    print(f"{name:9}", values)
+            if http is not None:
+                await http.aclose()
             if "swap" in legs:
-              results["swap"] = await bench_swap(
-                classify, procs[0].pid, model_dir, base, model_service_pb2_grpc.ModelServiceStub(ms)
-            )
-              print("swap     ", results["swap"])
+                results["swap"] = await bench_swap(
+                    classify, procs[0].pid, model_dir, base, model_service_pb2_grpc.ModelServiceStub(ms)
+                )
+                print("swap     ", results["swap"])
     finally:
         for p in reversed(procs):
             p.terminate()
@@ -363,10 +400,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="SavedModel version dir (default: models/hemovision/<highest>)")
     parser.add_argument("--n1", type=int, default=300, help="requests at concurrency 1")
-    parser.add_argument("--seconds", type=float, default=10.0, help="duration at concurrency 32")
+    parser.add_argument("--seconds", type=float, default=12.0, help="total duration at concurrency 32, per leg")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over the legs")
     parser.add_argument("--legs", default="bare,predict,classify,swap", help="comma-separated legs to run")
     parser.add_argument("--gateway", help="gateway base URL for the full REST upload leg (optional)")
     parser.add_argument("--token", default=os.environ.get("HV_BENCH_TOKEN", ""), help="bearer token for --gateway")
+    parser.add_argument("--email", default=os.environ.get("HV_BENCH_EMAIL", ""), help="or log in with these")
+    parser.add_argument("--password", default=os.environ.get("HV_BENCH_PASSWORD", ""))
     args = parser.parse_args()
     results = asyncio.run(main_async(args))
     if not {"bare", "swap"} <= set(results):

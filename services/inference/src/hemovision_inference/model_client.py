@@ -68,8 +68,12 @@ class ModelServerClient:
     async def close(self) -> None:
         await self.channel.close()
 
-    async def predict(self, name: str, version: int, signature: str, images: np.ndarray) -> Prediction:
-        request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(name=name, signature_name=signature))
+    async def predict(
+        self, name: str, version: int, signature: str, images: np.ndarray, outputs: list[str] | None = None
+    ) -> Prediction:
+        request = predict_pb2.PredictRequest(
+            model_spec=model_pb2.ModelSpec(name=name, signature_name=signature), output_filter=outputs or []
+        )
         request.model_spec.version.value = version
         request.inputs["image"].CopyFrom(tensors.to_tensor_proto(np.asarray(images, dtype=np.float32)))
         started = time.perf_counter()

@@ -330,13 +330,15 @@ class InferenceService:
             raise BadTensor(f"between 1 and {self.max_images} images per request, got {images.shape[0]}")
         if explain:
             explained, scored = await asyncio.gather(
-                self.model_server.predict(name, version, "explain", images),
-                self.model_server.predict(name, version, "serving_default", images),
+                self.model_server.predict(name, version, "explain", images, ["probabilities", "heatmap"]),
+                self.model_server.predict(name, version, "serving_default", images, ["ood_score"]),
             )
             outputs = {**scored.outputs, **explained.outputs}
             served, model_ms = explained.version, max(explained.model_ms, scored.model_ms)
         else:
-            prediction = await self.model_server.predict(name, version, "serving_default", images)
+            prediction = await self.model_server.predict(
+                name, version, "serving_default", images, ["probabilities", "ood_score"]
+            )
             outputs, served, model_ms = prediction.outputs, prediction.version, prediction.model_ms
         results = build_results(meta, outputs)
         return ClassifyResult(name, served, results, model_ms)

@@ -2,7 +2,8 @@
 
 Concurrent Predict calls for the same (version, signature, input shape) are merged
 along axis 0 into batches of at most `max_batch_size` rows. A batch is dispatched when
-it is full or when its oldest request has waited `batch_timeout_micros`; at most
+it is full, when its oldest request has waited `batch_timeout_micros`, or (dispatch_when_idle)
+as soon as a batch thread is idle; at most
 `num_batch_threads` batches run at once. At most `max_enqueued_batches` x
 `max_batch_size` rows may wait; beyond that a call fails at once with QueueFull
 (RESOURCE_EXHAUSTED) instead of growing the queue.
@@ -54,6 +55,9 @@ class BatchingOptions:
     # Batches are zero-padded up to the next of these sizes (TF Serving's allowed_batch_sizes),
     # so the model only ever sees a few shapes, all warmed up at load. () = no padding.
     allowed_batch_sizes: tuple[int, ...] = ()
+    # Dispatch at once when a batch thread is idle instead of waiting batch_timeout for the batch
+    # to fill: no added latency at low load; under load batches form while the threads are busy.
+    dispatch_when_idle: bool = True
 
     def padded_size(self, rows: int) -> int:
         for size in sorted(self.allowed_batch_sizes):
@@ -76,6 +80,7 @@ class BatchScheduler:
         self._slots = asyncio.Semaphore(max(1, options.num_batch_threads))
         self._queues: dict[tuple, _Queue] = {}
         self._queued_rows = 0
+        self._busy = 0  # batches executing
         self._on_batch = on_batch
         self._closed = False
 
@@ -127,6 +132,8 @@ class BatchScheduler:
                     continue
                 oldest = queue.items[0].enqueued
                 while queue.rows < self.options.max_batch_size:
+                    if self.options.dispatch_when_idle and self._busy < self.options.num_batch_threads:
+                        break  # a batch thread is idle: waiting would only add latency
                     remaining = oldest + timeout - time.perf_counter()
                     if remaining <= 0:
                         break
@@ -136,6 +143,7 @@ class BatchScheduler:
                     except TimeoutError:
                         break
                 await self._slots.acquire()
+                self._busy += 1
                 batch: list[_Pending] = []
                 rows = 0
                 while queue.items and rows + queue.items[0].rows <= self.options.max_batch_size:
@@ -184,6 +192,7 @@ class BatchScheduler:
                 if not p.future.done():
                     p.future.set_result(part)
         finally:
+            self._busy -= 1
             self._slots.release()
 
     def close_servable(self, servable: LoadedVersion) -> None:

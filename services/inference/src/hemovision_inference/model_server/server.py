@@ -83,6 +83,7 @@ async def create_model_server(settings: ModelServerSettings) -> RunningModelServ
             num_batch_threads=settings.num_batch_threads,
             max_enqueued_batches=settings.max_enqueued_batches,
             allowed_batch_sizes=settings.batch_sizes() if settings.enable_batching else (),
+            dispatch_when_idle=settings.dispatch_when_idle,
         ),
         enabled=settings.enable_batching,
         on_batch=lambda servable, sig, rows, waited: (

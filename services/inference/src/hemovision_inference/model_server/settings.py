@@ -35,6 +35,8 @@ class ModelServerSettings(GrpcServiceSettings):
     batch_timeout_micros: int = 1000
     num_batch_threads: int = 2
     max_enqueued_batches: int = 8
+    # Dispatch at once when a batch thread is idle (false = TF Serving's wait-for-timeout).
+    dispatch_when_idle: bool = True
     # Comma-separated padded batch sizes; "" = powers of two up to max_batch_size; "none" = no padding.
     allowed_batch_sizes: str = ""
 
