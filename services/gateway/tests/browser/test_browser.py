@@ -252,9 +252,12 @@ def test_small_screen_and_keyboard(page, target, artifacts):
     drop = page.locator("#drop")
     drop.focus()
     expect(drop).to_be_focused()
-    with page.expect_file_chooser(timeout=15_000) as chooser:
-        drop.press("Enter")
-    assert chooser.value.is_multiple()
+    # Enter on the drop zone opens the file input (observed without a native dialog, which is flaky under load).
+    page.evaluate("""() => document.getElementById('files').addEventListener('click', (e) => {
+        window.__chooserOpened = true; e.preventDefault(); })""")
+    drop.press("Enter")
+    page.wait_for_function("window.__chooserOpened === true", timeout=10_000)
+    assert page.locator("#files").get_attribute("multiple") is not None
     shot(page, artifacts, "20-mobile-upload")
     assert not page.errors, page.errors
 
