@@ -21,10 +21,10 @@ proto-check: ## fail if the committed generated code is stale
 	bash scripts/check_proto.sh
 
 up: ## run the whole system locally (Ctrl-C stops it)
-	$(PY) -m hemovision_gateway.devstack up
+	.venv/bin/hemovision up
 
 down: ## stop a system started by `make up` from another shell
-	$(PY) -m hemovision_gateway.devstack down
+	.venv/bin/hemovision down
 
 test: proto-check ## every test: unit, integration (real PostgreSQL/Redis/model server) and end-to-end
 	$(PYTEST) libs services tests

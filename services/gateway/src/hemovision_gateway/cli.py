@@ -22,6 +22,8 @@ from pathlib import Path
 
 import httpx
 
+from hemovision_gateway import devstack
+
 TOKEN_FILE = Path(os.environ.get("HV_TOKEN_FILE", Path.home() / ".config" / "hemovision" / "token"))
 
 
@@ -141,6 +143,14 @@ def cmd_admin_create(args) -> int:
     return subprocess.call(command)
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    return devstack.up(devstack.config_from_args(args))
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    return devstack.down(devstack.config_from_args(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hemovision", description="HemoVision command line")
     parser.add_argument("--url", default=os.environ.get("HV_GATEWAY_URL", "http://127.0.0.1:8000"),
@@ -176,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("watch", help="follow a training job")
     p.add_argument("job_id")
     p.set_defaults(func=cmd_train_watch)
+
+    for name, helptext in (("up", "run the whole system locally (Ctrl-C stops it)"),
+                           ("down", "stop a system started by `hemovision up`")):
+        p = sub.add_parser(name, help=helptext)
+        devstack.add_arguments(p)
+        p.set_defaults(func=cmd_up if name == "up" else cmd_down)
 
     admin = sub.add_parser("admin", help="administration").add_subparsers(dest="admin_command", required=True)
     p = admin.add_parser("create", help="create the first platform_admin (delegates to hemovision_auth)")
