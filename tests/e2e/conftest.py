@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
+import socket
 import signal
 import subprocess
 import sys
@@ -32,6 +34,24 @@ class RunningSystem:
     var_dir: Path
     port_offset: int
     log: Path
+    database_url: str
+    model_base: Path
+    smtp_port: int
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _model_base(tmp: Path) -> Path:
+    """Two published versions of the shipped model, so activation and rollback have somewhere to go."""
+    shipped = sorted((ROOT / "models" / "hemovision").iterdir(), key=lambda p: int(p.name))[-1]
+    base = tmp / "models"
+    for version in (1, 2):
+        shutil.copytree(shipped, base / "hemovision" / str(version))
+    return base
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -43,15 +63,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
     var_dir = tmp_path_factory.mktemp("hv-var")
+    model_base = _model_base(tmp_path_factory.mktemp("hv-models"))
     database_url = f"{POSTGRES}/hv_e2e_{uuid.uuid4().hex[:10]}"
     log = var_dir / "devstack.out"
+    smtp_port = _free_port()
     cmd = [
-        sys.executable, "-m", "hemovision_gateway.devstack", "up",
+        sys.executable, "-m", "hemovision_gateway.cli", "up",
         "--port-offset", str(PORT_OFFSET), "--database-url", database_url,
-        "--redis-url", f"{REDIS}/12", "--var-dir", str(var_dir),
+        "--redis-url", f"{REDIS}/12", "--var-dir", str(var_dir), "--model-base", str(model_base),
     ]
+    # Auth mails through SMTP to a port the browser test listens on, and follows the link.
+    env = {**os.environ, "HV_AUTH_MAIL_BACKEND": "smtp", "HV_AUTH_SMTP_HOST": "127.0.0.1",
+           "HV_AUTH_SMTP_PORT": str(smtp_port)}
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     base_url = f"http://127.0.0.1:{8000 + PORT_OFFSET}"
     deadline = time.monotonic() + 420
     try:
@@ -64,7 +89,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
             if time.monotonic() > deadline:
                 pytest.fail(f"`hemovision up` not ready after 420 s:\n{text[-4000:]}", pytrace=False)
             time.sleep(1)
-        yield RunningSystem(base_url, proc, var_dir, PORT_OFFSET, log)
+        yield RunningSystem(base_url, proc, var_dir, PORT_OFFSET, log, database_url, model_base, smtp_port)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

@@ -1,0 +1,37 @@
+"""The Playwright browser suite (services/gateway/tests/browser) against the real system:
+sign up, verify the e-mail through real SMTP, upload one image and a ZIP, watch the batch,
+open a result, toggle the heatmap, filter the history, download a PDF, an admin activates
+a model version (a real hot swap). Screenshots land in test-artifacts/browser-system/."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+from conftest import ROOT
+
+
+def test_browser_suite_on_the_real_system(system):
+    email, password = f"root-{uuid.uuid4().hex[:6]}@example.org", "platform admin password"
+    created = subprocess.run(
+        [sys.executable, "-m", "hemovision_auth", "create-admin", "--email", email, "--password-stdin"],
+        input=password, text=True, capture_output=True, cwd=ROOT, timeout=120,
+        env={**os.environ, "HV_DATABASE_URL": system.database_url, "HV_ENV": "development"},
+    )
+    assert created.returncode == 0, created.stderr
+    env = {
+        **os.environ,
+        "HV_E2E_BASE_URL": system.base_url,
+        "HV_E2E_ADMIN_EMAIL": email,
+        "HV_E2E_ADMIN_PASSWORD": password,
+        "HV_E2E_SMTP_PORT": str(system.smtp_port),
+        "HV_E2E_ARTIFACTS": str(ROOT / "test-artifacts" / "browser-system"),
+    }
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "services/gateway/tests/browser"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    assert " passed" in run.stdout and "failed" not in run.stdout.splitlines()[-1]
