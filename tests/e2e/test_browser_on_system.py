@@ -9,8 +9,9 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
-from conftest import ROOT
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_browser_suite_on_the_real_system(system):
