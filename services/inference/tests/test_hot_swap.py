@@ -123,8 +123,8 @@ async def test_hot_swap_under_load_zero_failures(tmp_path, serving_model):
         for (t_switch, active), (t_next, _n) in zip(boundaries, boundaries[1:], strict=False):
             window = [v for s, _e, v in records if t_switch + SETTLE < s < t_next]
             assert window and set(window) == {active}, (active, set(window))
-        # before the first switch: only version 1
-        assert {v for s, _e, v in records if s < switches[0][0]} == {1}
+        # answered before the first switch: only version 1
+        assert {v for _s, e, v in records if e < switches[0][0]} == {1}
         # the model server ends with only the active version loaded
         statuses = {s.version: s.state for s in await inference.model_server.status("hemovision")}
         await _wait(lambda: True, 0)
