@@ -103,23 +103,36 @@ def main() -> None:
     fn = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
     ood_t, review_t = float(meta["ood_threshold"]), float(meta["review_threshold"])
 
-    def score(rgb_images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        """ood_score and max probability, through decode_image (PNG bytes) + C++ preprocess."""
-        ood, conf = [], []
+    from hemovision_inference.input_check import InputReference
+
+    reference = InputReference.load()
+    pre = meta["preprocessing"]
+    use_check = reference is not None and reference.applies_to(pre)
+
+    def score(rgb_images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """ood_score, max probability and input-check distance, via decode_image (PNG bytes) + C++ preprocess."""
+        ood, conf, dist = [], [], []
         for i in range(0, len(rgb_images), 64):
             chunk = [px.decode_image(encode(img)) for img in rgb_images[i : i + 64]]
             x = px.preprocess_batch(chunk, spec, threads=2)
             out = fn(image=tf.constant(x))
             ood.append(out["ood_score"].numpy())
             conf.append(out["probabilities"].numpy().max(axis=1))
-        return np.concatenate(ood), np.concatenate(conf)
+            dist.append(reference.distance(x, pre["mean"], pre["std"]) if use_check else np.zeros(len(x)))
+        return np.concatenate(ood), np.concatenate(conf), np.concatenate(dist)
 
     rows = [r for r in csv.DictReader(open(DATA / "splits.csv")) if r["split"] == "test"]
     if args.limit:
         rows = rows[: args.limit]
     started = time.time()
     test_rgb = [px.decode_image((DATA / r["path"]).read_bytes()) for r in rows]
-    id_ood, id_conf = score(test_rgb)
+    id_ood, id_conf, id_dist = score(test_rgb)
+    check_t = reference.threshold if use_check else float("inf")
+
+    def flags(ood, conf, dist):
+        out_of_dist = (ood > ood_t) | (dist > check_t)
+        return out_of_dist, out_of_dist | (conf < review_t)
+
     rng = np.random.default_rng(0)
     pick = rng.choice(len(test_rgb), size=min(args.near, len(test_rgb)), replace=False)
     sets = {**far_ood(rng, args.noise), **near_ood([test_rgb[i] for i in pick], rng)}
@@ -128,31 +141,43 @@ def main() -> None:
         "model": str(model_dir),
         "ood_threshold": ood_t,
         "review_threshold": review_t,
+        "input_check": {"applied": use_check, "threshold": None if not use_check else check_t},
         "pbc_test": {
             "n": len(rows),
-            "false_flag_ood": float(np.mean(id_ood > ood_t)),
-            "false_flag_any": float(np.mean((id_ood > ood_t) | (id_conf < review_t))),
+            "false_flag_model_ood": float(np.mean(id_ood > ood_t)),
+            "false_flag_input_check": float(np.mean(id_dist > check_t)),
+            "false_flag_ood": float(np.mean(flags(id_ood, id_conf, id_dist)[0])),
+            "false_flag_any": float(np.mean(flags(id_ood, id_conf, id_dist)[1])),
         },
         "sets": {},
     }
     for name, images in sets.items():
-        ood, conf = score(images)
+        ood, conf, dist = score(images)
         labels = np.r_[np.zeros(len(id_ood)), np.ones(len(ood))]
+        flagged_ood, flagged_any = flags(ood, conf, dist)
         result["sets"][name] = {
             "n": len(images),
             "auroc_energy": float(roc_auc_score(labels, np.r_[id_ood, ood])),
             "auroc_msp": float(roc_auc_score(labels, np.r_[1 - id_conf, 1 - conf])),
-            "flagged_ood": float(np.mean(ood > ood_t)),
-            "flagged_any": float(np.mean((ood > ood_t) | (conf < review_t))),
+            "auroc_input_check": float(roc_auc_score(labels, np.r_[id_dist, dist])) if use_check else None,
+            "flagged_model_ood": float(np.mean(ood > ood_t)),
+            "flagged_ood": float(np.mean(flagged_ood)),
+            "flagged_any": float(np.mean(flagged_any)),
         }
     result["seconds"] = round(time.time() - started, 1)
 
     print(f"model {model_dir}; ood_threshold {ood_t:.3f}, review_threshold {review_t:.3f}")
     p = result["pbc_test"]
-    print(f"PBC test split (n={p['n']}): false-flag rate OOD {p['false_flag_ood']:.1%}, any review reason {p['false_flag_any']:.1%}")
-    print(f"{'set':26} {'n':>5} {'AUROC energy':>13} {'AUROC 1-MSP':>12} {'flag OOD':>9} {'flag any':>9}")
+    print(f"input check applied: {use_check} (threshold {check_t:.2f})")
+    print(
+        f"PBC test split (n={p['n']}): false-flag rate model OOD {p['false_flag_model_ood']:.1%}, input check "
+        f"{p['false_flag_input_check']:.1%}, OOD reason {p['false_flag_ood']:.1%}, any review reason {p['false_flag_any']:.1%}"
+    )
+    print(f"{'set':26} {'n':>5} {'AUROC energy':>13} {'AUROC 1-MSP':>12} {'AUROC input':>12} {'flag model':>11} {'flag OOD':>9} {'flag any':>9}")
     for name, r in result["sets"].items():
-        print(f"{name:26} {r['n']:5d} {r['auroc_energy']:13.3f} {r['auroc_msp']:12.3f} {r['flagged_ood']:9.1%} {r['flagged_any']:9.1%}")
+        auroc_in = r["auroc_input_check"] if r["auroc_input_check"] is not None else float("nan")
+        print(f"{name:26} {r['n']:5d} {r['auroc_energy']:13.3f} {r['auroc_msp']:12.3f} {auroc_in:12.3f} "
+              f"{r['flagged_model_ood']:11.1%} {r['flagged_ood']:9.1%} {r['flagged_any']:9.1%}")
     out = Path(__file__).with_name("last_run.json")
     out.write_text(json.dumps(result, indent=2))
     print(f"written {out}")

@@ -92,8 +92,17 @@ async def create_server(
         load_timeout_s=settings.load_timeout_s,
         on_ready=on_ready,
     )
+    input_reference = None
+    if settings.input_check:
+        from hemovision_inference.input_check import InputReference
+
+        input_reference = InputReference.load()
     service = InferenceService(
-        router=router, model_server=model_server, model_name=settings.model_name, max_images=settings.max_images
+        router=router,
+        model_server=model_server,
+        model_name=settings.model_name,
+        max_images=settings.max_images,
+        input_reference=input_reference,
     )
     running = await hemovision_grpc_server.create_server(
         settings,

@@ -298,11 +298,27 @@ class ModelRouter:
 
 
 class InferenceService:
-    def __init__(self, *, router: ModelRouter, model_server, model_name: str, max_images: int = 64) -> None:
+    def __init__(
+        self, *, router: ModelRouter, model_server, model_name: str, max_images: int = 64, input_reference=None
+    ) -> None:
         self.router = router
         self.model_server = model_server
         self.model_name = model_name
         self.max_images = max_images
+        self.input_reference = input_reference  # input_check.InputReference | None
+        self._reference_warned: set[int] = set()
+
+    def _input_distances(self, meta: ModelMetadata, images: np.ndarray) -> tuple[np.ndarray | None, float]:
+        ref = self.input_reference
+        if ref is None:
+            return None, float("inf")
+        if not ref.applies_to(meta.preprocessing) or not meta.preprocessing.get("mean"):
+            if meta.version not in self._reference_warned:
+                self._reference_warned.add(meta.version)
+                log.warning("input check not fitted for this version's pixel pipeline; model OOD score only",
+                            extra={"version": meta.version})
+            return None, float("inf")
+        return ref.distance(images, meta.preprocessing["mean"], meta.preprocessing["std"]), ref.threshold
 
     def _name(self, name: str) -> str:
         name = name or self.model_name
@@ -340,11 +356,19 @@ class InferenceService:
                 name, version, "serving_default", images, ["probabilities", "ood_score"]
             )
             outputs, served, model_ms = prediction.outputs, prediction.version, prediction.model_ms
-        results = build_results(meta, outputs)
+        distances, check_threshold = self._input_distances(meta, images)
+        results = build_results(meta, outputs, distances, check_threshold)
         return ClassifyResult(name, served, results, model_ms)
 
 
-def build_results(meta: ModelMetadata, outputs: dict[str, np.ndarray]) -> list[CellResult]:
+def build_results(
+    meta: ModelMetadata,
+    outputs: dict[str, np.ndarray],
+    input_distances: np.ndarray | None = None,
+    input_threshold: float = float("inf"),
+) -> list[CellResult]:
+    """needs_review: confidence < review_threshold (LOW_CONFIDENCE); the model's ood_score over its
+    ood_threshold, or the input plausibility distance over its threshold (OUT_OF_DISTRIBUTION)."""
     probabilities = np.asarray(outputs["probabilities"], dtype=np.float32)
     n = probabilities.shape[0]
     ood = np.asarray(outputs.get("ood_score", np.zeros(n)), dtype=np.float32).reshape(n)
@@ -357,7 +381,8 @@ def build_results(meta: ModelMetadata, outputs: dict[str, np.ndarray]) -> list[C
         reasons = []
         if confidence < meta.review_threshold:
             reasons.append(LOW_CONFIDENCE)
-        if float(ood[i]) > meta.ood_threshold:
+        implausible = input_distances is not None and float(input_distances[i]) > input_threshold
+        if float(ood[i]) > meta.ood_threshold or implausible:
             reasons.append(OUT_OF_DISTRIBUTION)
         results.append(
             CellResult(

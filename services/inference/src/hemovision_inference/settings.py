@@ -32,5 +32,7 @@ class Settings(GrpcServiceSettings):
     control_timeout_s: float = 3.0
     load_timeout_s: float = 300.0
     max_images: int = 64
+    # Back the model's OOD score with the input plausibility check (input_check.py, ood_reference.json).
+    input_check: bool = True
     # Verify bearer tokens (hemovision_tokens); off only for local tools.
     require_auth: bool = True
