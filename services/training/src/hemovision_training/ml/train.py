@@ -55,6 +55,7 @@ class TrainConfig:
     ood_percentile: float = 99.0
     max_seconds: Optional[float] = None       # stop after the epoch that crosses this budget
     time_budget: Optional[float] = None       # seconds of training: cosine schedule over wall time
+    finalize_checkpoint: str = "best"         # finalize(): "best" (by val accuracy) or "last" epoch
     bn_recalibrate: bool = True               # re-estimate BN statistics on clean train data (kept if val improves)
 
     def to_dict(self) -> dict[str, Any]:
@@ -363,11 +364,14 @@ def finalize(config: "TrainConfig") -> dict[str, Any]:
     model = build_model(cfg.input_size, widths=tuple(cfg.widths), blocks=tuple(cfg.blocks),
                         stem_width=cfg.stem_width, dropout=cfg.dropout)
     best = out / "checkpoints" / "best.weights.h5"
-    if best.is_file():
+    if best.is_file() and cfg.finalize_checkpoint == "best":
         model.load_weights(best)
     else:
         model.set_weights(keras.models.load_model(out / "checkpoints" / "last.keras").get_weights())
-    log.info("finalize: best epoch %s of %s", state.get("best_epoch"), state.get("epoch"))
+    log.info("finalize: %s checkpoint (best epoch %s of %s)", cfg.finalize_checkpoint, state.get("best_epoch"),
+             state.get("epoch"))
+    if cfg.finalize_checkpoint == "last":
+        state = dict(state, best_epoch=state.get("epoch"))
     return _finish(model, data, cfg, out, log, state, float(state.get("seconds", 0.0)), t_start)
 
 
@@ -398,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--replace", action="store_true")
     p.add_argument("--max-seconds", type=float)
     p.add_argument("--time-budget", type=float, help="seconds: cosine LR over wall time, stop when spent")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="checkpoint --finalize uses")
     p.add_argument("--finalize", action="store_true",
                    help="skip training: post-process the run in --out (calibrate, evaluate, export)")
     a = p.parse_args(argv)
@@ -406,7 +411,7 @@ def main(argv: list[str] | None = None) -> int:
                       limit_per_class=a.limit_per_class, patience=a.patience, resume=a.resume,
                       augment=not a.no_augment, cache_dir=a.cache_dir, model_base=a.model_base,
                       model_name=a.model_name, version=a.version, replace=a.replace, max_seconds=a.max_seconds,
-                      time_budget=a.time_budget)
+                      time_budget=a.time_budget, finalize_checkpoint=a.checkpoint)
     r = finalize(cfg) if a.finalize else train(cfg)
     t = r["metrics"]["test"]
     print(json.dumps({"accuracy": t["accuracy"], "macro_f1": t["macro_f1"], "ece_before": t["ece_before"],
