@@ -152,6 +152,9 @@ async def test_rest_row_and_columnar(server):
         assert status.json()["model_version_status"][0] == {
             "version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""},
         }
+        one = await http.get("/v1/models/hemovision/versions/1")
+        assert one.status_code == 200 and one.json()["model_version_status"][0]["version"] == "1"
+        assert (await http.get("/v1/models/hemovision/versions/9")).status_code == 404
         meta = await http.get("/v1/models/hemovision/versions/1/metadata")
         assert "serving_default" in meta.json()["metadata"]["signature_def"]["signatureDef"]
 
@@ -214,6 +217,7 @@ async def test_broken_version_keeps_old_serving_and_is_reported(server, channel,
     await wait_for(v2_failed)
     s = (await statuses(channel, 2))[2]
     assert "failed to load" in s.status.error_message
+    assert server.metrics.model_events.labels("hemovision", "2", "load_failed")._value.get() >= 1
     stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
     reply = await stub.Predict(predict_request(images(1)), timeout=10)
     assert reply.model_spec.version.value == 1
