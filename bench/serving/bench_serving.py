@@ -4,6 +4,7 @@ Legs, each on the same preprocessed PBC test images and the same SavedModel:
   bare      the SavedModel in this process, its compiled `serving_default` concrete function
   predict   gRPC Predict on the embedded model server (a child process, batching on)
   classify  InferenceService.Classify (a child process) -> model server
+  explain   InferenceService.Explain (Grad-CAM; what the gateway calls per upload)
   gateway   optional (--gateway URL): POST /api/v1/predictions with the image file (full REST upload)
 p50/p99 at concurrency 1 (batch 1), throughput at concurrency 32 (batch 1 per request; bare:
 one batch of 32), and p99 + peak RSS of the model server while a new version is swapped in
@@ -194,7 +195,7 @@ def predict_call(stub, images):
     return lambda i: stub.Predict(requests[i % len(requests)], timeout=30)
 
 
-def classify_call(stub, images):
+def classify_call(stub, images, method: str = "Classify"):
     from hemovision.common.v1 import common_pb2
     from hemovision.inference.v1 import inference_pb2
     from hemovision_inference import tensors
@@ -203,7 +204,8 @@ def classify_call(stub, images):
         inference_pb2.ClassifyRequest(model=common_pb2.ModelRef(name="hemovision"), images=tensors.to_common_tensor(x[None]))
         for x in images
     ]
-    return lambda i: stub.Classify(requests[i % len(requests)], timeout=30)
+    rpc = getattr(stub, method)
+    return lambda i: rpc(requests[i % len(requests)], timeout=30)
 
 
 class RssSampler:
@@ -337,6 +339,8 @@ async def main_async(args) -> dict:
                 calls["predict"] = predict
             if "classify" in legs:
                 calls["classify"] = classify
+            if "explain" in legs:
+                calls["explain"] = classify_call(inference_pb2_grpc.InferenceServiceStub(inf), images, "Explain")
             http = None
             if args.gateway:
                 import httpx
@@ -378,7 +382,7 @@ def report(r: dict) -> str:
     lines = [
         f"{'leg':10} {'p50 c1 ms':>10} {'p99 c1 ms':>10} {'img/s c32':>10} {'p50/bare':>9} {'tput/bare':>10}",
     ]
-    for leg in ("bare", "predict", "classify", "gateway"):
+    for leg in ("bare", "predict", "classify", "explain", "gateway"):
         if leg not in r:
             continue
         x = r[leg]
@@ -402,7 +406,7 @@ def main() -> None:
     parser.add_argument("--n1", type=int, default=300, help="requests at concurrency 1")
     parser.add_argument("--seconds", type=float, default=12.0, help="total duration at concurrency 32, per leg")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over the legs")
-    parser.add_argument("--legs", default="bare,predict,classify,swap", help="comma-separated legs to run")
+    parser.add_argument("--legs", default="bare,predict,classify,explain,swap", help="comma-separated legs to run")
     parser.add_argument("--gateway", help="gateway base URL for the full REST upload leg (optional)")
     parser.add_argument("--token", default=os.environ.get("HV_BENCH_TOKEN", ""), help="bearer token for --gateway")
     parser.add_argument("--email", default=os.environ.get("HV_BENCH_EMAIL", ""), help="or log in with these")

@@ -116,6 +116,10 @@ async def test_classify_explain_and_active_model(stack, auth):
 
     explained = await stub.Explain(classify_request(images(2), version=1), metadata=auth, timeout=10)
     assert explained.model.version == 1
+    classified = await stub.Classify(classify_request(images(2), version=1), metadata=auth, timeout=10)
+    for e, c in zip(explained.results, classified.results, strict=True):
+        assert e.ood_score == pytest.approx(c.ood_score, abs=1e-4)  # recomputed from explain's logits
+        assert e.needs_review == c.needs_review
     heat = tensors.from_common_tensor(explained.results[0].heatmap)
     assert heat.shape == (SIZE, SIZE) and 0.0 <= heat.min() and heat.max() <= 1.0 + 1e-6
     assert explained.results[0].label == (await stub.Classify(classify_request(images(2)), metadata=auth, timeout=10)).results[0].label

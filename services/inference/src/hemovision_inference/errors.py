@@ -1,6 +1,8 @@
 """Inference domain errors (each knows its gRPC status)."""
 
-from hemovision_grpc_server import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+import grpc
+
+from hemovision_grpc_server import FailedPrecondition, InvalidArgument, NotFound, ServiceError, Unavailable
 
 
 class BadTensor(InvalidArgument):
@@ -21,3 +23,9 @@ class NoActiveModel(Unavailable):
 
 class ModelServerUnavailable(Unavailable):
     """The model server cannot be reached (or did not answer within the deadline)."""
+
+
+class SignatureMissing(ServiceError):
+    """The version has no such signature (e.g. a model exported without `explain`)."""
+
+    code = grpc.StatusCode.UNIMPLEMENTED

@@ -23,7 +23,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 import hemovision_grpc_server
 from hemovision_inference import tensors
-from hemovision_inference.errors import ModelServerUnavailable, VersionNotLoaded
+from hemovision_inference.errors import ModelServerUnavailable, SignatureMissing, VersionNotLoaded
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE
 State = get_model_status_pb2.ModelVersionStatus.State
@@ -82,6 +82,9 @@ class ModelServerClient:
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 raise VersionNotLoaded(f"model {name} version {version} is not loaded on the model server") from None
+            details = (exc.details() or "").lower()
+            if exc.code() == grpc.StatusCode.INVALID_ARGUMENT and "signature" in details and "not found" in details:
+                raise SignatureMissing(f"model {name} version {version} has no {signature!r} signature") from None
             if exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
                 raise ModelServerUnavailable(f"model server unavailable ({exc.code().name.lower()})") from None
             raise

@@ -41,6 +41,9 @@ class ModelMetadata:
     review_threshold: float
     ood_threshold: float
     metrics: dict = field(default_factory=dict)
+    # hemovision.json "ood_score" describes the score; the energy score -logsumexp(logits) can be
+    # recomputed from `explain`'s logits, which saves Explain a second model call.
+    ood_from_logits: bool = False
 
 
 def read_metadata(model_base: Path, name: str, version: int) -> ModelMetadata:
@@ -62,6 +65,7 @@ def read_metadata(model_base: Path, name: str, version: int) -> ModelMetadata:
         review_threshold=float(raw.get("review_threshold", 0.0)),
         ood_threshold=float("inf") if ood is None else float(ood),
         metrics=dict(raw.get("metrics") or {}),
+        ood_from_logits="logsumexp" in str(raw.get("ood_score", "")).replace(" ", "").lower(),
     )
 
 
@@ -344,7 +348,14 @@ class InferenceService:
             raise BadTensor(f"images must be float32 [N, {s}, {s}, 3] for version {version}, got {list(images.shape)}")
         if not 1 <= images.shape[0] <= self.max_images:
             raise BadTensor(f"between 1 and {self.max_images} images per request, got {images.shape[0]}")
-        if explain:
+        if explain and meta.ood_from_logits:
+            explained = await self.model_server.predict(
+                name, version, "explain", images, ["probabilities", "heatmap", "logits"]
+            )
+            outputs = dict(explained.outputs)
+            outputs["ood_score"] = energy_score(outputs["logits"])
+            served, model_ms = explained.version, explained.model_ms
+        elif explain:
             explained, scored = await asyncio.gather(
                 self.model_server.predict(name, version, "explain", images, ["probabilities", "heatmap"]),
                 self.model_server.predict(name, version, "serving_default", images, ["ood_score"]),
@@ -359,6 +370,13 @@ class InferenceService:
         distances, check_threshold = self._input_distances(meta, images)
         results = build_results(meta, outputs, distances, check_threshold)
         return ClassifyResult(name, served, results, model_ms)
+
+
+def energy_score(logits: np.ndarray) -> np.ndarray:
+    """-logsumexp(logits), numerically stable (the contract's energy OOD score)."""
+    logits = np.asarray(logits, dtype=np.float64)
+    top = logits.max(axis=-1, keepdims=True)
+    return -(top[..., 0] + np.log(np.exp(logits - top).sum(axis=-1))).astype(np.float32)
 
 
 def build_results(

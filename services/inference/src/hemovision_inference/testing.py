@@ -113,6 +113,7 @@ def build_contract_model(
         },
         "temperature": temperature,
         "review_threshold": review_threshold,
+        "ood_score": "negative free energy -logsumexp(logits); flag when > ood_threshold",
         "ood_threshold": ood_threshold,
         "metrics": {"accuracy": 0.125},
         "created_at": datetime.now(UTC).isoformat(),
