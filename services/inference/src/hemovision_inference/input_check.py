@@ -7,7 +7,7 @@ than cells; bench/ood/eval_ood.py). This check backs it up: 13 colour / contrast
 statistics of the image (undone to [0,1] RGB with the version's mean/std), scored as a
 Mahalanobis distance to the PBC training distribution; the threshold is a high percentile of
 the validation split. The reference (ood_reference.json, fitted by bench/ood/fit_input_reference.py)
-records the pixel pipeline it was fitted with; it is applied only to versions whose crop,
+records the pixel pipeline it was fitted with; it is applied only to versions whose input size, crop,
 stain normalisation, CLAHE and blur match (other versions fall back to the model's score alone).
 """
 
@@ -24,7 +24,7 @@ FEATURE_NAMES = [
     "mean_r", "mean_g", "mean_b", "std_r", "std_g", "std_b", "saturation", "center_minus_border",
     "log_sharpness", "bright_fraction", "stain_fraction", "gray_p10", "gray_p90",
 ]
-_SPEC_KEYS = ("crop", "stain_normalization", "clahe", "blur_sigma")
+_SPEC_KEYS = ("input_size", "crop", "stain_normalization", "clahe", "blur_sigma")
 
 
 def features(images: np.ndarray, mean, std) -> np.ndarray:
