@@ -104,6 +104,7 @@ async def create_model_server(settings: ModelServerSettings) -> RunningModelServ
         memory_reserve_mb=settings.memory_reserve_mb,
         warmup=settings.warmup,
         warmup_batch_sizes=settings.batch_sizes() if settings.enable_batching else (),
+        load_nice=settings.load_nice,
     )
     predictor = Predictor(manager, batcher, metrics)
 

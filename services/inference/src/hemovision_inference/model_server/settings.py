@@ -51,5 +51,7 @@ class ModelServerSettings(GrpcServiceSettings):
     # TensorFlow's own thread pools (2 cores: ops run in parallel inside, batches run side by side).
     intra_op_threads: int = 2
     inter_op_threads: int = 1
+    # Niceness of the loader thread (0 = same priority as serving; see manager._load_and_warm).
+    load_nice: int = 0
     # Run assets.extra/tf_serving_warmup_requests before a version takes traffic.
     warmup: bool = True
