@@ -289,7 +289,10 @@ async def test_version_policy_and_labels(server, channel, model_base, contract_m
 
 async def test_concurrent_requests_are_batched_and_queue_sheds(model_base):
     running = await create_model_server(
-        settings_for(model_base, max_batch_size=8, batch_timeout_micros=50_000, num_batch_threads=1, max_enqueued_batches=2)
+        settings_for(
+            model_base, max_batch_size=8, batch_timeout_micros=50_000, num_batch_threads=1, max_enqueued_batches=2,
+            dispatch_when_idle=False,  # TF Serving semantics: wait up to the timeout for the batch to fill
+        )
     )
     try:
         async with grpc.aio.insecure_channel(running.address) as ch:
