@@ -8,7 +8,7 @@ PYTEST := $(PY) -m pytest
         bench bench-preprocess bench-serving bench-model sanitize-preprocess validate-deploy clean
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
 
 install: ## create .venv and install every service and lib (builds the C++ extension)
 	@command -v $(UV) >/dev/null || python3 -m pip install --quiet uv==0.13.9
