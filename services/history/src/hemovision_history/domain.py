@@ -46,26 +46,12 @@ class NewPrediction:
 
 
 @dataclass
-class Prediction:
+class Prediction(NewPrediction):
+    """A stored prediction: what was recorded plus identity, blob keys and review (built by keyword)."""
+
     id: str
     organization_id: str
     user_id: str
-    label: str
-    confidence: float
-    probabilities: dict[str, float]
-    needs_review: bool
-    review_reasons: list[str]
-    model_name: str
-    model_version: int
-    temperature: float
-    ood_score: float
-    timings_ms: dict[str, float]
-    image_sha256: str
-    filename: str
-    sample_id: str
-    slide_id: str
-    note: str
-    batch_id: str | None
     image_key: str | None
     heatmap_key: str | None
     reviewed_label: str | None
