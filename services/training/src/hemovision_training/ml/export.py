@@ -43,8 +43,7 @@ def build_serving_module(keras_model, *, input_size: int, temperature: float, gr
     spec = tf.TensorSpec([None, input_size, input_size, 3], tf.float32, name="image")
 
     def _forward(image):
-        _, logits = cam_model(image, training=False)
-        return logits
+        return cam_model(image, training=False)[-1]
 
     @tf.function(input_signature=[spec])
     def serve(image):
@@ -58,14 +57,17 @@ def build_serving_module(keras_model, *, input_size: int, temperature: float, gr
     @tf.function(input_signature=[spec])
     def explain(image):
         with tf.GradientTape() as tape:
-            feats, logits = cam_model(image, training=False)
+            *feats, logits = cam_model(image, training=False)
             tape.watch(feats)
             top = tf.argmax(logits, axis=-1, output_type=tf.int32)
             score = tf.gather(logits, top, axis=1, batch_dims=1)
-        grads = tape.gradient(score, feats)                      # [N,h,w,C]
-        weights = tf.reduce_mean(grads, axis=[1, 2], keepdims=True)
-        cam = tf.nn.relu(tf.reduce_sum(weights * feats, axis=-1, keepdims=True))
-        cam = tf.image.resize(cam, [input_size, input_size], method="bilinear")[..., 0]
+        grads = tape.gradient(score, feats)                      # per map: [N,h,w,C]
+        # one Grad-CAM per feature map (one per ensemble member), each upsampled, then summed
+        cam = 0.0
+        for f, g in zip(feats, grads):
+            weights = tf.reduce_mean(g, axis=[1, 2], keepdims=True)
+            c = tf.nn.relu(tf.reduce_sum(weights * f, axis=-1, keepdims=True))
+            cam += tf.image.resize(c, [input_size, input_size], method="bilinear")[..., 0]
         peak = tf.reduce_max(cam, axis=[1, 2], keepdims=True)
         cam = tf.math.divide_no_nan(cam, peak)
         probs = tf.nn.softmax(logits / module.temperature, axis=-1)

@@ -39,26 +39,61 @@ def build_model(input_size: int = 64, num_classes: int = 8, widths=(32, 64, 128,
     """ResNet-style classifier: stem, then one stage per width (each after the first halves
     the resolution), global average pooling, dropout, linear logits (no softmax)."""
     inputs = keras.Input((input_size, input_size, 3), dtype="float32", name="image")
+    logits = _resnet_body(inputs, num_classes, widths, blocks, stem_stride, stem_width, dropout, prefix="")
+    return keras.Model(inputs, logits, name=name)
+
+
+def _resnet_body(inputs, num_classes, widths, blocks, stem_stride, stem_width, dropout, prefix: str):
+    p = prefix
     if stem_width:
         # cheap full-resolution conv, then a stride-2 conv into the first stage
-        x = _conv_bn(inputs, stem_width, 3, 1, "stem")
-        x = _conv_bn(x, widths[0], 3, 2, "stem2")
+        x = _conv_bn(inputs, stem_width, 3, 1, f"{p}stem")
+        x = _conv_bn(x, widths[0], 3, 2, f"{p}stem2")
     else:
-        x = _conv_bn(inputs, widths[0], 3, stem_stride, "stem")
+        x = _conv_bn(inputs, widths[0], 3, stem_stride, f"{p}stem")
     n_stages = len(widths)
     for s, (w, n) in enumerate(zip(widths, blocks)):
         for b in range(n):
             stride = 2 if (s > 0 and b == 0) else 1
             last = s == n_stages - 1 and b == n - 1
-            x = _basic_block(x, w, stride, f"s{s + 1}b{b + 1}", out_name=FEATURES_LAYER if last else None)
-    x = layers.GlobalAveragePooling2D(name="gap")(x)
+            x = _basic_block(x, w, stride, f"{p}s{s + 1}b{b + 1}",
+                             out_name=f"{p}{FEATURES_LAYER}" if last else None)
+    x = layers.GlobalAveragePooling2D(name=f"{p}gap")(x)
     if dropout:
-        x = layers.Dropout(dropout, name="dropout")(x)
-    logits = layers.Dense(num_classes, name=LOGITS_LAYER)(x)
+        x = layers.Dropout(dropout, name=f"{p}dropout")(x)
+    return layers.Dense(num_classes, name=f"{p}{LOGITS_LAYER}")(x)
+
+
+def member_prefix(i: int) -> str:
+    return f"m{i}_"
+
+
+def build_ensemble(member_configs: list[dict], input_size: int = 64, num_classes: int = 8,
+                   name: str = "hemovision_ensemble") -> keras.Model:
+    """Several ResNet-style members on one input, one flat graph; ``logits`` = mean of the members'
+    logits. Member i's layers are named ``m{i}_<layer>`` (so Grad-CAM can reach every member's
+    feature map). ``member_configs``: build_model keyword arguments (widths, blocks, stem_width, ...)."""
+    inputs = keras.Input((input_size, input_size, 3), dtype="float32", name="image")
+    outs = []
+    for i, mc in enumerate(member_configs):
+        outs.append(_resnet_body(inputs, num_classes, tuple(mc["widths"]), tuple(mc["blocks"]),
+                                 mc.get("stem_stride", 1), mc.get("stem_width", 0), mc.get("dropout", 0.1),
+                                 prefix=member_prefix(i)))
+    logits = layers.Average(name=LOGITS_LAYER)(outs) if len(outs) > 1 else outs[0]
     return keras.Model(inputs, logits, name=name)
 
 
-def gradcam_model(model: keras.Model, layer_name: str = FEATURES_LAYER) -> keras.Model:
-    """Same weights, two outputs: (the Grad-CAM target layer's feature map, logits)."""
-    return keras.Model(model.inputs, [model.get_layer(layer_name).output, model.outputs[0]],
+def load_member_weights(ensemble: keras.Model, i: int, member: keras.Model) -> None:
+    """Copy a trained single model's weights into ensemble member ``i`` (layers matched by name)."""
+    p = member_prefix(i)
+    for layer in member.layers:
+        if layer.weights:
+            ensemble.get_layer(p + layer.name).set_weights(layer.get_weights())
+
+
+def gradcam_model(model: keras.Model, layer_name: str | list[str] = FEATURES_LAYER) -> keras.Model:
+    """Same weights, outputs (feature map of each Grad-CAM layer..., logits). ``layer_name`` is one
+    name, a comma-separated list or a list (an ensemble explains with every member's map)."""
+    names = layer_name.split(",") if isinstance(layer_name, str) else list(layer_name)
+    return keras.Model(model.inputs, [model.get_layer(n.strip()).output for n in names] + [model.outputs[0]],
                        name=f"{model.name}_gradcam")

@@ -265,7 +265,8 @@ def recalibrate_batchnorm(model, x: np.ndarray, *, batch_size: int = 256, seed: 
 
 
 def _finish(model, data, cfg: "TrainConfig", out: Path, log, state: dict, train_seconds: float,
-            t_start: float) -> dict[str, Any]:
+            t_start: float, *, recipe: dict[str, Any] | None = None,
+            gradcam_layer: str | None = None) -> dict[str, Any]:
     """BN re-estimation (kept only if it helps on val), temperature + thresholds on val, test report,
     optional export, result.json."""
     from . import calibration as cal
@@ -315,7 +316,8 @@ def _finish(model, data, cfg: "TrainConfig", out: Path, log, state: dict, train_
                         metrics=metrics, review_threshold=review_t)
 
     training_info = {
-        "recipe": cfg.to_dict() | {"architecture": "ResNet-style CNN (basic blocks), GAP, linear head",
+        "recipe": recipe | {"batchnorm_reestimation": bn_note} if recipe is not None else cfg.to_dict() | {
+                                    "architecture": "ResNet-style CNN (basic blocks), GAP, linear head",
                                     "parameters": int(model.count_params()),
                                     "optimizer": "AdamW + linear warmup + cosine decay"
                                                  + (" over the wall-clock budget" if cfg.time_budget else ""),
@@ -330,13 +332,14 @@ def _finish(model, data, cfg: "TrainConfig", out: Path, log, state: dict, train_
     }
     result = {"metrics": metrics, "temperature": temperature, "review_threshold": review_t,
               "ood_threshold": ood_t, "spec": spec, "data_hash": data.data_hash,
-              "training_info": training_info, "export_path": None, "out_dir": str(out)}
+              "training_info": training_info, "gradcam_layer": gradcam_layer, "export_path": None,
+              "out_dir": str(out)}
     model.save(out / "final.keras")
     if cfg.model_base:
         path = export_model(model, spec=spec, temperature=temperature, review_threshold=review_t,
                             ood_threshold=ood_t, metrics=_compact(metrics), training_info=training_info,
                             data_hash=data.data_hash, model_base=cfg.model_base, model_name=cfg.model_name,
-                            version=cfg.version, replace=cfg.replace)
+                            version=cfg.version, replace=cfg.replace, gradcam_layer=gradcam_layer)
         result["export_path"] = str(path)
         log.info("exported %s", path)
     (out / "result.json").write_text(json.dumps(result, indent=2, default=str))
@@ -403,6 +406,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-seconds", type=float)
     p.add_argument("--time-budget", type=float, help="seconds: cosine LR over wall time, stop when spent")
     p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="checkpoint --finalize uses")
+    p.add_argument("--widths", type=lambda v: tuple(int(i) for i in v.split(",")), default=TrainConfig.widths,
+                   help="channels per stage, e.g. 40,80,160,320")
+    p.add_argument("--blocks", type=lambda v: tuple(int(i) for i in v.split(",")), default=TrainConfig.blocks,
+                   help="residual blocks per stage, e.g. 1,2,2,1")
+    p.add_argument("--stem-width", type=int, default=TrainConfig.stem_width)
     p.add_argument("--finalize", action="store_true",
                    help="skip training: post-process the run in --out (calibrate, evaluate, export)")
     a = p.parse_args(argv)
@@ -411,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
                       limit_per_class=a.limit_per_class, patience=a.patience, resume=a.resume,
                       augment=not a.no_augment, cache_dir=a.cache_dir, model_base=a.model_base,
                       model_name=a.model_name, version=a.version, replace=a.replace, max_seconds=a.max_seconds,
-                      time_budget=a.time_budget, finalize_checkpoint=a.checkpoint)
+                      time_budget=a.time_budget, finalize_checkpoint=a.checkpoint, widths=a.widths,
+                      blocks=a.blocks, stem_width=a.stem_width)
     r = finalize(cfg) if a.finalize else train(cfg)
     t = r["metrics"]["test"]
     print(json.dumps({"accuracy": t["accuracy"], "macro_f1": t["macro_f1"], "ece_before": t["ece_before"],
