@@ -44,7 +44,7 @@ bench-model: ## the bare SavedModel: latency and throughput
 	$(PY) bench/model/bench_model.py
 
 bench-serving: ## bare model vs model server vs inference vs gateway, and during a swap
-	$(PY) bench/serving/bench_serving.py $(if $(GATEWAY),--gateway $(GATEWAY))
+	$(PY) bench/serving/bench_serving.py
 
 bench-ood: ## needs_review OOD evaluation (far/near OOD AUROC, false flags on the PBC test split)
 	$(PY) bench/ood/eval_ood.py

@@ -2,17 +2,20 @@
 
 Legs, each on the same preprocessed PBC test images and the same SavedModel:
   bare      the SavedModel in this process, its compiled `serving_default` concrete function
-  predict   gRPC Predict on the embedded model server (a child process, batching on)
-  classify  InferenceService.Classify (a child process) -> model server
+  predict   gRPC Predict on the system's embedded model server (batching on)
+  classify  InferenceService.Classify (bearer token, input check on) -> model server
   explain   InferenceService.Explain (Grad-CAM; what the gateway calls per upload)
-  gateway   optional (--gateway URL): POST /api/v1/predictions with the image file (full REST upload)
+  gateway   POST /api/v1/predictions with the image file: the full REST upload (auth, decode + C++
+            preprocessing, Explain, heatmap PNG, history record in PostgreSQL + blob store)
+Every leg but the bare one runs on ONE system started as `make up` starts it (ports + 1500, its
+own database), nothing else beside it.
 p50/p99 at concurrency 1 (batch 1), throughput at concurrency 32 (batch 1 per request; bare:
 one batch of 32), and p99 + peak RSS of the model server while a new version is swapped in
 under load vs steady state. Absolute ms and ratios to the bare model are printed and written
 to bench/serving/last_run.json.
 
     python bench/serving/bench_serving.py [--model models/hemovision/1] [--rounds 3]
-        [--gateway http://127.0.0.1:8000 (--token T | --email E --password P)]
+        [--legs bare,predict,classify,explain,gateway,swap] [--port-offset 1500]
 """
 
 from __future__ import annotations
@@ -195,7 +198,7 @@ def predict_call(stub, images):
     return lambda i: stub.Predict(requests[i % len(requests)], timeout=30)
 
 
-def classify_call(stub, images, method: str = "Classify"):
+def classify_call(stub, images, method: str = "Classify", metadata=None):
     from hemovision.common.v1 import common_pb2
     from hemovision.inference.v1 import inference_pb2
     from hemovision_inference import tensors
@@ -205,7 +208,7 @@ def classify_call(stub, images, method: str = "Classify"):
         for x in images
     ]
     rpc = getattr(stub, method)
-    return lambda i: rpc(requests[i % len(requests)], timeout=30)
+    return lambda i: rpc(requests[i % len(requests)], timeout=30, metadata=metadata)
 
 
 class RssSampler:
@@ -238,8 +241,9 @@ class RssSampler:
         self._thread.join()
 
 
-async def bench_swap(classify, model_server_pid: int, model_src: Path, model_base: Path, status_stub) -> dict:
-    """Steady window, then publish version 2 (latest policy: load, warm, switch, drain, unload) under load."""
+async def bench_swap(classify, model_server_pid: int, activate, status_stub) -> dict:
+    """Steady window, then activate version 2 in the registry under load (the inference service
+    pins it on the model server: load, warm, switch, drain, unload version 1)."""
     from tensorflow_serving.apis import get_model_status_pb2, model_pb2
 
     sampler = RssSampler(model_server_pid).start()
@@ -260,14 +264,17 @@ async def bench_swap(classify, model_server_pid: int, model_src: Path, model_bas
     steady_peak = sampler.peak
     swap_from = time.monotonic()
     sampler.reset()
-    tmp = model_base / "hemovision" / ".tmp-2"
-    shutil.copytree(model_src, tmp)
-    os.rename(tmp, model_base / "hemovision" / "2")
+    await activate(2)
     request = get_model_status_pb2.GetModelStatusRequest(model_spec=model_pb2.ModelSpec(name="hemovision"))
+    deadline = time.monotonic() + 180
     while True:
+        if time.monotonic() > deadline:
+            raise SystemExit("version 2 did not replace version 1 within 180 s of its activation")
         reply = await status_stub.GetModelStatus(request, timeout=5)
         states = {s.version: s.state for s in reply.model_version_status}
-        if states.get(1) == get_model_status_pb2.ModelVersionStatus.END and states.get(2) == 30:
+        # pinned versions: the unloaded one is reported END, then dropped from the status list
+        if states.get(1, get_model_status_pb2.ModelVersionStatus.END) == get_model_status_pb2.ModelVersionStatus.END \
+                and states.get(2) == get_model_status_pb2.ModelVersionStatus.AVAILABLE:
             break
         await asyncio.sleep(0.1)
     swap_to = time.monotonic() + 1
@@ -298,6 +305,97 @@ def gateway_call(http, files: list[Path]):
     return call
 
 
+class Stack:
+    """The whole system, started as `make up` starts it (`hemovision up --no-workers`), on shifted
+    ports, its own database, Redis db and model base holding versions 1 and 2 (copies of the
+    model under test) — so every leg below the bare one runs on the one stack a user would run."""
+
+    def __init__(self, model_dir: Path, port_offset: int) -> None:
+        import uuid
+
+        self.offset = port_offset
+        self.work = Path(tempfile.mkdtemp(prefix="hv-bench-"))
+        self.base = self.work / "models"
+        for version in (1, 2):
+            shutil.copytree(model_dir, self.base / "hemovision" / str(version))
+        postgres = os.environ.get("HV_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432")
+        self.database_url = f"{postgres}/hv_bench_{uuid.uuid4().hex[:10]}"
+        self.log = self.work / "stack.out"
+        self.proc: subprocess.Popen | None = None
+
+    def port(self, base: int) -> int:
+        return base + self.offset
+
+    def start(self) -> None:
+        cmd = [sys.executable, "-m", "hemovision_gateway.cli", "up", "--no-workers",
+               "--port-offset", str(self.offset), "--database-url", self.database_url,
+               "--redis-url", os.environ.get("HV_BENCH_REDIS", "redis://127.0.0.1:6379/13"),
+               "--var-dir", str(self.work / "var"), "--model-base", str(self.base)]
+        # a short drain so the swap window (activation -> old version unloaded) includes the unload
+        env = {**os.environ, "HV_INFERENCE_DRAIN_SECONDS": "2", "HV_LOG_LEVEL": "WARNING"}
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                         start_new_session=True)
+        deadline = time.monotonic() + 420
+        while "HemoVision is up" not in self.log.read_text(errors="replace"):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"`hemovision up` did not come up:\n{self.log.read_text(errors='replace')[-3000:]}")
+            time.sleep(1)
+
+    def model_server_pid(self) -> int:
+        for child in psutil.Process(self.proc.pid).children(recursive=True):
+            if "model-server" in " ".join(child.cmdline()):
+                return child.pid
+        raise SystemExit("model server process not found")
+
+    def lab_token(self) -> str:
+        """A new organization's first user (org_admin): uploads go to its private history."""
+        import httpx
+
+        email, password = "lab@example.org", "bench password 123"
+        r = httpx.post(f"{self.gateway_url}/api/v1/auth/register",
+                       json={"email": email, "password": password, "organization": "Bench lab"}, timeout=30)
+        r.raise_for_status()
+        r = httpx.post(f"{self.gateway_url}/api/v1/auth/login", json={"email": email, "password": password}, timeout=30)
+        r.raise_for_status()
+        return r.json()["access_token"]
+
+    def admin_token(self) -> str:
+        """A platform_admin (created with the CLI, as an operator would): activates versions."""
+        import httpx
+
+        email, password = "bench@example.org", "bench password 123"
+        done = subprocess.run([sys.executable, "-m", "hemovision_auth", "create-admin", "--email", email,
+                               "--password-stdin"], input=password, text=True, capture_output=True, cwd=REPO,
+                              env={**os.environ, "HV_DATABASE_URL": self.database_url, "HV_ENV": "development"},
+                              timeout=120)
+        if done.returncode != 0:
+            raise SystemExit(f"create-admin failed: {done.stderr}")
+        r = httpx.post(f"{self.gateway_url}/api/v1/auth/login", json={"email": email, "password": password}, timeout=30)
+        r.raise_for_status()
+        return r.json()["access_token"]
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.port(8000)}"
+
+    def stop(self) -> None:
+        import signal
+
+        from hemovision_database import drop_database
+
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        try:
+            drop_database(self.database_url)
+        finally:
+            shutil.rmtree(self.work, ignore_errors=True)
+
+
 async def main_async(args) -> dict:
     model_dir = Path(args.model) if args.model else latest_model()
     meta = json.loads((model_dir / "assets.extra" / "hemovision.json").read_text())
@@ -308,72 +406,47 @@ async def main_async(args) -> dict:
     results: dict = {"model": str(model_dir), "rounds": args.rounds}
     bare = Bare(model_dir, images) if "bare" in legs else None
 
-    work = Path(tempfile.mkdtemp(prefix="hv-bench-"))
-    base = work / "models"
-    (base / "hemovision").mkdir(parents=True)
-    shutil.copytree(model_dir, base / "hemovision" / "1")
-    ms_port, inf_port = free_port(), free_port()
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "HV_MODEL_SERVER_PORT": str(ms_port), "HV_MODEL_SERVER_REST_PORT": "-1",
-           "HV_MODEL_SERVER_MODEL_BASE": str(base), "HV_MODEL_SERVER_DRAIN_SECONDS": "2", "HV_MODEL_SERVER_LOG_LEVEL": "WARNING",
-           "HV_INFERENCE_PORT": str(inf_port), "HV_INFERENCE_MODEL_SERVER_ADDR": f"127.0.0.1:{ms_port}",
-           "HV_INFERENCE_MODEL_BASE": str(base), "HV_INFERENCE_REQUIRE_AUTH": "false",
-           "HV_INFERENCE_TRAINING_ADDR": "127.0.0.1:1", "HV_INFERENCE_RECONCILE_INTERVAL_S": "0.5",
-           "HV_INFERENCE_LOG_LEVEL": "WARNING"}
-    procs = [subprocess.Popen([sys.executable, "-m", "hemovision_inference", "model-server"], env=env)]
+    stack = Stack(model_dir, args.port_offset)
     try:
-        wait_port(f"127.0.0.1:{ms_port}")
-        procs.append(subprocess.Popen([sys.executable, "-m", "hemovision_inference", "serve"], env=env))
-        wait_port(f"127.0.0.1:{inf_port}")
+        print("starting the system (hemovision up) ...")
+        stack.start()
+        token, admin = stack.lab_token(), stack.admin_token()
+        auth = (("authorization", f"Bearer {token}"),)
+        import httpx
+
         from hemovision.inference.v1 import inference_pb2_grpc
         from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_pb2_grpc
 
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{ms_port}") as ms, grpc.aio.insecure_channel(
-            f"127.0.0.1:{inf_port}"
-        ) as inf:
-            predict = predict_call(prediction_service_pb2_grpc.PredictionServiceStub(ms), images)
-            classify = classify_call(inference_pb2_grpc.InferenceServiceStub(inf), images)
-            calls = {}
-            if bare is not None:
-                calls["bare"] = bare.call
-            if "predict" in legs:
-                calls["predict"] = predict
-            if "classify" in legs:
-                calls["classify"] = classify
-            if "explain" in legs:
-                calls["explain"] = classify_call(inference_pb2_grpc.InferenceServiceStub(inf), images, "Explain")
-            http = None
-            if args.gateway:
-                import httpx
-
-                token = args.token
-                if not token and args.email:
-                    async with httpx.AsyncClient(base_url=args.gateway, timeout=30) as anon:
-                        login = await anon.post("/api/v1/auth/login", json={"email": args.email, "password": args.password})
-                        login.raise_for_status()
-                        token = login.json()["access_token"]
-                http = httpx.AsyncClient(base_url=args.gateway, timeout=30, headers={"Authorization": f"Bearer {token}"})
-                calls["gateway"] = gateway_call(http, files)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{stack.port(8500)}") as ms, grpc.aio.insecure_channel(
+            f"127.0.0.1:{stack.port(50053)}"
+        ) as inf, httpx.AsyncClient(base_url=stack.gateway_url, timeout=30,
+                                    headers={"Authorization": f"Bearer {token}"}) as http:
+            inference = inference_pb2_grpc.InferenceServiceStub(inf)
+            classify = classify_call(inference, images, metadata=auth)
+            candidates = {
+                "bare": bare.call if bare is not None else None,
+                "predict": predict_call(prediction_service_pb2_grpc.PredictionServiceStub(ms), images),
+                "classify": classify,
+                "explain": classify_call(inference, images, "Explain", metadata=auth),
+                "gateway": gateway_call(http, files),
+            }
+            calls = {k: v for k, v in candidates.items() if k in legs and v is not None}
             if calls:
                 measured = await measure_interleaved(calls, bare, args.n1, args.seconds, args.rounds)
                 for name, values in measured.items():
                     results[name] = values
                     print(f"{name:9}", values)
-            if http is not None:
-                await http.aclose()
             if "swap" in legs:
-                results["swap"] = await bench_swap(
-                    classify, procs[0].pid, model_dir, base, model_service_pb2_grpc.ModelServiceStub(ms)
-                )
+                async def activate(version: int) -> None:
+                    r = await http.post(f"/api/v1/models/{version}/activate", json={"reason": "bench swap"},
+                                        headers={"Authorization": f"Bearer {admin}"})
+                    r.raise_for_status()
+
+                results["swap"] = await bench_swap(classify, stack.model_server_pid(), activate,
+                                                   model_service_pb2_grpc.ModelServiceStub(ms))
                 print("swap     ", results["swap"])
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(work, ignore_errors=True)
+        stack.stop()
     return results
 
 
@@ -390,6 +463,11 @@ def report(r: dict) -> str:
             f"{leg:10} {x['p50_ms']:10.2f} {x['p99_ms']:10.2f} {x['throughput_c32']:10.1f} "
             f"{x['p50_ms'] / bare['p50_ms']:8.2f}x {x['throughput_c32'] / bare['throughput_c32']:9.0%}"
         )
+    if "gateway" in r:
+        g = r["gateway"]
+        lines.append(f"REST upload c1: p50 {g['p50_ms']:.1f} ms (target <= 25), p99 {g['p99_ms']:.1f} ms (target <= 60); "
+                     f"c32 throughput {g['throughput_c32'] / bare['throughput_c32']:.0%} of bare batch-32 "
+                     f"(target >= 30 %, aim 60 %); errors c32 {g['errors']}")
     s = r["swap"]
     lines.append(
         f"swap (Classify, 8 clients): p99 steady {s['steady_p99_ms']:.1f} ms, during swap {s['swap_p99_ms']:.1f} ms "
@@ -406,11 +484,9 @@ def main() -> None:
     parser.add_argument("--n1", type=int, default=300, help="requests at concurrency 1")
     parser.add_argument("--seconds", type=float, default=12.0, help="total duration at concurrency 32, per leg")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over the legs")
-    parser.add_argument("--legs", default="bare,predict,classify,explain,swap", help="comma-separated legs to run")
-    parser.add_argument("--gateway", help="gateway base URL for the full REST upload leg (optional)")
-    parser.add_argument("--token", default=os.environ.get("HV_BENCH_TOKEN", ""), help="bearer token for --gateway")
-    parser.add_argument("--email", default=os.environ.get("HV_BENCH_EMAIL", ""), help="or log in with these")
-    parser.add_argument("--password", default=os.environ.get("HV_BENCH_PASSWORD", ""))
+    parser.add_argument("--legs", default="bare,predict,classify,explain,gateway,swap", help="comma-separated legs to run")
+    parser.add_argument("--port-offset", type=int, default=int(os.environ.get("HV_BENCH_PORT_OFFSET", "1500")),
+                        help="the bench's system listens on the default ports + this")
     args = parser.parse_args()
     results = asyncio.run(main_async(args))
     if not {"bare", "swap"} <= set(results):

@@ -89,13 +89,6 @@ class HistoryRepository:
 
     # ---- predictions -------------------------------------------------------------
 
-    def find_prediction_by_idempotency_key(self, *, organization_id: str, key: str) -> domain.Prediction | None:
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                select(predictions).where(P.organization_id == organization_id, P.idempotency_key == key)
-            ).first()
-        return _prediction(row) if row else None
-
     def insert_prediction(
         self,
         *,

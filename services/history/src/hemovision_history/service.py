@@ -194,12 +194,7 @@ class HistoryService:
         return found
 
     async def _delete_blobs(self, keys: list[str | None]) -> None:
-        for key in keys:
-            if key:
-                try:
-                    await asyncio.to_thread(self.blobs.delete, key)
-                except Exception:  # noqa: BLE001 - the row is gone; an orphan blob is logged, not fatal
-                    log.exception("could not delete blob %s", key)
+        await asyncio.to_thread(self._delete_blobs_sync, keys)
 
     # ---- predictions ---------------------------------------------------------------
 
@@ -219,42 +214,47 @@ class HistoryService:
             _check_png(image_png, "image_png")
         if heatmap_png:
             _check_png(heatmap_png, "heatmap_png")
-        if key is not None:
-            first = await asyncio.to_thread(
-                self.repo.find_prediction_by_idempotency_key, organization_id=org, key=key
-            )
-            if first is not None:
-                return first
-        if new.batch_id is not None:
-            if not await asyncio.to_thread(self.repo.batch_exists, organization_id=org, batch_id=new.batch_id):
-                raise BatchNotFound(new.batch_id)
+        # One worker-thread hop for the whole write (batch check, blobs, row): on the upload's
+        # critical path each hop costs more than the work. A replayed idempotency key is caught by
+        # the insert's unique constraint; the blobs written for it are then deleted.
+        return await asyncio.to_thread(self._record_sync, org, caller.user_id, key, new, image_png, heatmap_png)
+
+    def _record_sync(self, org: str, user_id: str, key: str | None, new: domain.NewPrediction,
+                     image_png: bytes, heatmap_png: bytes) -> domain.Prediction:
+        if new.batch_id is not None and not self.repo.batch_exists(organization_id=org, batch_id=new.batch_id):
+            raise BatchNotFound(new.batch_id)
         prediction_id = str(uuid.uuid4())
+        keys = {kind: blob_key(org, prediction_id, kind) if self.policy.store_images and data else None
+                for kind, data in (("image", image_png), ("heatmap", heatmap_png))}
         written: list[str] = []
-        if self.policy.store_images:
-            for kind, data in (("image", image_png), ("heatmap", heatmap_png)):
-                if data:
-                    k = blob_key(org, prediction_id, kind)
-                    await asyncio.to_thread(self.blobs.put, k, data, content_type="image/png")
-                    written.append(k)
-        image_key = blob_key(org, prediction_id, "image") if self.policy.store_images and image_png else None
-        heatmap_key = blob_key(org, prediction_id, "heatmap") if self.policy.store_images and heatmap_png else None
         try:
-            stored, created = await asyncio.to_thread(
-                self.repo.insert_prediction,
+            for kind, data in (("image", image_png), ("heatmap", heatmap_png)):
+                if keys[kind]:
+                    self.blobs.put(keys[kind], data, content_type="image/png")
+                    written.append(keys[kind])
+            stored, created = self.repo.insert_prediction(
                 prediction_id=prediction_id,
                 organization_id=org,
-                user_id=caller.user_id,
+                user_id=user_id,
                 idempotency_key=key,
                 new=new,
-                image_key=image_key,
-                heatmap_key=heatmap_key,
+                image_key=keys["image"],
+                heatmap_key=keys["heatmap"],
             )
         except BaseException:
-            await self._delete_blobs(written)
+            self._delete_blobs_sync(written)
             raise
-        if not created:  # lost an idempotency race: the first record stands, our blobs go
-            await self._delete_blobs(written)
+        if not created:  # a replay, or lost an idempotency race: the first record stands, our blobs go
+            self._delete_blobs_sync(written)
         return stored
+
+    def _delete_blobs_sync(self, keys: list[str | None]) -> None:
+        for key in keys:
+            if key:
+                try:
+                    self.blobs.delete(key)
+                except Exception:  # noqa: BLE001 - the row is gone; an orphan blob is logged, not fatal
+                    log.exception("could not delete blob %s", key)
 
     async def get_prediction(self, caller: domain.Caller, prediction_id: str) -> domain.Prediction:
         return await self._get_owned(caller, prediction_id)
