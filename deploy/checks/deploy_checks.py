@@ -509,7 +509,12 @@ def check_k8s(path: Path, overlay: str) -> int:
     service_ports = {n: {p["port"] for p in s["spec"]["ports"]} for n, s in objs("Service").items()}
     for key, value in config.items():
         if key.endswith("_ADDR"):
-            host, _, port = value.rpartition(":")
+            balanced = value.startswith("dns:///")  # gRPC round-robin over a headless Service's pods
+            host, _, port = value.removeprefix("dns:///").rpartition(":")
+            if balanced:
+                svc = objs("Service").get(host, {})
+                r.check(svc.get("spec", {}).get("clusterIP") == "None",
+                        f"{key}={value}: dns:/// balancing needs Service {host} to be headless (clusterIP: None)")
             if host == "127.0.0.1":
                 r.check(key == "HV_INFERENCE_MODEL_SERVER_ADDR" and port == str(MODEL_SERVER_GRPC),
                         f"{key}={value}: only the model server sidecar is on localhost")

@@ -88,3 +88,34 @@ async def test_stream_error_maps_after_first_item(running):
                 got.append(item)
         assert got == [b"first"]
         assert info.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_channels_spread_calls_over_every_resolved_address():
+    """create_channel balances round-robin: two servers behind one target both get calls
+    (what a headless Kubernetes Service + dns:/// gives the gateway)."""
+    from hemovision_grpc_server import create_channel
+
+    hits = {"a": 0, "b": 0}
+
+    def register_for(name: str):
+        def register(server: grpc.aio.Server) -> None:
+            async def who(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+                hits[name] += 1
+                return name.encode()
+
+            handlers = {"Who": grpc.unary_unary_rpc_method_handler(who)}
+            server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+        return register
+
+    a = await create_server(GrpcServiceSettings(port=0), service_names=[SERVICE], register=register_for("a"))
+    b = await create_server(GrpcServiceSettings(port=0), service_names=[SERVICE], register=register_for("b"))
+    try:
+        async with create_channel(f"ipv4:127.0.0.1:{a.port},127.0.0.1:{b.port}") as ch:
+            who = ch.unary_unary(f"/{SERVICE}/Who")
+            await ch.channel_ready()
+            for _ in range(20):
+                await who(b"", timeout=5)
+        assert hits["a"] >= 5 and hits["b"] >= 5, hits
+    finally:
+        await a.stop(0)
+        await b.stop(0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import grpc
@@ -13,7 +14,12 @@ DEFAULT_TIMEOUT_S = 10.0
 
 
 def create_channel(address: str, *, max_message_mb: int = 32) -> grpc.aio.Channel:
-    """An insecure aio channel with keepalive and message limits matching our servers."""
+    """An insecure aio channel with keepalive and message limits matching our servers.
+
+    Calls are spread round-robin over every address the name resolves to: with
+    `dns:///inference:50053` and a headless Kubernetes Service that is every ready pod
+    (servers end connections after `max_connection_age`, so new pods are picked up).
+    One address (local runs) behaves like pick-first."""
     max_bytes = max_message_mb * 1024 * 1024
     return grpc.aio.insecure_channel(
         address,
@@ -25,6 +31,7 @@ def create_channel(address: str, *, max_message_mb: int = 32) -> grpc.aio.Channe
             # Reconnect quickly after a peer restarts instead of the default 20 s+ backoff.
             ("grpc.initial_reconnect_backoff_ms", 200),
             ("grpc.max_reconnect_backoff_ms", 2_000),
+            ("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})),
         ],
     )
 

@@ -62,6 +62,10 @@ async def create_server(
             ("grpc.max_receive_message_length", max_bytes),
             ("grpc.max_send_message_length", max_bytes),
             ("grpc.so_reuseport", 0),
+            # Clients re-resolve and rebalance when a connection ends: after scale-out new pods
+            # get traffic within ~max_connection_age; in-flight calls get the grace period.
+            ("grpc.max_connection_age_ms", settings.max_connection_age_s * 1000),
+            ("grpc.max_connection_age_grace_ms", 30_000),
         ],
     )
     register(server)

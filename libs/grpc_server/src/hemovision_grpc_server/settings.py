@@ -18,3 +18,6 @@ class GrpcServiceSettings(BaseSettings):
     log_level: str = "INFO"
     # Largest request/response in MiB (10 MB uploads plus protobuf overhead).
     max_message_mb: int = 32
+    # Connections are closed (gracefully) after this long so round-robin clients re-resolve
+    # DNS and spread over pods added since (Kubernetes scale-out behind a headless Service).
+    max_connection_age_s: int = 300
