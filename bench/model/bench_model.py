@@ -68,10 +68,13 @@ def main() -> int:
            "serving_default_batch64": _throughput(lambda t: serve(image=t), x[64])}
     # eager keras for comparison (same weights when the run's final.keras is not at hand: rebuild + copy)
     import keras
-    from hemovision_training.ml.model import build_model
+    from hemovision_training.ml.model import build_ensemble, build_model
     rec = meta["training"]["recipe"]
-    km = build_model(s, widths=tuple(rec["widths"]), blocks=tuple(rec["blocks"]), stem_width=rec["stem_width"],
-                     dropout=rec["dropout"])
+    if "members" in rec:   # an ensemble: the same flat graph (random weights: timing only)
+        km = build_ensemble([m["config"] for m in rec["members"]], input_size=s)
+    else:
+        km = build_model(s, widths=tuple(rec["widths"]), blocks=tuple(rec["blocks"]),
+                         stem_width=rec["stem_width"], dropout=rec["dropout"])
     res["eager_keras_batch1"] = _lat(lambda t: km(t, training=False), x[1], max(50, a.calls // 3))
     fn = tf.function(lambda t: km(t, training=False))
     res["keras_tf_function_batch1"] = _lat(fn, x[1], a.calls)
