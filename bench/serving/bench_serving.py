@@ -241,9 +241,9 @@ class RssSampler:
         self._thread.join()
 
 
-async def bench_swap(classify, model_server_pid: int, activate, status_stub) -> dict:
-    """Steady window, then activate version 2 in the registry under load (the inference service
-    pins it on the model server: load, warm, switch, drain, unload version 1)."""
+async def bench_swap(classify, model_server_pid: int, activate, status_stub, old: int, new: int) -> dict:
+    """Steady window, then activate version `new` in the registry under load (the inference
+    service pins it on the model server: load, warm, switch, drain, unload version `old`)."""
     from tensorflow_serving.apis import get_model_status_pb2, model_pb2
 
     sampler = RssSampler(model_server_pid).start()
@@ -264,17 +264,17 @@ async def bench_swap(classify, model_server_pid: int, activate, status_stub) -> 
     steady_peak = sampler.peak
     swap_from = time.monotonic()
     sampler.reset()
-    await activate(2)
+    await activate(new)
     request = get_model_status_pb2.GetModelStatusRequest(model_spec=model_pb2.ModelSpec(name="hemovision"))
     deadline = time.monotonic() + 180
     while True:
         if time.monotonic() > deadline:
-            raise SystemExit("version 2 did not replace version 1 within 180 s of its activation")
+            raise SystemExit(f"version {new} did not replace version {old} within 180 s of its activation")
         reply = await status_stub.GetModelStatus(request, timeout=5)
         states = {s.version: s.state for s in reply.model_version_status}
         # pinned versions: the unloaded one is reported END, then dropped from the status list
-        if states.get(1, get_model_status_pb2.ModelVersionStatus.END) == get_model_status_pb2.ModelVersionStatus.END \
-                and states.get(2) == get_model_status_pb2.ModelVersionStatus.AVAILABLE:
+        if states.get(old, get_model_status_pb2.ModelVersionStatus.END) == get_model_status_pb2.ModelVersionStatus.END \
+                and states.get(new) == get_model_status_pb2.ModelVersionStatus.AVAILABLE:
             break
         await asyncio.sleep(0.1)
     swap_to = time.monotonic() + 1
@@ -291,6 +291,8 @@ async def bench_swap(classify, model_server_pid: int, activate, status_stub) -> 
         "steady_peak_rss_mb": steady_peak / 2**20,
         "swap_peak_rss_mb": sampler.peak / 2**20,
         "swap_requests": len(swap),
+        "from_version": old,
+        "to_version": new,
     }
 
 
@@ -332,7 +334,10 @@ class Stack:
                "--redis-url", os.environ.get("HV_BENCH_REDIS", "redis://127.0.0.1:6379/13"),
                "--var-dir", str(self.work / "var"), "--model-base", str(self.base)]
         # a short drain so the swap window (activation -> old version unloaded) includes the unload
-        env = {**os.environ, "HV_INFERENCE_DRAIN_SECONDS": "2", "HV_LOG_LEVEL": "WARNING"}
+        # and no per-user rate limit: the bench is one user sending thousands of uploads on purpose
+        env = {**os.environ, "HV_INFERENCE_DRAIN_SECONDS": "2", "HV_MODEL_SERVER_DRAIN_SECONDS": "2",
+               "HV_LOG_LEVEL": "WARNING",
+               "HV_GATEWAY_RATE_LIMIT_REQUESTS": "1000000"}
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env,
                                          start_new_session=True)
@@ -437,13 +442,17 @@ async def main_async(args) -> dict:
                     results[name] = values
                     print(f"{name:9}", values)
             if "swap" in legs:
+                listed = (await http.get("/api/v1/models")).json()["items"]
+                active = next(m["version"] for m in listed if m["status"] == "active")
+                target = 1 if active == 2 else 2   # the registry seeds the newest version as active
+
                 async def activate(version: int) -> None:
                     r = await http.post(f"/api/v1/models/{version}/activate", json={"reason": "bench swap"},
                                         headers={"Authorization": f"Bearer {admin}"})
                     r.raise_for_status()
 
                 results["swap"] = await bench_swap(classify, stack.model_server_pid(), activate,
-                                                   model_service_pb2_grpc.ModelServiceStub(ms))
+                                                   model_service_pb2_grpc.ModelServiceStub(ms), active, target)
                 print("swap     ", results["swap"])
     finally:
         stack.stop()
