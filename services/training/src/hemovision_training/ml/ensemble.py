@@ -24,11 +24,18 @@ def _member_config(cfg: dict[str, Any]) -> dict[str, Any]:
     return {k: (list(cfg[k]) if isinstance(cfg[k], (list, tuple)) else cfg[k]) for k in ARCH_KEYS if k in cfg}
 
 
+def build_member(input_size: int, config: dict[str, Any]):
+    """An untrained single network with a member's architecture (lists from JSON -> tuples)."""
+    from .model import build_model
+
+    return build_model(input_size, **{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+
+
 def load_member(path: str | Path):
     """(keras model, member description) of a run folder or an exported single-model version."""
     import tensorflow as tf
 
-    from .model import build_model, gradcam_model
+    from .model import gradcam_model
 
     p = Path(path)
     meta_file = p / "assets.extra" / "hemovision.json"
@@ -36,8 +43,7 @@ def load_member(path: str | Path):
         cfg = json.loads((p / "config.json").read_text())
         state = json.loads((p / "state.json").read_text()) if (p / "state.json").is_file() else {}
         arch = _member_config(cfg)
-        model = build_model(int(cfg.get("input_size", 64)), **{k: tuple(v) if isinstance(v, list) else v
-                                                               for k, v in arch.items()})
+        model = build_member(int(cfg.get("input_size", 64)), arch)
         best = p / "checkpoints" / "best.weights.h5"
         if best.is_file():
             model.load_weights(best)
@@ -52,8 +58,7 @@ def load_member(path: str | Path):
         if "members" in recipe:
             raise ValueError(f"{p} is already an ensemble; give its members instead")
         arch = _member_config(recipe)
-        model = build_model(int(meta["input_size"]), **{k: tuple(v) if isinstance(v, list) else v
-                                                       for k, v in arch.items()})
+        model = build_member(int(meta["input_size"]), arch)
         # the export wraps the network as module.model (a Grad-CAM view with the same variables)
         ckpt = tf.train.Checkpoint(model=gradcam_model(model, meta.get("gradcam_layer", "features")),
                                    temperature=tf.Variable(1.0))
@@ -90,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from .data import prepare_data
     from .model import member_prefix
-    from .train import TrainConfig, _finish, _logger
+    from .train import TrainConfig, _finish, _logger, summary_json
 
     ap = argparse.ArgumentParser(prog="python -m hemovision_training.ml.ensemble", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -120,15 +125,14 @@ def main(argv: list[str] | None = None) -> int:
     log.info("ensemble of %d members, %d parameters: %s", len(members), model.count_params(),
              json.dumps(members))
     # the decision to combine is made on val: each member alone vs the mean of their logits
-    from .evaluate import predict_logits
-    from .model import build_model
     import numpy as np
+
+    from .evaluate import predict_logits
     xv, yv = data.x["val"], data.y["val"]
     member_logits = []
     for i, m in enumerate(members):
-        single = build_model(input_size, **{k: tuple(v) if isinstance(v, list) else v
-                                            for k, v in m["config"].items()})
-        for layer in single.layers:
+        single = build_member(input_size, m["config"])
+        for layer in single.layers:   # the reverse of load_member_weights
             if layer.weights:
                 layer.set_weights(model.get_layer(member_prefix(i) + layer.name).get_weights())
         member_logits.append(predict_logits(single, xv))
@@ -150,10 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     state = {"epoch": sum(int(m.get("epochs") or 0) for m in members), "best_epoch": None}
     gradcam = ",".join(member_prefix(i) + a.gradcam_layer for i in range(len(members)))
     r = _finish(model, data, cfg, out, log, state, seconds, t_start, recipe=recipe, gradcam_layer=gradcam)
-    t = r["metrics"]["test"]
-    print(json.dumps({"accuracy": t["accuracy"], "macro_f1": t["macro_f1"], "ece_before": t["ece_before"],
-                      "ece_after": t["ece_after"], "temperature": r["temperature"],
-                      "export_path": r["export_path"]}))
+    print(summary_json(r))
     return 0
 
 

@@ -422,11 +422,16 @@ def main(argv: list[str] | None = None) -> int:
                       time_budget=a.time_budget, finalize_checkpoint=a.checkpoint, widths=a.widths,
                       blocks=a.blocks, stem_width=a.stem_width)
     r = finalize(cfg) if a.finalize else train(cfg)
-    t = r["metrics"]["test"]
-    print(json.dumps({"accuracy": t["accuracy"], "macro_f1": t["macro_f1"], "ece_before": t["ece_before"],
-                      "ece_after": t["ece_after"], "temperature": r["temperature"],
-                      "export_path": r["export_path"]}))
+    print(summary_json(r))
     return 0
+
+
+def summary_json(result: dict[str, Any]) -> str:
+    """The one-line JSON the CLIs print at the end: test metrics, temperature, export path."""
+    t = result["metrics"]["test"]
+    return json.dumps({"accuracy": t["accuracy"], "macro_f1": t["macro_f1"], "ece_before": t["ece_before"],
+                       "ece_after": t["ece_after"], "temperature": result["temperature"],
+                       "export_path": result["export_path"]})
 
 
 if __name__ == "__main__":
