@@ -71,30 +71,6 @@ def test_images(meta: dict, n: int) -> tuple[np.ndarray, list[Path]]:
     return arrays.astype(np.float32), files
 
 
-def wait_port(address: str, timeout: float = 180) -> None:
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as ch:
-        stub = health_pb2_grpc.HealthStub(ch)
-        while time.monotonic() < deadline:
-            try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=2).status == 1:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.3)
-    raise TimeoutError(address)
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # ---------------------------------------------------------------------------------------------
 
 
@@ -272,7 +248,7 @@ async def bench_swap(classify, model_server_pid: int, activate, status_stub, old
             raise SystemExit(f"version {new} did not replace version {old} within 180 s of its activation")
         reply = await status_stub.GetModelStatus(request, timeout=5)
         states = {s.version: s.state for s in reply.model_version_status}
-        # pinned versions: the unloaded one is reported END, then dropped from the status list
+        # the old version is reported END once unloaded (absent if this server never loaded it)
         if states.get(old, get_model_status_pb2.ModelVersionStatus.END) == get_model_status_pb2.ModelVersionStatus.END \
                 and states.get(new) == get_model_status_pb2.ModelVersionStatus.AVAILABLE:
             break

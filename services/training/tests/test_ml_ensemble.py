@@ -50,7 +50,7 @@ def test_members_from_a_run_folder_and_an_exported_version(tmp_path):
     (run / "state.json").write_text(json.dumps({"epoch": 2, "best_epoch": 2, "seconds": 1.5}))
     b.save_weights(run / "checkpoints" / "best.weights.h5")
 
-    ens, members = ensemble.build([str(version), str(run)])
+    ens, members, _singles = ensemble.build([str(version), str(run)])
     x = _x()
     want = (a(x, training=False).numpy() + b(x, training=False).numpy()) / 2
     np.testing.assert_allclose(ens(x, training=False).numpy(), want, atol=1e-5)

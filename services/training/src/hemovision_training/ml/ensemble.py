@@ -75,7 +75,8 @@ def load_member(path: str | Path):
 
 
 def build(members: list[str]):
-    """The ensemble Keras model with every member's weights loaded, and the member descriptions."""
+    """(the ensemble Keras model with every member's weights loaded, the member descriptions,
+    the members as single models)."""
     from .model import build_ensemble, load_member_weights
 
     loaded = [load_member(m) for m in members]
@@ -87,7 +88,7 @@ def build(members: list[str]):
     ens = build_ensemble([d["config"] for _, d in loaded], input_size=sizes.pop())
     for i, (m, _) in enumerate(loaded):
         load_member_weights(ens, i, m)
-    return ens, [d for _, d in loaded]
+    return ens, [d for _, d in loaded], [m for m, _ in loaded]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     log = _logger(out)
-    model, members = build(a.member)
+    model, members, singles = build(a.member)
     input_size = int(model.inputs[0].shape[1])
     cfg = TrainConfig(data_dir=a.data, out_dir=str(out), input_size=input_size, cache_dir=a.cache_dir,
                       model_base=a.model_base, model_name=a.model_name, version=a.version, replace=a.replace)
@@ -130,11 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     from .evaluate import predict_logits
     xv, yv = data.x["val"], data.y["val"]
     member_logits = []
-    for i, m in enumerate(members):
-        single = build_member(input_size, m["config"])
-        for layer in single.layers:   # the reverse of load_member_weights
-            if layer.weights:
-                layer.set_weights(model.get_layer(member_prefix(i) + layer.name).get_weights())
+    for m, single in zip(members, singles):
         member_logits.append(predict_logits(single, xv))
         m["val_accuracy_alone"] = float((member_logits[-1].argmax(1) == yv).mean())
     val_ens = float((np.mean(member_logits, 0).argmax(1) == yv).mean())
