@@ -6,7 +6,8 @@ Legs, each on the same preprocessed PBC test images and the same SavedModel:
   classify  InferenceService.Classify (bearer token, input check on) -> model server
   explain   InferenceService.Explain (Grad-CAM; what the gateway calls per upload)
   gateway   POST /api/v1/predictions with the image file: the full REST upload (auth, decode + C++
-            preprocessing, Explain, heatmap PNG, history record in PostgreSQL + blob store)
+            preprocessing, Explain, heatmap PNG, history record in PostgreSQL + blob store), sent by
+            http_load.py (keep-alive, pre-encoded requests: the load generator shares the cores)
 Every leg but the bare one runs on ONE system started as `make up` starts it (ports + 1500, its
 own database), nothing else beside it.
 p50/p99 at concurrency 1 (batch 1), throughput at concurrency 32 (batch 1 per request; bare:
@@ -38,6 +39,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
+
+from http_load import upload_call  # noqa: E402  (bench/serving/, beside this file)
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data" / "pbc_128"
@@ -272,17 +275,6 @@ async def bench_swap(classify, model_server_pid: int, activate, status_stub, old
     }
 
 
-def gateway_call(http, files: list[Path]):
-    payloads = [(f.name, f.read_bytes()) for f in files]
-
-    async def call(i):
-        name, data = payloads[i % len(payloads)]
-        r = await http.post("/api/v1/predictions", files={"file": (name, data, "image/jpeg")})
-        r.raise_for_status()
-
-    return call
-
-
 class Stack:
     """The whole system, started as `make up` starts it (`hemovision up --no-workers`), on shifted
     ports, its own database, Redis db and model base holding versions 1 and 2 (copies of the
@@ -409,7 +401,7 @@ async def main_async(args) -> dict:
                 "predict": predict_call(prediction_service_pb2_grpc.PredictionServiceStub(ms), images),
                 "classify": classify,
                 "explain": classify_call(inference, images, "Explain", metadata=auth),
-                "gateway": gateway_call(http, files),
+                "gateway": upload_call(stack.gateway_url, token, files),
             }
             calls = {k: v for k, v in candidates.items() if k in legs and v is not None}
             if calls:

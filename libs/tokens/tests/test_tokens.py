@@ -78,6 +78,37 @@ async def test_leeway_accepts_just_expired(factory):
     assert (await factory.verifier().verify(token)).role == "lab_user"
 
 
+async def test_verified_tokens_skip_the_signature_check_but_not_expiry_or_key_removal(factory, monkeypatch):
+    import types
+
+    import hemovision_tokens.verifier as verifier_module
+
+    verifier = factory.verifier()
+    token = factory.issue(ttl=60)
+    decodes = []
+    real_decode = verifier_module.jwt.decode
+    monkeypatch.setattr(verifier_module.jwt, "decode", lambda *a, **k: decodes.append(1) or real_decode(*a, **k))
+    for _ in range(3):
+        assert (await verifier.verify(token)).role == "lab_user"
+    assert len(decodes) == 1
+    # a tampered copy of a cached token is a different string: checked in full, rejected
+    head, body, sig = token.split(".")
+    with pytest.raises(TokenError):
+        await verifier.verify(f"{head}.{body}.{sig[:-4]}AAAA")
+    # expiry is checked on every hit
+    now = time.time()
+    monkeypatch.setattr(verifier_module, "time", types.SimpleNamespace(time=lambda: now + 60 + verifier.leeway + 1))
+    with pytest.raises(TokenError, match="token expired"):
+        await verifier.verify(token)
+    monkeypatch.setattr(verifier_module, "time", time)
+    # a key the provider no longer knows (rotated out) invalidates its cached tokens
+    other = factory.issue(ttl=60)
+    await verifier.verify(other)
+    verifier.key_provider._keys.clear()
+    with pytest.raises(TokenError, match="unknown key"):
+        await verifier.verify(other)
+
+
 async def test_revoked_jti(factory, redis_url):
     verifier = factory.verifier(redis_url=redis_url)
     token = factory.issue()

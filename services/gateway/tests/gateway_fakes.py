@@ -48,6 +48,7 @@ class World:
     calls: list[str] = field(default_factory=list)
     inference_down: bool = False
     explain_delay: float = 0.0
+    explain_calls: list[tuple[str, int]] = field(default_factory=list)  # (caller's user id, images) per Explain
 
     def user(self, role: str = "org_admin", org: str | None = None, email: str | None = None) -> tuple[auth_pb2.User, str]:
         """Creates a user and returns it with a fresh access token."""
@@ -283,7 +284,7 @@ class FakeInference(inference_pb2_grpc.InferenceServiceServicer):
                                        temperature=1.5, review_threshold=0.6)
 
     async def Explain(self, request, context):
-        await caller(self.w, context)
+        who = await caller(self.w, context)
         if self.w.inference_down:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "model server unavailable")
         if self.w.explain_delay:
@@ -293,10 +294,15 @@ class FakeInference(inference_pb2_grpc.InferenceServiceServicer):
         probs = {c: 0.01 for c in CLASSES}
         probs["neutrophil"] = 0.93
         heat = np.linspace(0, 1, 64, dtype="<f4").reshape(8, 8)
+        images = np.frombuffer(request.images.data, dtype="<f4").reshape(tuple(request.images.shape))
+        self.w.explain_calls.append((who.user_id, len(images)))
+        # ood_score = the image's mean pixel: lets tests tell whose answer is whose in a shared call
         return inference_pb2.ClassifyResponse(
             results=[inference_pb2.Classification(
                 label="neutrophil", confidence=0.93, probabilities=probs, needs_review=False,
-                heatmap=common_pb2.Tensor(shape=[8, 8], dtype=common_pb2.DTYPE_FLOAT32, data=heat.tobytes()))],
+                ood_score=float(image.mean()),
+                heatmap=common_pb2.Tensor(shape=[8, 8], dtype=common_pb2.DTYPE_FLOAT32, data=heat.tobytes()))
+                for image in images],
             model=common_pb2.ModelRef(name="hemovision", version=1), model_ms=3.0)
 
 

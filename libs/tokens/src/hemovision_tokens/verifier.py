@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections import OrderedDict
 from typing import Any
 
 import jwt
@@ -16,6 +18,11 @@ from hemovision_tokens.revocation import jti_key, user_key
 log = logging.getLogger(__name__)
 
 _REQUIRED = ["exp", "iat", "sub", "jti", "iss", "aud"]
+# Tokens whose signature, issuer and audience were already checked, kept per process: every hop of
+# one request (gateway, preprocess, inference, history) sees the same token again and again, and the
+# signature check is the costliest part of verify(). Expiry and revocation are still checked on
+# every call, and a hit is only honoured while the key provider returns the very same key object.
+_VERIFIED_CACHE_SIZE = 4096
 
 
 class TokenVerifier:
@@ -41,6 +48,7 @@ class TokenVerifier:
         self.leeway = leeway
         self._redis = redis
         self._own_redis = False
+        self._verified: OrderedDict[str, tuple[str, Any, dict[str, Any]]] = OrderedDict()
         if redis is None and redis_url:
             self._redis = aioredis.Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
             self._own_redis = True
@@ -48,6 +56,25 @@ class TokenVerifier:
     async def verify(self, token: str) -> Principal:
         if not token:
             raise TokenError("missing token")
+        cached = self._verified.get(token)
+        if cached is not None and await self._same_key(cached[0], cached[1]):
+            self._verified.move_to_end(token)
+            claims = cached[2]
+            if time.time() > float(claims["exp"]) + self.leeway:
+                self._verified.pop(token, None)
+                raise TokenError("token expired")
+        else:
+            claims = await self._decode(token)
+        return await self._principal(token, claims)
+
+    async def _same_key(self, kid: str, key: Any) -> bool:
+        try:
+            return await self.key_provider.get_key(kid) is key
+        except TokenError:
+            return False
+
+    async def _decode(self, token: str) -> dict[str, Any]:
+        """Full check: header, signature, expiry, issuer, audience, required claims."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -80,6 +107,12 @@ class TokenVerifier:
             raise TokenError("invalid token signature") from None
         except jwt.PyJWTError:
             raise TokenError("invalid token") from None
+        self._verified[token] = (kid, key, claims)
+        if len(self._verified) > _VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return claims
+
+    async def _principal(self, token: str, claims: dict[str, Any]) -> Principal:
         if claims.get("typ") != "access":
             raise TokenError("not an access token")
         role = claims.get("role")

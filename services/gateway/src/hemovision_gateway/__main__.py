@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from hemovision_gateway.app import create_app
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None,
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, http="httptools",
                 timeout_graceful_shutdown=10, proxy_headers=False)
     return 0
 

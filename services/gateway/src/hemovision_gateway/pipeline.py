@@ -2,6 +2,8 @@
 
     inference.GetActiveModel (cached) -> preprocess.Preprocess -> inference.Explain
     -> heatmap PNG -> history.RecordPrediction (idempotent on the key)
+
+Concurrent uploads of one caller share their Explain call (ExplainCoalescer).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from hemovision.preprocess.v1 import preprocess_pb2
 
 from hemovision_gateway import views
 from hemovision_gateway.clients import Clients, bearer
+from hemovision_gateway.coalescing import Coalescer
 from hemovision_gateway.errors import ApiError, api_error_from_grpc, api_error_from_preprocess
 from hemovision_gateway.images import check_image_bytes, heatmap_png, tensor_to_array
 from hemovision_gateway.settings import Settings
@@ -63,8 +66,16 @@ class ActiveModelCache:
         return info
 
 
-async def _explain(clients: Clients, settings: Settings, token: str, model: common_pb2.ModelRef, tensor):
-    request = inference_pb2.ClassifyRequest(model=model, images=tensor)
+@dataclass(frozen=True)
+class Explained:
+    """One cell's answer from inference, with the version that produced it."""
+
+    model: common_pb2.ModelRef
+    model_ms: float
+    result: inference_pb2.Classification
+
+
+async def _explain_call(clients: Clients, settings: Settings, token: str, request: inference_pb2.ClassifyRequest):
     try:
         return await clients.inference.Explain(request, metadata=bearer(token), timeout=settings.inference_timeout_s)
     except grpc.aio.AioRpcError as exc:
@@ -75,6 +86,44 @@ async def _explain(clients: Clients, settings: Settings, token: str, model: comm
         raise
 
 
+def _explained(answer: inference_pb2.ClassifyResponse, n: int) -> list[Explained]:
+    if len(answer.results) != n:
+        raise ApiError(502, "upstream_error", f"the inference service returned {len(answer.results)} results for {n}")
+    return [Explained(answer.model, answer.model_ms, r) for r in answer.results]
+
+
+class ExplainCoalescer:
+    """Concurrent uploads of one caller, prepared for one model version, share one Explain call
+    (their tensors stacked along axis 0): one hop instead of N, and a bigger batch for the model."""
+
+    def __init__(self, clients: Clients, settings: Settings, *, max_images: int) -> None:
+        self.clients, self.settings = clients, settings
+        self.coalescer: Coalescer[common_pb2.Tensor, Explained] = Coalescer(
+            self._run_group, max_items=max_images, max_in_flight=1
+        )
+
+    async def explain(self, token: str, model: common_pb2.ModelRef, tensor: common_pb2.Tensor) -> Explained:
+        shape = tuple(tensor.shape)
+        if len(shape) != 4 or shape[0] != 1:  # only single images are stacked
+            return (await self.explain_one(token, model, tensor))[0]
+        key = (token, model.name, model.version, shape[1:], tensor.dtype)
+        return await self.coalescer.submit(key, tensor)
+
+    async def explain_one(self, token: str, model: common_pb2.ModelRef, tensor: common_pb2.Tensor) -> list[Explained]:
+        answer = await _explain_call(self.clients, self.settings, token,
+                                     inference_pb2.ClassifyRequest(model=model, images=tensor))
+        return _explained(answer, 1 if len(tensor.shape) < 4 else int(tensor.shape[0]))
+
+    async def _run_group(self, key, tensors: list[common_pb2.Tensor]) -> list[Explained]:
+        token, name, version, inner, dtype = key
+        if len(tensors) == 1:
+            return await self.explain_one(token, common_pb2.ModelRef(name=name, version=version), tensors[0])
+        stacked = common_pb2.Tensor(shape=[len(tensors), *inner], dtype=dtype, data=b"".join(t.data for t in tensors))
+        answer = await _explain_call(self.clients, self.settings, token, inference_pb2.ClassifyRequest(
+            model=common_pb2.ModelRef(name=name, version=version), images=stacked))
+        return _explained(answer, len(tensors))
+
+
 async def run_prediction(
     clients: Clients,
     settings: Settings,
@@ -83,9 +132,11 @@ async def run_prediction(
     token: str,
     upload: Upload,
     idempotency_key: str,
+    explainer: ExplainCoalescer | None = None,
 ) -> dict[str, Any]:
     """Classifies one upload and records it. Raises ApiError (bad input, downstream failure)."""
     t0 = time.perf_counter()
+    explainer = explainer or ExplainCoalescer(clients, settings, max_images=1)
     check_image_bytes(upload.data, max_bytes=settings.max_image_bytes)
     try:
         info = await cache.get(clients, settings, token)
@@ -105,7 +156,7 @@ async def run_prediction(
         preprocess_ms = (time.perf_counter() - t_pre) * 1000
         t_inf = time.perf_counter()
         try:
-            answer = await _explain(clients, settings, token, info.model, pre.tensor)
+            answer = await explainer.explain(token, info.model, pre.tensor)
         except grpc.aio.AioRpcError as exc:
             # The version we prepared for was swapped out: prepare again for the new one, once.
             if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and attempt == 0:
@@ -115,9 +166,7 @@ async def run_prediction(
             raise api_error_from_grpc(exc) from None
         inference_ms = (time.perf_counter() - t_inf) * 1000
         break
-    if not answer.results:
-        raise ApiError(502, "upstream_error", "the inference service returned no result")
-    result = answer.results[0]
+    result = answer.result
     model = answer.model if answer.model.name else info.model
 
     heatmap = b""

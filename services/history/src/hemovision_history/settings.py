@@ -29,7 +29,9 @@ class Settings(GrpcServiceSettings):
     )
     # Auth service (public keys for token verification).
     auth_addr: str = "127.0.0.1:50051"
-    db_pool_size: int = 5
+    # >= the default thread pool (cores + 4) that runs the queries: a smaller pool opens and closes an
+    # overflow connection per request under load.
+    db_pool_size: int = 8
 
     # Storage policy: store the model-input-size image and its heatmap (never the original upload).
     store_images: bool = True

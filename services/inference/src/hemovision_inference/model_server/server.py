@@ -133,7 +133,8 @@ async def create_model_server(settings: ModelServerSettings) -> RunningModelServ
         sock.bind((settings.host, settings.rest_port))
         sock.set_inheritable(True)
         config = uvicorn.Config(
-            create_rest_app(predictor, metrics.registry), log_level="warning", lifespan="off", access_log=False
+            create_rest_app(predictor, metrics.registry), log_level="warning", lifespan="off", access_log=False,
+            http="httptools",
         )
         rest = _Uvicorn(config)
         result._rest = rest

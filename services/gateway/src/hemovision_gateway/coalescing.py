@@ -1,0 +1,95 @@
+"""Request coalescing: concurrent calls with the same key become one downstream call.
+
+Every gRPC hop costs a fixed ~1-3 ms of CPU on each side (framing, token check, a thread hop),
+more than the work itself for one 64x64 cell. Under concurrency the pipeline therefore groups
+what it can: a call is dispatched at once when fewer than `max_in_flight` groups of its key are
+running (no added latency at concurrency 1, like TF Serving's batching with an idle batch
+thread); calls that arrive meanwhile wait and leave together, at most `max_items` at a time, as
+soon as a running group returns. Keys keep apart what must not share a call (a caller's token, a
+model version, a tensor shape).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable, Sequence
+from typing import Generic, TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class _Lane(Generic[Item, Result]):
+    __slots__ = ("pending", "in_flight")
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[Item, asyncio.Future[Result]]] = []
+        self.in_flight = 0
+
+
+class Coalescer(Generic[Item, Result]):
+    """`run_group(key, items)` returns one result per item, in order; if it raises, every caller
+    of that group gets the exception."""
+
+    def __init__(
+        self,
+        run_group: Callable[[Hashable, list[Item]], Awaitable[Sequence[Result]]],
+        *,
+        max_items: int,
+        max_in_flight: int = 1,
+    ) -> None:
+        if max_items < 1 or max_in_flight < 1:
+            raise ValueError("max_items and max_in_flight must be >= 1")
+        self._run_group = run_group
+        self.max_items = max_items
+        self.max_in_flight = max_in_flight
+        self._lanes: dict[Hashable, _Lane[Item, Result]] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self.groups = 0  # dispatched groups, for tests and metrics
+        self.items = 0
+
+    async def submit(self, key: Hashable, item: Item) -> Result:
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane()
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        lane.pending.append((item, future))
+        if lane.in_flight < self.max_in_flight:
+            self._dispatch(key, lane)
+        return await future
+
+    def _dispatch(self, key: Hashable, lane: _Lane[Item, Result]) -> None:
+        # callers that gave up (client went away) are not sent downstream
+        lane.pending = [(item, f) for item, f in lane.pending if not f.done()]
+        if not lane.pending:
+            if lane.in_flight == 0:
+                self._lanes.pop(key, None)
+            return
+        group, lane.pending = lane.pending[: self.max_items], lane.pending[self.max_items :]
+        lane.in_flight += 1
+        self.groups += 1
+        self.items += len(group)
+        task = asyncio.get_running_loop().create_task(self._run(key, lane, group))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, key: Hashable, lane: _Lane[Item, Result], group: list[tuple[Item, asyncio.Future]]) -> None:
+        try:
+            results = await self._run_group(key, [item for item, _ in group])
+            if len(results) != len(group):
+                raise RuntimeError(f"a group of {len(group)} got {len(results)} results")
+        except asyncio.CancelledError:
+            for _, future in group:
+                future.cancel()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - handed to every caller of the group
+            for _, future in group:
+                if not future.done():
+                    future.set_exception(exc)
+        else:
+            for (_, future), result in zip(group, results, strict=True):
+                if not future.done():
+                    future.set_result(result)
+        finally:
+            lane.in_flight -= 1
+            self._dispatch(key, lane)

@@ -1,0 +1,121 @@
+"""Request coalescing: the Coalescer itself, and concurrent uploads sharing one Explain call."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from gateway_fakes import auth, png_bytes
+
+from hemovision_gateway.coalescing import Coalescer
+
+
+class Downstream:
+    def __init__(self) -> None:
+        self.groups: list[tuple[object, list[int]]] = []
+        self.release = asyncio.Event()
+        self.release.set()
+        self.fail_next = False
+
+    async def __call__(self, key, items):
+        self.groups.append((key, list(items)))
+        await self.release.wait()
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("downstream broke")
+        return [(key, item * 10) for item in items]
+
+
+async def test_alone_goes_at_once_and_latecomers_leave_together():
+    down = Downstream()
+    c = Coalescer(down, max_items=3)
+    assert await c.submit("k", 1) == ("k", 10)  # nothing in flight: no waiting for company
+    down.release.clear()
+    first = asyncio.create_task(c.submit("k", 2))
+    await asyncio.sleep(0)
+    rest = [asyncio.create_task(c.submit("k", i)) for i in range(3, 8)]
+    await asyncio.sleep(0.01)
+    assert [items for _, items in down.groups] == [[1], [2]]  # the others wait for the running group
+    down.release.set()
+    assert await first == ("k", 20)
+    assert [await t for t in rest] == [("k", i * 10) for i in range(3, 8)]
+    assert [items for _, items in down.groups] == [[1], [2], [3, 4, 5], [6, 7]]  # at most max_items
+    assert (c.groups, c.items) == (4, 7)
+
+
+async def test_keys_never_share_a_call():
+    down = Downstream()
+    down.release.clear()
+    c = Coalescer(down, max_items=8)
+    tasks = [asyncio.create_task(c.submit(key, i)) for i, key in enumerate("ababab")]
+    await asyncio.sleep(0.01)
+    down.release.set()
+    results = await asyncio.gather(*tasks)
+    assert results == [(key, i * 10) for i, key in enumerate("ababab")]
+    for key, items in down.groups:
+        assert all("ababab"[i] == key for i in items)
+
+
+async def test_a_failed_group_fails_its_callers_only():
+    down = Downstream()
+    down.release.clear()
+    c = Coalescer(down, max_items=8)
+    first = asyncio.create_task(c.submit("k", 1))
+    await asyncio.sleep(0)
+    down.fail_next = True
+    later = [asyncio.create_task(c.submit("k", i)) for i in (2, 3)]
+    await asyncio.sleep(0.01)
+    down.release.set()
+    with pytest.raises(RuntimeError, match="downstream broke"):
+        await first
+    assert [await t for t in later] == [("k", 20), ("k", 30)]
+
+
+async def test_callers_that_gave_up_are_not_sent():
+    down = Downstream()
+    down.release.clear()
+    c = Coalescer(down, max_items=8)
+    first = asyncio.create_task(c.submit("k", 1))
+    await asyncio.sleep(0)
+    gone = asyncio.create_task(c.submit("k", 2))
+    kept = asyncio.create_task(c.submit("k", 3))
+    await asyncio.sleep(0)
+    gone.cancel()
+    down.release.set()
+    await first
+    assert await kept == ("k", 30)
+    assert [items for _, items in down.groups] == [[1], [3]]
+
+
+def test_bounds_are_checked():
+    with pytest.raises(ValueError):
+        Coalescer(Downstream(), max_items=0)
+
+
+async def test_concurrent_uploads_share_explain_calls_and_get_their_own_answers(client, world):
+    _, token = world.user("lab_user")
+    _, other = world.user("lab_user")
+    world.explain_delay = 0.15
+    colours = [(i * 40, 255 - i * 30, 90) for i in range(6)]
+
+    async def upload(tok, colour):
+        r = await client.post("/api/v1/predictions", headers=auth(tok),
+                              files={"file": ("cell.png", png_bytes(color=colour), "image/png")})
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    answers = await asyncio.gather(*[upload(token, c) for c in colours], *[upload(other, c) for c in colours[:3]])
+    # each answer is its own image's (the fake reports the image's mean pixel as ood_score)
+    for body, colour in zip(answers, colours + colours[:3], strict=True):
+        assert body["ood_score"] == pytest.approx(sum(colour) / 3 / 255, abs=1e-4)
+    sizes = [n for _, n in world.explain_calls]
+    assert sum(sizes) == 9 and max(sizes) > 1 and len(sizes) < 9
+    # one caller's token is never used for another's images: per user, the counts add up
+    per_user = {}
+    for user, n in world.explain_calls:
+        per_user[user] = per_user.get(user, 0) + n
+    assert sorted(per_user.values()) == [3, 6]
+    # the stored records are each upload's own
+    for body in answers[:6]:
+        got = await client.get(f"/api/v1/predictions/{body['id']}", headers=auth(token))
+        assert got.status_code == 200 and got.json()["ood_score"] == body["ood_score"]

@@ -1,0 +1,38 @@
+"""The input plausibility features against a per-image reference computed the obvious way."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hemovision_inference.input_check import FEATURE_NAMES, features
+
+
+def reference(image: np.ndarray) -> dict[str, float]:
+    rgb = image
+    gray = rgb.mean(axis=-1)
+    s = gray.shape[0]
+    q = s // 4
+    inner = gray[q : s - q, q : s - q]
+    border = (gray.sum() - inner.sum()) / (gray.size - inner.size)
+    return {
+        "mean_r": rgb[..., 0].mean(), "std_b": rgb[..., 2].std(),
+        "saturation": (rgb.max(axis=-1) - rgb.min(axis=-1)).mean(),
+        "center_minus_border": inner.mean() - border,
+        "log_sharpness": np.log(np.abs(np.diff(gray, axis=1)).mean() + np.abs(np.diff(gray, axis=0)).mean() + 1e-4),
+        "bright_fraction": (gray > 0.8).mean(),
+        "gray_p10": np.percentile(gray, 10), "gray_p90": np.percentile(gray, 90),
+    }
+
+
+@pytest.mark.parametrize("size", [64, 63])
+def test_features_match_the_plain_definition(size):
+    rng = np.random.default_rng(size)
+    mean, std = np.array([0.8, 0.7, 0.7], np.float32), np.array([0.2, 0.2, 0.1], np.float32)
+    rgb = rng.uniform(0, 1, (3, size, size, 3)).astype(np.float32)
+    rgb[1, size // 3 : size // 2] = 0.95  # a bright band: bright fraction and percentiles move
+    got = features((rgb - mean) / std, mean, std)
+    assert got.shape == (3, len(FEATURE_NAMES))
+    for i in range(3):
+        for name, value in reference(rgb[i]).items():
+            assert got[i, FEATURE_NAMES.index(name)] == pytest.approx(float(value), rel=1e-4, abs=1e-5), name
