@@ -49,6 +49,7 @@ class World:
     inference_down: bool = False
     explain_delay: float = 0.0
     explain_calls: list[tuple[str, int]] = field(default_factory=list)  # (caller's user id, images) per Explain
+    record_group_sizes: list[int] = field(default_factory=list)  # items per RecordPredictions
 
     def user(self, role: str = "org_admin", org: str | None = None, email: str | None = None) -> tuple[auth_pb2.User, str]:
         """Creates a user and returns it with a fresh access token."""
@@ -315,7 +316,20 @@ class FakeHistory(history_pb2_grpc.HistoryServiceServicer):
         return pred if pred is not None and pred.organization_id == p.organization_id else None
 
     async def RecordPrediction(self, request, context):
+        return self._record(await caller(self.w, context), request)
+
+    async def RecordPredictions(self, request, context):
         p = await caller(self.w, context)
+        self.w.record_group_sizes.append(len(request.items))
+        response = history_pb2.RecordPredictionsResponse()
+        for item in request.items:
+            if item.prediction.label == "reject-me":  # lets tests fail one item of a group
+                response.results.add(error=history_pb2.ItemError(code=3, message="label: rejected on purpose"))
+            else:
+                response.results.add(prediction=self._record(p, item))
+        return response
+
+    def _record(self, p, request):
         self.w.calls.append(f"record:{request.idempotency_key}")
         key = (p.organization_id, request.idempotency_key)
         if request.idempotency_key and key in self.w.idem:

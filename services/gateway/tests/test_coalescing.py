@@ -115,7 +115,26 @@ async def test_concurrent_uploads_share_explain_calls_and_get_their_own_answers(
     for user, n in world.explain_calls:
         per_user[user] = per_user.get(user, 0) + n
     assert sorted(per_user.values()) == [3, 6]
+    assert world.record_group_sizes and max(world.record_group_sizes) > 1  # records were grouped too
     # the stored records are each upload's own
     for body in answers[:6]:
         got = await client.get(f"/api/v1/predictions/{body['id']}", headers=auth(token))
         assert got.status_code == 200 and got.json()["ood_score"] == body["ood_score"]
+
+
+async def test_one_failed_record_in_a_group_fails_that_upload_only(app, world):
+    from hemovision_gateway.pipeline import RecordCoalescer
+    from hemovision.history.v1 import history_pb2
+
+    ctx = app.state.ctx
+    recorder = RecordCoalescer(ctx.clients, ctx.settings, max_items=8)
+    _, token = world.user("lab_user")
+    world.explain_delay = 0
+    labels = ["neutrophil", "reject-me", "platelet", "monocyte"]
+    requests = [history_pb2.RecordPredictionRequest(prediction=history_pb2.Prediction(label=label)) for label in labels]
+    outcomes = await asyncio.gather(*[recorder.record(token, r) for r in requests], return_exceptions=True)
+    assert [getattr(o, "label", None) for o in outcomes] == ["neutrophil", None, "platelet", "monocyte"]
+    error = outcomes[1]
+    assert (error.status, error.code) == (422, "invalid_argument")
+    assert "rejected on purpose" in error.message
+    assert world.record_group_sizes == [3]  # the first alone (nothing in flight), then the rest together

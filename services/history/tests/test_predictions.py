@@ -305,3 +305,62 @@ async def test_bad_image_cursor_and_limit(stub, alice):
 async def test_platform_user_without_organization_cannot_record(stub):
     admin = User.new(role="platform_admin")
     assert await code_of(record(stub, admin)) == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def record_many(stub, user: User, items) -> list[history_pb2.RecordPredictionResult]:
+    request = history_pb2.RecordPredictionsRequest(items=items)
+    return list((await stub.RecordPredictions(request, metadata=user.metadata, timeout=T)).results)
+
+
+async def test_record_many_stores_each_and_answers_in_order(stub, alice, mallory, blob_root):
+    labels = ["neutrophil", "platelet", "monocyte", "lymphocyte"]
+    results = await record_many(stub, alice, [
+        history_pb2.RecordPredictionRequest(prediction=make_prediction(label, 0.7 + i / 10), idempotency_key=f"k{i}",
+                                            image_png=png_bytes(), heatmap_png=png_bytes())
+        for i, label in enumerate(labels)
+    ])
+    assert [r.WhichOneof("outcome") for r in results] == ["prediction"] * 4
+    assert [r.prediction.label for r in results] == labels
+    assert all(r.prediction.organization_id == alice.organization_id and r.prediction.has_image for r in results)
+    got = await stub.GetPrediction(history_pb2.GetPredictionRequest(id=results[2].prediction.id),
+                                   metadata=alice.metadata, timeout=T)
+    assert got.label == "monocyte" and got.confidence == pytest.approx(0.9)
+    assert await code_of(stub.GetPrediction(history_pb2.GetPredictionRequest(id=results[0].prediction.id),
+                                            metadata=mallory.metadata, timeout=T)) == grpc.StatusCode.NOT_FOUND
+    assert len(list((blob_root / alice.organization_id / "predictions").rglob("*.png"))) == 8
+
+
+async def test_record_many_items_fail_alone_and_replays_give_the_first_record(stub, alice, blob_root):
+    first = await record(stub, alice, make_prediction("basophil", 0.8), idempotency_key="seen", image_png=png_bytes())
+    results = await record_many(stub, alice, [
+        history_pb2.RecordPredictionRequest(prediction=make_prediction("eosinophil", 0.9), idempotency_key="new-1",
+                                            image_png=png_bytes()),
+        history_pb2.RecordPredictionRequest(prediction=make_prediction("no-such-class", 0.9), idempotency_key="bad"),
+        history_pb2.RecordPredictionRequest(prediction=make_prediction("platelet", 0.9), idempotency_key="seen",
+                                            image_png=png_bytes()),
+        history_pb2.RecordPredictionRequest(prediction=make_prediction("monocyte", 0.9), image_png=b"not a png"),
+        history_pb2.RecordPredictionRequest(prediction=make_prediction("platelet", 0.9, batch_id=str(uuid.uuid4()))),
+        history_pb2.RecordPredictionRequest(prediction=make_prediction("lymphocyte", 0.9), idempotency_key="twice"),
+        history_pb2.RecordPredictionRequest(prediction=make_prediction("lymphocyte", 0.9), idempotency_key="twice"),
+    ])
+    kinds = [r.WhichOneof("outcome") for r in results]
+    assert kinds == ["prediction", "error", "prediction", "error", "error", "prediction", "prediction"]
+    assert results[1].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0] and "label" in results[1].error.message
+    assert results[3].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert results[4].error.code == grpc.StatusCode.NOT_FOUND.value[0] and "batch" in results[4].error.message
+    assert results[2].prediction.id == first.id and results[2].prediction.label == "basophil"
+    assert results[5].prediction.id == results[6].prediction.id
+    page = await stub.ListPredictions(history_pb2.ListPredictionsRequest(), metadata=alice.metadata, timeout=T)
+    assert sorted(p.label for p in page.items) == ["basophil", "eosinophil", "lymphocyte"]
+    # the replay's image was removed again: basophil's and eosinophil's images only
+    assert len(list((blob_root / alice.organization_id / "predictions").rglob("*.png"))) == 2
+
+
+async def test_record_many_bounds(stub, alice):
+    assert await code_of(stub.RecordPredictions(history_pb2.RecordPredictionsRequest(), metadata=alice.metadata,
+                                                timeout=T)) == grpc.StatusCode.INVALID_ARGUMENT
+    too_many = [history_pb2.RecordPredictionRequest(prediction=make_prediction()) for _ in range(65)]
+    assert await code_of(stub.RecordPredictions(history_pb2.RecordPredictionsRequest(items=too_many),
+                                                metadata=alice.metadata, timeout=T)) == grpc.StatusCode.INVALID_ARGUMENT
+    assert await code_of(stub.RecordPredictions(history_pb2.RecordPredictionsRequest(items=too_many[:2]),
+                                                timeout=T)) == grpc.StatusCode.UNAUTHENTICATED

@@ -16,7 +16,7 @@ from hemovision_gateway.clients import Clients
 from hemovision_gateway.context import GatewayContext
 from hemovision_gateway.errors import COMMON_ERROR_RESPONSES, install_error_handlers
 from hemovision_gateway.limits import BodyLimitMiddleware
-from hemovision_gateway.pipeline import ActiveModelCache, ExplainCoalescer
+from hemovision_gateway.pipeline import ActiveModelCache, Coalescing
 from hemovision_gateway.routes import accounts, admin, batches, health, models, predictions, ui
 from hemovision_gateway.settings import Settings
 
@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None,
             v = TokenVerifier(AuthKeyProvider(settings.auth_addr), redis_url=None, redis=r)
         app.state.ctx = GatewayContext(settings=settings, clients=c, redis=r, verifier=v,
                                        model_cache=ActiveModelCache(settings.active_model_cache_s),
-                                       explainer=ExplainCoalescer(c, settings, max_images=settings.coalesce_max_images))
+                                       coalescing=Coalescing.create(c, settings, settings.coalesce_max_items))
         app.state.obo_tokens = OnBehalfOfTokens()
         app.state.background = set()
         app.state.celery = None

@@ -3,7 +3,8 @@
     inference.GetActiveModel (cached) -> preprocess.Preprocess -> inference.Explain
     -> heatmap PNG -> history.RecordPrediction (idempotent on the key)
 
-Concurrent uploads of one caller share their Explain call (ExplainCoalescer).
+Concurrent uploads of one caller share their Explain call and their history record call
+(coalescing.Coalescer: dispatched at once when idle, grouped only while a call is running).
 """
 
 from __future__ import annotations
@@ -124,6 +125,56 @@ class ExplainCoalescer:
         return _explained(answer, len(tensors))
 
 
+class RecordCoalescer:
+    """Concurrent records of one caller share one history.RecordPredictions call (each item still
+    succeeds or fails on its own); a record alone goes by RecordPrediction."""
+
+    def __init__(self, clients: Clients, settings: Settings, *, max_items: int) -> None:
+        self.clients, self.settings = clients, settings
+        self.coalescer: Coalescer[history_pb2.RecordPredictionRequest, history_pb2.Prediction | ApiError] = Coalescer(
+            self._run_group, max_items=max_items, max_in_flight=1
+        )
+
+    async def record(self, token: str, request: history_pb2.RecordPredictionRequest) -> history_pb2.Prediction:
+        outcome = await self.coalescer.submit(token, request)
+        if isinstance(outcome, ApiError):
+            raise outcome
+        return outcome
+
+    async def _run_group(self, token: str, requests: list[history_pb2.RecordPredictionRequest]):
+        try:
+            if len(requests) == 1:
+                return [await self.clients.history.RecordPrediction(
+                    requests[0], metadata=bearer(token), timeout=self.settings.rpc_timeout_s)]
+            answer = await self.clients.history.RecordPredictions(
+                history_pb2.RecordPredictionsRequest(items=requests), metadata=bearer(token),
+                timeout=self.settings.rpc_timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise api_error_from_grpc(exc) from None
+        if len(answer.results) != len(requests):
+            raise ApiError(502, "upstream_error", "the history service answered for the wrong number of records")
+        return [r.prediction if r.WhichOneof("outcome") == "prediction" else _item_error(r.error) for r in answer.results]
+
+
+def _item_error(error: history_pb2.ItemError) -> ApiError:
+    """A per-item failure, mapped like the status RecordPrediction would have answered."""
+    code = next((c for c in grpc.StatusCode if c.value[0] == error.code), grpc.StatusCode.UNKNOWN)
+    return api_error_from_grpc(grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), error.message))
+
+
+@dataclass
+class Coalescing:
+    """The per-process groupers of the pipeline (see the module docstring)."""
+
+    explain: ExplainCoalescer
+    record: RecordCoalescer
+
+    @classmethod
+    def create(cls, clients: Clients, settings: Settings, max_items: int) -> Coalescing:
+        return cls(ExplainCoalescer(clients, settings, max_images=max_items),
+                   RecordCoalescer(clients, settings, max_items=max_items))
+
+
 async def run_prediction(
     clients: Clients,
     settings: Settings,
@@ -132,11 +183,11 @@ async def run_prediction(
     token: str,
     upload: Upload,
     idempotency_key: str,
-    explainer: ExplainCoalescer | None = None,
+    coalescing: Coalescing | None = None,
 ) -> dict[str, Any]:
     """Classifies one upload and records it. Raises ApiError (bad input, downstream failure)."""
     t0 = time.perf_counter()
-    explainer = explainer or ExplainCoalescer(clients, settings, max_images=1)
+    coalescing = coalescing or Coalescing.create(clients, settings, max_items=1)
     check_image_bytes(upload.data, max_bytes=settings.max_image_bytes)
     try:
         info = await cache.get(clients, settings, token)
@@ -156,7 +207,7 @@ async def run_prediction(
         preprocess_ms = (time.perf_counter() - t_pre) * 1000
         t_inf = time.perf_counter()
         try:
-            answer = await explainer.explain(token, info.model, pre.tensor)
+            answer = await coalescing.explain.explain(token, info.model, pre.tensor)
         except grpc.aio.AioRpcError as exc:
             # The version we prepared for was swapped out: prepare again for the new one, once.
             if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and attempt == 0:
@@ -206,10 +257,7 @@ async def run_prediction(
         heatmap_png=heatmap,
     )
     t_hist = time.perf_counter()
-    try:
-        stored = await clients.history.RecordPrediction(record, metadata=bearer(token), timeout=settings.rpc_timeout_s)
-    except grpc.aio.AioRpcError as exc:
-        raise api_error_from_grpc(exc) from None
+    stored = await coalescing.record.record(token, record)
     history_ms = (time.perf_counter() - t_hist) * 1000
     body = views.prediction(stored)
     body["timings_ms"] = {

@@ -53,9 +53,9 @@ class Settings(BaseSettings):
     # Stricter limit for anonymous auth endpoints (login/register/reset) per IP.
     rate_limit_auth_requests: int = 60
 
-    # Concurrent uploads of one caller share one Explain call of at most this many images
-    # (1 = every upload its own call).
-    coalesce_max_images: int = Field(default=32, ge=1, le=64)
+    # Concurrent uploads of one caller share one Explain call and one history call of at most
+    # this many items (1 = every upload its own calls).
+    coalesce_max_items: int = Field(default=32, ge=1, le=64)
     # How long GetActiveModel answers are reused.
     active_model_cache_s: float = 2.0
     # How long Idempotency-Key answers are kept.

@@ -122,6 +122,39 @@ class HistoryRepository:
             ).one()
             return _prediction(row), False
 
+    def insert_predictions(self, rows: list[dict]) -> list[tuple[domain.Prediction, bool]]:
+        """insert_prediction for several rows (its keyword arguments each) in one statement and one
+        transaction; in order, (stored record, created). A replayed idempotency key, also one
+        repeated inside `rows`, gives the first record and False."""
+        values = [
+            {
+                "id": r["prediction_id"],
+                "organization_id": r["organization_id"],
+                "user_id": r["user_id"],
+                "idempotency_key": r["idempotency_key"],
+                "image_key": r["image_key"],
+                "heatmap_key": r["heatmap_key"],
+                **{f.name: getattr(r["new"], f.name) for f in fields(domain.NewPrediction)},
+            }
+            for r in rows
+        ]
+        stmt = pg_insert(predictions).values(values).on_conflict_do_nothing(
+            constraint="uq_predictions_org_idempotency_key"
+        )
+        with self.engine.begin() as conn:
+            inserted = {str(row.id): _prediction(row) for row in conn.execute(stmt.returning(*predictions.c))}
+            replayed = [(v["organization_id"], v["idempotency_key"]) for v in values if v["id"] not in inserted]
+            existing = {}
+            for org, key in set(replayed):
+                row = conn.execute(
+                    select(predictions).where(P.organization_id == org, P.idempotency_key == key)
+                ).one()
+                existing[(org, key)] = _prediction(row)
+        return [
+            (inserted[v["id"]], True) if v["id"] in inserted else (existing[(v["organization_id"], v["idempotency_key"])], False)
+            for v in values
+        ]
+
     def get_prediction(self, *, organization_id: str, prediction_id: str) -> domain.Prediction | None:
         with self.engine.connect() as conn:
             row = conn.execute(

@@ -18,6 +18,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from hemovision_grpc_server import ServiceError
+
 from hemovision_history import CLASS_NAMES, domain
 from hemovision_history.blobstore import BlobMissing, BlobStore, blob_key
 from hemovision_history.errors import (
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_BLOB_BYTES = 8 * 1024 * 1024
+MAX_RECORD_ITEMS = 64
 PROBABILITY_SUM_TOLERANCE = 1e-2
 CONFIDENCE_TOLERANCE = 1e-3
 EXPORT_CHUNK_BYTES = 64 * 1024
@@ -247,6 +250,76 @@ class HistoryService:
         if not created:  # a replay, or lost an idempotency race: the first record stands, our blobs go
             self._delete_blobs_sync(written)
         return stored
+
+    async def record_predictions(self, caller: domain.Caller, items: list[dict]) -> list[domain.Prediction | ServiceError]:
+        """Several record_prediction calls of one caller in one thread hop and, on the fast path,
+        one INSERT. `items`: record_prediction's keyword arguments. Each item gets its stored
+        record or the error record_prediction would have raised for it."""
+        org = self._org(caller)
+        if not 1 <= len(items) <= MAX_RECORD_ITEMS:
+            raise InvalidRequest(f"between 1 and {MAX_RECORD_ITEMS} items per call, got {len(items)}")
+        outcomes: list[domain.Prediction | ServiceError | None] = [None] * len(items)
+        valid: list[tuple[int, str | None, domain.NewPrediction, bytes, bytes]] = []
+        for i, item in enumerate(items):
+            try:
+                key = _idempotency_key(item["idempotency_key"])
+                new = validate_new_prediction(item["prediction"])
+                for field_name in ("image_png", "heatmap_png"):
+                    if item[field_name]:
+                        _check_png(item[field_name], field_name)
+            except ServiceError as exc:
+                outcomes[i] = exc
+                continue
+            valid.append((i, key, new, item["image_png"], item["heatmap_png"]))
+        if valid:
+            stored = await asyncio.to_thread(self._record_many_sync, org, caller.user_id, valid)
+            for (i, *_), outcome in zip(valid, stored, strict=True):
+                outcomes[i] = outcome
+        return outcomes  # type: ignore[return-value]
+
+    def _record_many_sync(self, org: str, user_id: str, items) -> list[domain.Prediction | ServiceError]:
+        batch_ids = {new.batch_id for _, _, new, _, _ in items if new.batch_id is not None}
+        missing = {b for b in batch_ids if not self.repo.batch_exists(organization_id=org, batch_id=b)}
+        outcomes: list[domain.Prediction | ServiceError | None] = [None] * len(items)
+        rows, written = [], []
+        try:
+            for n, (_, key, new, image_png, heatmap_png) in enumerate(items):
+                if new.batch_id in missing:
+                    outcomes[n] = BatchNotFound(new.batch_id)
+                    continue
+                prediction_id = str(uuid.uuid4())
+                keys = {kind: blob_key(org, prediction_id, kind) if self.policy.store_images and data else None
+                        for kind, data in (("image", image_png), ("heatmap", heatmap_png))}
+                for kind, data in (("image", image_png), ("heatmap", heatmap_png)):
+                    if keys[kind]:
+                        self.blobs.put(keys[kind], data, content_type="image/png")
+                        written.append(keys[kind])
+                rows.append((n, dict(prediction_id=prediction_id, organization_id=org, user_id=user_id,
+                                     idempotency_key=key, new=new, image_key=keys["image"],
+                                     heatmap_key=keys["heatmap"])))
+            stored = self.repo.insert_predictions([row for _, row in rows]) if rows else []
+        except BaseException:
+            self._delete_blobs_sync(written)
+            if len(items) == 1:
+                raise
+            # One bad row spoils the shared INSERT: record one by one so the others still land.
+            log.warning("grouped prediction insert failed; recording the items one by one", exc_info=True)
+            return [self._record_one_or_error(org, user_id, item) for item in items]
+        for (n, row), (prediction, created) in zip(rows, stored, strict=True):
+            outcomes[n] = prediction
+            if not created:  # a replayed idempotency key: the first record stands, our blobs go
+                self._delete_blobs_sync([row["image_key"], row["heatmap_key"]])
+        return outcomes  # type: ignore[return-value]
+
+    def _record_one_or_error(self, org: str, user_id: str, item) -> domain.Prediction | ServiceError:
+        _, key, new, image_png, heatmap_png = item
+        try:
+            return self._record_sync(org, user_id, key, new, image_png, heatmap_png)
+        except ServiceError as exc:
+            return exc
+        except Exception:  # noqa: BLE001 - reported for this item alone, like an INTERNAL answer
+            log.exception("recording a prediction failed")
+            return ServiceError("could not store this prediction")
 
     def _delete_blobs_sync(self, keys: list[str | None]) -> None:
         for key in keys:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from google.protobuf import empty_pb2, timestamp_pb2
 from hemovision.common.v1 import common_pb2
 from hemovision.history.v1 import history_pb2, history_pb2_grpc
+from hemovision_grpc_server import ServiceError
 from hemovision_tokens import current_principal
 
 from hemovision_history import domain
@@ -188,6 +189,27 @@ class HistoryServicer(history_pb2_grpc.HistoryServiceServicer):
             heatmap_png=request.heatmap_png,
         )
         return prediction_to_pb(stored)
+
+    async def RecordPredictions(self, request, context):  # noqa: ANN001, N802
+        outcomes = await self.service.record_predictions(
+            _caller(),
+            [
+                {
+                    "idempotency_key": item.idempotency_key,
+                    "prediction": new_prediction_from_pb(item.prediction),
+                    "image_png": item.image_png,
+                    "heatmap_png": item.heatmap_png,
+                }
+                for item in request.items
+            ],
+        )
+        response = history_pb2.RecordPredictionsResponse()
+        for outcome in outcomes:
+            if isinstance(outcome, ServiceError):
+                response.results.add(error=history_pb2.ItemError(code=outcome.code.value[0], message=outcome.message))
+            else:
+                response.results.add(prediction=prediction_to_pb(outcome))
+        return response
 
     async def GetPrediction(self, request, context):  # noqa: ANN001, N802
         return prediction_to_pb(await self.service.get_prediction(_caller(), request.id))

@@ -123,6 +123,34 @@ class RecordPredictionRequest(_message.Message):
     heatmap_png: bytes
     def __init__(self, idempotency_key: _Optional[str] = ..., prediction: _Optional[_Union[Prediction, _Mapping]] = ..., image_png: _Optional[bytes] = ..., heatmap_png: _Optional[bytes] = ...) -> None: ...
 
+class RecordPredictionsRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[RecordPredictionRequest]
+    def __init__(self, items: _Optional[_Iterable[_Union[RecordPredictionRequest, _Mapping]]] = ...) -> None: ...
+
+class RecordPredictionsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[RecordPredictionResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[RecordPredictionResult, _Mapping]]] = ...) -> None: ...
+
+class RecordPredictionResult(_message.Message):
+    __slots__ = ("prediction", "error")
+    PREDICTION_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    prediction: Prediction
+    error: ItemError
+    def __init__(self, prediction: _Optional[_Union[Prediction, _Mapping]] = ..., error: _Optional[_Union[ItemError, _Mapping]] = ...) -> None: ...
+
+class ItemError(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
 class GetPredictionRequest(_message.Message):
     __slots__ = ("id",)
     ID_FIELD_NUMBER: _ClassVar[int]

@@ -41,6 +41,11 @@ class HistoryServiceStub:
                 request_serializer=hemovision_dot_history_dot_v1_dot_history__pb2.RecordPredictionRequest.SerializeToString,
                 response_deserializer=hemovision_dot_history_dot_v1_dot_history__pb2.Prediction.FromString,
                 _registered_method=True)
+        self.RecordPredictions = channel.unary_unary(
+                '/hemovision.history.v1.HistoryService/RecordPredictions',
+                request_serializer=hemovision_dot_history_dot_v1_dot_history__pb2.RecordPredictionsRequest.SerializeToString,
+                response_deserializer=hemovision_dot_history_dot_v1_dot_history__pb2.RecordPredictionsResponse.FromString,
+                _registered_method=True)
         self.GetPrediction = channel.unary_unary(
                 '/hemovision.history.v1.HistoryService/GetPrediction',
                 request_serializer=hemovision_dot_history_dot_v1_dot_history__pb2.GetPredictionRequest.SerializeToString,
@@ -120,6 +125,15 @@ class HistoryServiceServicer:
     def RecordPrediction(self, request, context):
         """Stores one prediction. Idempotent on (organization, idempotency_key): a retry
         returns the first record and stores nothing new.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordPredictions(self, request, context):
+        """Stores up to 64 predictions of the caller in one call (the gateway groups concurrent
+        uploads this way). Each item succeeds or fails on its own, with RecordPrediction's
+        semantics; results come back in request order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -231,6 +245,11 @@ def add_HistoryServiceServicer_to_server(servicer, server):
                     request_deserializer=hemovision_dot_history_dot_v1_dot_history__pb2.RecordPredictionRequest.FromString,
                     response_serializer=hemovision_dot_history_dot_v1_dot_history__pb2.Prediction.SerializeToString,
             ),
+            'RecordPredictions': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordPredictions,
+                    request_deserializer=hemovision_dot_history_dot_v1_dot_history__pb2.RecordPredictionsRequest.FromString,
+                    response_serializer=hemovision_dot_history_dot_v1_dot_history__pb2.RecordPredictionsResponse.SerializeToString,
+            ),
             'GetPrediction': grpc.unary_unary_rpc_method_handler(
                     servicer.GetPrediction,
                     request_deserializer=hemovision_dot_history_dot_v1_dot_history__pb2.GetPredictionRequest.FromString,
@@ -330,6 +349,33 @@ class HistoryService:
             '/hemovision.history.v1.HistoryService/RecordPrediction',
             hemovision_dot_history_dot_v1_dot_history__pb2.RecordPredictionRequest.SerializeToString,
             hemovision_dot_history_dot_v1_dot_history__pb2.Prediction.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordPredictions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hemovision.history.v1.HistoryService/RecordPredictions',
+            hemovision_dot_history_dot_v1_dot_history__pb2.RecordPredictionsRequest.SerializeToString,
+            hemovision_dot_history_dot_v1_dot_history__pb2.RecordPredictionsResponse.FromString,
             options,
             channel_credentials,
             insecure,
