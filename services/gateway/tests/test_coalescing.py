@@ -92,7 +92,12 @@ def test_bounds_are_checked():
         Coalescer(Downstream(), max_items=0)
 
 
-async def test_concurrent_uploads_share_explain_calls_and_get_their_own_answers(client, world):
+async def test_concurrent_uploads_share_explain_calls_and_get_their_own_answers(app, client, world):
+    from hemovision_gateway.pipeline import Coalescing
+
+    ctx = app.state.ctx  # one group in flight per stage: what waits meanwhile must be grouped
+    ctx.coalescing = Coalescing.create(ctx.clients, ctx.settings.model_copy(
+        update={"coalesce_explain_in_flight": 1, "coalesce_record_in_flight": 1}))
     _, token = world.user("lab_user")
     _, other = world.user("lab_user")
     world.explain_delay = 0.15

@@ -30,3 +30,14 @@ def test_traversal_and_odd_keys_are_refused(tmp_path, key):
         store.put(key, b"x")
     with pytest.raises(ValueError):
         store.get(key)
+
+
+def test_put_many_stores_all_and_leaves_no_temp_files(tmp_path):
+    store = LocalBlobStore(tmp_path)
+    items = [(f"org-1/predictions/p{i}/image.png", bytes([i]) * (1000 + i)) for i in range(5)]
+    store.put_many(items)
+    assert [store.get(k) for k, _ in items] == [d for _, d in items]
+    assert not list(tmp_path.rglob(".tmp-*"))
+    with pytest.raises(ValueError):  # one bad key: nothing half-written is left behind
+        store.put_many([("org-1/predictions/q/image.png", b"x"), ("../escape", b"y")])
+    assert not list(tmp_path.rglob(".tmp-*")) and not store.exists("org-1/predictions/q/image.png")

@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None,
             v = TokenVerifier(AuthKeyProvider(settings.auth_addr), redis_url=None, redis=r)
         app.state.ctx = GatewayContext(settings=settings, clients=c, redis=r, verifier=v,
                                        model_cache=ActiveModelCache(settings.active_model_cache_s),
-                                       coalescing=Coalescing.create(c, settings, settings.coalesce_max_items))
+                                       coalescing=Coalescing.create(c, settings))
         app.state.obo_tokens = OnBehalfOfTokens()
         app.state.background = set()
         app.state.celery = None

@@ -97,10 +97,10 @@ class ExplainCoalescer:
     """Concurrent uploads of one caller, prepared for one model version, share one Explain call
     (their tensors stacked along axis 0): one hop instead of N, and a bigger batch for the model."""
 
-    def __init__(self, clients: Clients, settings: Settings, *, max_images: int) -> None:
+    def __init__(self, clients: Clients, settings: Settings, *, max_images: int, max_in_flight: int = 1) -> None:
         self.clients, self.settings = clients, settings
         self.coalescer: Coalescer[common_pb2.Tensor, Explained] = Coalescer(
-            self._run_group, max_items=max_images, max_in_flight=1
+            self._run_group, max_items=max_images, max_in_flight=max_in_flight
         )
 
     async def explain(self, token: str, model: common_pb2.ModelRef, tensor: common_pb2.Tensor) -> Explained:
@@ -129,10 +129,10 @@ class RecordCoalescer:
     """Concurrent records of one caller share one history.RecordPredictions call (each item still
     succeeds or fails on its own); a record alone goes by RecordPrediction."""
 
-    def __init__(self, clients: Clients, settings: Settings, *, max_items: int) -> None:
+    def __init__(self, clients: Clients, settings: Settings, *, max_items: int, max_in_flight: int = 1) -> None:
         self.clients, self.settings = clients, settings
         self.coalescer: Coalescer[history_pb2.RecordPredictionRequest, history_pb2.Prediction | ApiError] = Coalescer(
-            self._run_group, max_items=max_items, max_in_flight=1
+            self._run_group, max_items=max_items, max_in_flight=max_in_flight
         )
 
     async def record(self, token: str, request: history_pb2.RecordPredictionRequest) -> history_pb2.Prediction:
@@ -170,9 +170,11 @@ class Coalescing:
     record: RecordCoalescer
 
     @classmethod
-    def create(cls, clients: Clients, settings: Settings, max_items: int) -> Coalescing:
-        return cls(ExplainCoalescer(clients, settings, max_images=max_items),
-                   RecordCoalescer(clients, settings, max_items=max_items))
+    def create(cls, clients: Clients, settings: Settings, max_items: int | None = None) -> Coalescing:
+        """`max_items` overrides settings.coalesce_max_items (1: no grouping)."""
+        n = settings.coalesce_max_items if max_items is None else max_items
+        return cls(ExplainCoalescer(clients, settings, max_images=n, max_in_flight=settings.coalesce_explain_in_flight),
+                   RecordCoalescer(clients, settings, max_items=n, max_in_flight=settings.coalesce_record_in_flight))
 
 
 async def run_prediction(

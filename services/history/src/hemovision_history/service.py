@@ -229,12 +229,11 @@ class HistoryService:
         prediction_id = str(uuid.uuid4())
         keys = {kind: blob_key(org, prediction_id, kind) if self.policy.store_images and data else None
                 for kind, data in (("image", image_png), ("heatmap", heatmap_png))}
-        written: list[str] = []
+        blobs = [(keys[kind], data) for kind, data in (("image", image_png), ("heatmap", heatmap_png)) if keys[kind]]
+        written = [key for key, _ in blobs]
         try:
-            for kind, data in (("image", image_png), ("heatmap", heatmap_png)):
-                if keys[kind]:
-                    self.blobs.put(keys[kind], data, content_type="image/png")
-                    written.append(keys[kind])
+            if blobs:
+                self.blobs.put_many(blobs, content_type="image/png")
             stored, created = self.repo.insert_prediction(
                 prediction_id=prediction_id,
                 organization_id=org,
@@ -281,22 +280,21 @@ class HistoryService:
         batch_ids = {new.batch_id for _, _, new, _, _ in items if new.batch_id is not None}
         missing = {b for b in batch_ids if not self.repo.batch_exists(organization_id=org, batch_id=b)}
         outcomes: list[domain.Prediction | ServiceError | None] = [None] * len(items)
-        rows, written = [], []
+        rows, blobs = [], []
+        for n, (_, key, new, image_png, heatmap_png) in enumerate(items):
+            if new.batch_id in missing:
+                outcomes[n] = BatchNotFound(new.batch_id)
+                continue
+            prediction_id = str(uuid.uuid4())
+            keys = {kind: blob_key(org, prediction_id, kind) if self.policy.store_images and data else None
+                    for kind, data in (("image", image_png), ("heatmap", heatmap_png))}
+            blobs += [(keys[kind], data) for kind, data in (("image", image_png), ("heatmap", heatmap_png)) if keys[kind]]
+            rows.append((n, dict(prediction_id=prediction_id, organization_id=org, user_id=user_id,
+                                 idempotency_key=key, new=new, image_key=keys["image"], heatmap_key=keys["heatmap"])))
+        written = [key for key, _ in blobs]
         try:
-            for n, (_, key, new, image_png, heatmap_png) in enumerate(items):
-                if new.batch_id in missing:
-                    outcomes[n] = BatchNotFound(new.batch_id)
-                    continue
-                prediction_id = str(uuid.uuid4())
-                keys = {kind: blob_key(org, prediction_id, kind) if self.policy.store_images and data else None
-                        for kind, data in (("image", image_png), ("heatmap", heatmap_png))}
-                for kind, data in (("image", image_png), ("heatmap", heatmap_png)):
-                    if keys[kind]:
-                        self.blobs.put(keys[kind], data, content_type="image/png")
-                        written.append(keys[kind])
-                rows.append((n, dict(prediction_id=prediction_id, organization_id=org, user_id=user_id,
-                                     idempotency_key=key, new=new, image_key=keys["image"],
-                                     heatmap_key=keys["heatmap"])))
+            if blobs:
+                self.blobs.put_many(blobs, content_type="image/png")
             stored = self.repo.insert_predictions([row for _, row in rows]) if rows else []
         except BaseException:
             self._delete_blobs_sync(written)

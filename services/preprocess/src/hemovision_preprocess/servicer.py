@@ -40,14 +40,27 @@ def _response(prepared: PreparedImage) -> preprocess_pb2.PreprocessResponse:
     )
 
 
+_SPEC_CACHE_SIZE = 32
+
+
 class PreprocessServicer(preprocess_pb2_grpc.PreprocessServiceServicer):
     def __init__(self, core: PreprocessCore) -> None:
         self.core = core
+        # Parsed specs by their serialized proto: every request carries the active version's spec,
+        # and proto -> dict -> PreprocessSpec cost more than the pixel work of a small cell.
+        self._specs: dict[bytes, PreprocessSpec] = {}
 
     def _spec(self, request: preprocess_pb2.PreprocessRequest) -> PreprocessSpec:
         if not request.HasField("spec"):
             raise InvalidArgument("spec is required: ask the inference service for the active model's spec")
-        return self.core.parse_spec(spec_from_proto(request.spec))
+        raw = request.spec.SerializeToString(deterministic=True)
+        spec = self._specs.get(raw)
+        if spec is None:
+            spec = self.core.parse_spec(spec_from_proto(request.spec))  # invalid specs raise, never cached
+            if len(self._specs) >= _SPEC_CACHE_SIZE:
+                self._specs.pop(next(iter(self._specs)))
+            self._specs[raw] = spec
+        return spec
 
     async def Preprocess(
         self, request: preprocess_pb2.PreprocessRequest, context: grpc.aio.ServicerContext
