@@ -6,6 +6,9 @@
 Signatures (input key ``image``: float32 [None,S,S,3], the preprocess output):
   serving_default -> probabilities [None,8] (softmax(logits/T)), logits [None,8], ood_score [None]
   explain         -> probabilities [None,8], heatmap [None,S,S] (Grad-CAM, top class), logits [None,8]
+
+Grad-CAM is computed forward-only (``analytic``) when every Grad-CAM map reaches the logits only through
+GlobalAveragePooling2D -> (Dropout) -> linear Dense [-> Average]; otherwise with a GradientTape.
 """
 from __future__ import annotations
 
@@ -25,20 +28,86 @@ METADATA_FILE = "hemovision.json"
 WARMUP_FILE = "tf_serving_warmup_requests"
 
 
-def build_serving_module(keras_model, *, input_size: int, temperature: float, gradcam_layer: str | None = None):
-    """A tf.Module with the two signature functions (Grad-CAM inside the graph)."""
+GRADCAM_METHODS = ("auto", "tape")
+GRADCAM_ANALYTIC = "analytic (exact for GAP->Dense heads)"
+GRADCAM_TAPE = "gradient tape"
+
+
+def analytic_cam_heads(model, layer_names: list[str]) -> list[tuple[Any, float]] | None:
+    """For each Grad-CAM layer, (its head's Dense layer, 1/M) if the model's single output (the logits)
+    depends on that layer's map A only through GlobalAveragePooling2D -> (Dropout) -> linear Dense, that
+    Dense being the output or one of the M inputs of an Average that is the output; else None.
+
+    Then d logit_c / d A[n,i,j,k] = W[k,c] / (M h w) at every position, so Grad-CAM's channel weights
+    are exactly that and Grad-CAM equals the forward-only CAM relu(A @ W[:,c]) / (M h w)."""
+    import keras
+    from keras import layers as L
+
+    def single_consumer(tensor, consumers):
+        users = consumers.get(id(tensor), [])
+        return users[0] if len(users) == 1 else None
+
+    try:
+        if len(model.outputs) != 1:
+            return None
+        logits = model.outputs[0]
+        consumers: dict[int, list] = {}
+        for layer in model.layers:
+            if isinstance(layer, L.InputLayer):
+                continue
+            for t in keras.tree.flatten(layer.input):  # raises for a layer called more than once
+                consumers.setdefault(id(t), []).append(layer)
+        heads = []
+        for name in layer_names:
+            feat = model.get_layer(name).output
+            if len(feat.shape) != 4:
+                return None
+            gap = single_consumer(feat, consumers)  # the map feeds nothing but the pooling
+            if not (isinstance(gap, L.GlobalAveragePooling2D) and gap.data_format == "channels_last"
+                    and not gap.keepdims):
+                return None
+            nxt = single_consumer(gap.output, consumers)
+            if isinstance(nxt, L.Dropout):  # identity at inference (training=False)
+                nxt = single_consumer(nxt.output, consumers)
+            if not (isinstance(nxt, L.Dense) and nxt.activation is keras.activations.linear):
+                return None
+            dense = nxt
+            if dense.output is logits:
+                heads.append((dense, 1.0))
+                continue
+            avg = single_consumer(dense.output, consumers)
+            if not (isinstance(avg, L.Average) and avg.output is logits):
+                return None
+            inputs = keras.tree.flatten(avg.input)
+            heads.append((dense, sum(t is dense.output for t in inputs) / len(inputs)))
+        return heads
+    except Exception:  # anything unexpected in the graph: take the general (tape) path
+        return None
+
+
+def build_serving_module(keras_model, *, input_size: int, temperature: float, gradcam_layer: str | None = None,
+                         gradcam: str = "auto"):
+    """A tf.Module with the two signature functions (Grad-CAM inside the graph).
+
+    ``gradcam``: "auto" = forward-only Grad-CAM where exact (see ``analytic_cam_heads``), else the
+    GradientTape; "tape" = always the GradientTape. ``module.gradcam_method`` says which was built."""
     import keras
     import tensorflow as tf
 
     from .model import FEATURES_LAYER, gradcam_model
 
+    if gradcam not in GRADCAM_METHODS:
+        raise ValueError(f"gradcam must be one of {GRADCAM_METHODS}, not {gradcam!r}")
     # fresh copy of the network without optimizer state
     clone = keras.models.clone_model(keras_model)
     clone.set_weights(keras_model.get_weights())
-    cam_model = gradcam_model(clone, gradcam_layer or FEATURES_LAYER)
+    names = [n.strip() for n in (gradcam_layer or FEATURES_LAYER).split(",")]
+    cam_model = gradcam_model(clone, names)
+    heads = analytic_cam_heads(clone, names) if gradcam == "auto" else None
 
     module = tf.Module()
     module.model = cam_model
+    module.gradcam_method = GRADCAM_ANALYTIC if heads else GRADCAM_TAPE
     module.temperature = tf.Variable(float(temperature), trainable=False, dtype=tf.float32, name="temperature")
     spec = tf.TensorSpec([None, input_size, input_size, 3], tf.float32, name="image")
 
@@ -54,19 +123,37 @@ def build_serving_module(keras_model, *, input_size: int, temperature: float, gr
                 "logits": tf.identity(logits, name="logits"),
                 "ood_score": tf.identity(ood, name="ood_score")}
 
-    @tf.function(input_signature=[spec])
-    def explain(image):
+    def _tape_cams(image):
         with tf.GradientTape() as tape:
             *feats, logits = cam_model(image, training=False)
             tape.watch(feats)
             top = tf.argmax(logits, axis=-1, output_type=tf.int32)
             score = tf.gather(logits, top, axis=1, batch_dims=1)
         grads = tape.gradient(score, feats)                      # per map: [N,h,w,C]
-        # one Grad-CAM per feature map (one per ensemble member), each upsampled, then summed
-        cam = 0.0
+        cams = []
         for f, g in zip(feats, grads):
             weights = tf.reduce_mean(g, axis=[1, 2], keepdims=True)
-            c = tf.nn.relu(tf.reduce_sum(weights * f, axis=-1, keepdims=True))
+            cams.append(tf.nn.relu(tf.reduce_sum(weights * f, axis=-1, keepdims=True)))
+        return cams, logits
+
+    def _analytic_cams(image):
+        # GAP -> Dense head: the gradient is W[:,c] / (M h w) everywhere, so no backward pass is needed
+        *feats, logits = cam_model(image, training=False)
+        top = tf.argmax(logits, axis=-1, output_type=tf.int32)
+        cams = []
+        for f, (dense, scale) in zip(feats, heads):
+            hw = tf.cast(tf.shape(f)[1] * tf.shape(f)[2], f.dtype)
+            per_class = tf.tensordot(f, tf.convert_to_tensor(dense.kernel), axes=1)  # [N,h,w,classes]
+            c = tf.gather(per_class, top, axis=3, batch_dims=1) * (scale / hw)     # [N,h,w]
+            cams.append(tf.nn.relu(c)[..., None])
+        return cams, logits
+
+    @tf.function(input_signature=[spec])
+    def explain(image):
+        cams, logits = (_analytic_cams if heads else _tape_cams)(image)
+        # one Grad-CAM per feature map (one per ensemble member), each upsampled, then summed
+        cam = 0.0
+        for c in cams:
             cam += tf.image.resize(c, [input_size, input_size], method="bilinear")[..., 0]
         peak = tf.reduce_max(cam, axis=[1, 2], keepdims=True)
         cam = tf.math.divide_no_nan(cam, peak)
@@ -123,7 +210,7 @@ def existing_versions(model_dir: Path) -> list[int]:
 def export_model(keras_model, *, spec: dict[str, Any], temperature: float, review_threshold: float,
                  ood_threshold: float, metrics: dict[str, Any], training_info: dict[str, Any], data_hash: str,
                  model_base: str | os.PathLike, model_name: str = "hemovision", version: int | None = None,
-                 replace: bool = False, gradcam_layer: str | None = None) -> Path:
+                 replace: bool = False, gradcam_layer: str | None = None, gradcam: str = "auto") -> Path:
     """Export and publish ``<model_base>/<model_name>/<version>`` atomically; returns its path.
 
     The SavedModel is written to ``<model_base>/<model_name>/.tmp-<version>-<uuid>`` (hidden from
@@ -147,7 +234,7 @@ def export_model(keras_model, *, spec: dict[str, Any], temperature: float, revie
     tmp = model_dir / f".tmp-{version}-{uuid.uuid4().hex}"
     try:
         module = build_serving_module(keras_model, input_size=input_size, temperature=temperature,
-                                      gradcam_layer=gradcam_layer)
+                                      gradcam_layer=gradcam_layer, gradcam=gradcam)
         tf.saved_model.save(module, str(tmp), signatures={
             "serving_default": module.serve.get_concrete_function(),
             "explain": module.explain.get_concrete_function(),
@@ -166,6 +253,7 @@ def export_model(keras_model, *, spec: dict[str, Any], temperature: float, revie
             "ood_score": "negative free energy -logsumexp(logits); flag when > ood_threshold "
                          "(99th percentile on the validation split)",
             "gradcam_layer": gradcam_layer or "features",
+            "gradcam_method": module.gradcam_method,
             "signatures": {
                 "serving_default": {"inputs": {"image": [None, input_size, input_size, 3]},
                                     "outputs": {"probabilities": [None, 8], "logits": [None, 8],
