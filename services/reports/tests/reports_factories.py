@@ -40,12 +40,27 @@ def cell_png(size: int = 128, seed: int = 0) -> bytes:
     return out.getvalue()
 
 
-def heatmap_png(size: int = 16, cx: float = 0.55, cy: float = 0.45) -> bytes:
-    """A small grey-scale Grad-CAM-like heatmap (one warm blob), as the model emits it."""
+def heatmap_png(size: int = 16, cx: float = 0.55, cy: float = 0.45, mode: str = "L") -> bytes:
+    """A small Grad-CAM-like heatmap (one warm blob). mode "L": grey-scale heat; "P": what the
+    gateway stores (index = heat, a jet-like palette, alpha in tRNS); "RGBA": the gateway's older
+    rendering (jet-like colours, alpha growing with the heat)."""
     y, x = np.mgrid[0:size, 0:size] / (size - 1)
     heat = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 0.05)
+    q = (heat / heat.max() * 255).astype(np.uint8)
     out = io.BytesIO()
-    Image.fromarray((heat / heat.max() * 255).astype(np.uint8), "L").save(out, format="PNG")
+    if mode == "L":
+        Image.fromarray(q, "L").save(out, format="PNG")
+        return out.getvalue()
+    v = np.linspace(0, 1, 256)
+    jet = np.stack([np.clip(1.5 - np.abs(4 * v - k), 0, 1) for k in (3, 2, 1)], axis=-1)
+    palette = (jet * 255).astype(np.uint8)
+    alpha = (v * 200 + 55).astype(np.uint8)
+    if mode == "P":
+        img = Image.frombytes("P", (size, size), q.tobytes())
+        img.putpalette(palette.tobytes())
+        img.save(out, format="PNG", transparency=alpha.tobytes())
+    else:
+        Image.fromarray(np.dstack([palette[q], alpha[q]]), "RGBA").save(out, format="PNG")
     return out.getvalue()
 
 

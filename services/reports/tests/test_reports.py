@@ -157,10 +157,13 @@ def test_differential_percentages():
     assert rows["basophil"] == (0, 0.0, 0.0)
 
 
-def test_overlay_is_image_sized_and_warm_where_the_heat_is():
+@pytest.mark.parametrize("mode", ["L", "P", "RGBA"])
+def test_overlay_is_image_sized_and_warm_where_the_heat_is(mode):
+    """Also for the colour-mapped renderings the gateway stores: their luminance is not the heat
+    (jet's red is darker than its yellow), the palette index / alpha is."""
     from PIL import Image
 
-    out = Image.open(io.BytesIO(heatmap_overlay(cell_png(), heatmap_png(cx=0.9, cy=0.1)))).convert("RGB")
+    out = Image.open(io.BytesIO(heatmap_overlay(cell_png(), heatmap_png(cx=0.9, cy=0.1, mode=mode)))).convert("RGB")
     assert out.size == (128, 128)
     hot = out.getpixel((115, 13))
     cold = out.getpixel((13, 115))

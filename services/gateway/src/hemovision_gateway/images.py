@@ -69,8 +69,15 @@ def _colormap(values: np.ndarray) -> np.ndarray:
     return (np.stack([r, g, b], axis=-1) * 255.0 + 0.5).astype(np.uint8)
 
 
+# The rendered heatmap is a palette PNG: pixel value = heat quantised to 0..255, the palette the
+# colour map, the tRNS table the alpha (55..255, growing with the heat). It looks the same as an
+# RGBA rendering, encodes ~8x faster and ~half the size, and keeps the heat readable (the index).
+_PALETTE = _colormap(np.linspace(0.0, 1.0, 256, dtype=np.float32)).tobytes()
+_ALPHA = bytes(int(v) for v in np.linspace(0.0, 1.0, 256) * 200 + 55)
+
+
 def heatmap_png(heatmap: np.ndarray, size: int | None = None) -> bytes:
-    """Renders a Grad-CAM heatmap [h, w] in [0,1] as an RGBA PNG (alpha follows intensity),
+    """Renders a Grad-CAM heatmap [h, w] in [0,1] as a palette PNG with alpha (see above),
     resized to `size` x `size` when given, so the UI can lay it over the cell image."""
     hm = np.asarray(heatmap, dtype=np.float32)
     if hm.ndim == 3:
@@ -81,13 +88,13 @@ def heatmap_png(heatmap: np.ndarray, size: int | None = None) -> bytes:
     lo, hi = float(hm.min()), float(hm.max())
     if hi > 1.0 or lo < 0.0:
         hm = (hm - lo) / (hi - lo) if hi > lo else np.zeros_like(hm)
-    rgb = _colormap(hm)
-    alpha = (np.clip(hm, 0, 1) * 200 + 55).astype(np.uint8)
-    img = Image.fromarray(np.ascontiguousarray(np.dstack([rgb, alpha])))
+    img = Image.fromarray(np.ascontiguousarray(np.clip(hm, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), "L")
     if size and img.size != (size, size):
-        img = img.resize((size, size), Image.Resampling.BILINEAR)
+        img = img.resize((size, size), Image.Resampling.BILINEAR)  # resize the heat, then colour it
+    img = Image.frombytes("P", img.size, img.tobytes())
+    img.putpalette(_PALETTE)
     out = io.BytesIO()
-    img.save(out, format="PNG", optimize=False, compress_level=1)  # smooth map: level 1 is ~as small, faster
+    img.save(out, format="PNG", optimize=False, compress_level=1, transparency=_ALPHA)
     return out.getvalue()
 
 

@@ -27,14 +27,25 @@ def jet(values: np.ndarray) -> np.ndarray:
     return (rgb * 255.0 + 0.5).astype(np.uint8)
 
 
+def heat_intensity(heatmap: Image.Image) -> Image.Image:
+    """The heat behind a stored heatmap PNG, as an L image. The gateway stores a colour-mapped
+    rendering: a palette PNG whose index is the heat, or (earlier) RGBA whose alpha grows with it.
+    Their luminance is not the heat (the colour map's red is darker than its yellow)."""
+    if heatmap.mode == "P":
+        return Image.frombytes("L", heatmap.size, heatmap.tobytes())
+    if heatmap.mode in ("RGBA", "LA"):
+        return heatmap.getchannel("A")
+    return heatmap.convert("L")
+
+
 def heatmap_overlay(image_png: bytes, heatmap_png: bytes, *, alpha: float = 0.45) -> bytes:
     """PNG of the cell image with the heatmap blended on top.
 
-    The heatmap (any mode; read as intensity) is resized to the image, min-max
+    The heatmap (read as intensity, see heat_intensity) is resized to the image, min-max
     normalised, colour-mapped, and blended with a per-pixel alpha that grows with
     the heat, so cold regions leave the cell visible."""
     image = Image.open(io.BytesIO(image_png)).convert("RGB")
-    heat = Image.open(io.BytesIO(heatmap_png)).convert("L").resize(image.size, Image.Resampling.BILINEAR)
+    heat = heat_intensity(Image.open(io.BytesIO(heatmap_png))).resize(image.size, Image.Resampling.BILINEAR)
     h = np.asarray(heat, dtype=np.float32)
     span = float(h.max() - h.min())
     h = (h - h.min()) / span if span > 0 else np.zeros_like(h)
