@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -34,18 +35,33 @@ def multipart_upload(host: str, path: str, token: str, name: str, data: bytes, c
     return head + body
 
 
+# uvicorn closes a keep-alive connection after 5 s idle: reconnect before that.
+IDLE_RECONNECT_S = 3.0
+
+
 class Connection:
     def __init__(self, host: str, port: int) -> None:
         self.host, self.port = host, port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.last_used = 0.0
 
     async def request(self, raw: bytes, timeout: float = 30.0) -> tuple[int, bytes]:
+        if self.writer is not None and time.monotonic() - self.last_used > IDLE_RECONNECT_S:
+            self.close()
+        reused = self.writer is not None
         try:
             return await asyncio.wait_for(self._request(raw), timeout)
+        except asyncio.IncompleteReadError as exc:
+            self.close()
+            if reused and not exc.partial:  # the server had closed the idle connection: nothing was read
+                return await self.request(raw, timeout)
+            raise
         except BaseException:
             self.close()  # a half-read answer must not be mistaken for the next one
             raise
+        finally:
+            self.last_used = time.monotonic()
 
     async def _request(self, raw: bytes) -> tuple[int, bytes]:
         if self.writer is None:
