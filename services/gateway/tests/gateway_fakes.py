@@ -50,6 +50,7 @@ class World:
     explain_delay: float = 0.0
     explain_calls: list[tuple[str, int]] = field(default_factory=list)  # (caller's user id, images) per Explain
     record_group_sizes: list[int] = field(default_factory=list)  # items per RecordPredictions
+    preprocess_group_sizes: list[int] = field(default_factory=list)  # items per PreprocessBatch
 
     def user(self, role: str = "org_admin", org: str | None = None, email: str | None = None) -> tuple[auth_pb2.User, str]:
         """Creates a user and returns it with a fresh access token."""
@@ -251,16 +252,34 @@ class FakePreprocess(preprocess_pb2_grpc.PreprocessServiceServicer):
 
     async def Preprocess(self, request, context):
         await caller(self.w, context)
+        outcome = self._prepare(request)
+        if isinstance(outcome, preprocess_pb2.PreprocessError):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"[{outcome.reason}] {outcome.message}")
+        return outcome
+
+    async def PreprocessBatch(self, request, context):
+        await caller(self.w, context)
+        self.w.preprocess_group_sizes.append(len(request.items))
+        response = preprocess_pb2.PreprocessBatchResponse()
+        for i, item in enumerate(request.items):
+            outcome = self._prepare(item)
+            if isinstance(outcome, preprocess_pb2.PreprocessError):
+                response.results.add(index=i, error=outcome)
+            else:
+                response.results.add(index=i, result=outcome)
+        return response
+
+    def _prepare(self, request):
         data = request.image
         dims = _png_dims(data)
         if dims and dims[0] * dims[1] > 40_000_000:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"too_many_pixels: The image declares {dims[0]}x{dims[1]} pixels; the limit is 40,000,000.")
+            return preprocess_pb2.PreprocessError(
+                reason="too_many_pixels", message=f"The image declares {dims[0]}x{dims[1]} pixels; the limit is 40,000,000.")
         try:
             im = Image.open(io.BytesIO(data))
             im.load()
         except Exception:  # noqa: BLE001
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "[truncated] The image data ends early (truncated file).")
+            return preprocess_pb2.PreprocessError(reason="truncated", message="The image data ends early (truncated file).")
         size = request.spec.input_size or 8
         arr = np.asarray(im.convert("RGB").resize((size, size)), dtype=np.uint8)
         out = io.BytesIO()

@@ -87,6 +87,20 @@ async def test_callers_that_gave_up_are_not_sent():
     assert [items for _, items in down.groups] == [[1], [3]]
 
 
+async def test_groups_stay_under_max_weight_and_a_heavy_item_goes_alone():
+    down = Downstream()
+    down.release.clear()
+    c = Coalescer(down, max_items=8, weight=lambda item: item, max_weight=10)
+    first = asyncio.create_task(c.submit("k", 1))
+    await asyncio.sleep(0)
+    rest = [asyncio.create_task(c.submit("k", i)) for i in (4, 5, 2, 30, 3)]
+    await asyncio.sleep(0.01)
+    down.release.set()
+    await first
+    await asyncio.gather(*rest)
+    assert [items for _, items in down.groups] == [[1], [4, 5], [2], [30], [3]]
+
+
 def test_bounds_are_checked():
     with pytest.raises(ValueError):
         Coalescer(Downstream(), max_items=0)
@@ -143,3 +157,26 @@ async def test_one_failed_record_in_a_group_fails_that_upload_only(app, world):
     assert (error.status, error.code) == (422, "invalid_argument")
     assert "rejected on purpose" in error.message
     assert world.record_group_sizes == [3]  # the first alone (nothing in flight), then the rest together
+
+
+async def test_a_bad_image_in_a_shared_preprocess_call_fails_alone(app, client, world):
+    from hemovision_gateway.pipeline import Coalescing
+
+    ctx = app.state.ctx
+    ctx.coalescing = Coalescing.create(ctx.clients, ctx.settings)
+    _, token = world.user("lab_user")
+    world.explain_delay = 0.1
+    good = png_bytes()
+    payloads = [good, good, good[:40], good, good]  # the third is cut short
+
+    async def upload(data):
+        return await client.post("/api/v1/predictions", headers=auth(token),
+                                 files={"file": ("cell.png", data, "image/png")})
+
+    first = asyncio.create_task(upload(good))  # occupies the lanes, so the rest queue up together
+    await asyncio.sleep(0.02)
+    answers = await asyncio.gather(*[upload(p) for p in payloads])
+    assert (await first).status_code == 201
+    assert [a.status_code for a in answers] == [201, 201, 422, 201, 201]
+    assert answers[2].json()["error"]["code"] == "truncated"
+    assert max(world.preprocess_group_sizes) > 1

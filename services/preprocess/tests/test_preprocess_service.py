@@ -108,6 +108,38 @@ async def test_stream_reports_each_item(stub, pbc_image_bytes):
     assert answers[2].result.tensor.shape == [1, 64, 64, 3]
 
 
+async def test_batch_answers_each_item_in_order(stub, pbc_image_bytes):
+    bad_spec = spec_proto()
+    bad_spec.input_size = -3
+    png = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 80, 120)).save(png, format="PNG")
+    items = [
+        preprocess_pb2.PreprocessRequest(image=pbc_image_bytes, spec=spec_proto(), want_model_image=True),
+        preprocess_pb2.PreprocessRequest(image=b"garbage", spec=spec_proto()),
+        preprocess_pb2.PreprocessRequest(image=png.getvalue(), spec=spec_proto()),
+        preprocess_pb2.PreprocessRequest(image=pbc_image_bytes, spec=bad_spec),
+        preprocess_pb2.PreprocessRequest(image=pbc_image_bytes[:200], spec=spec_proto()),
+    ]
+    reply = await stub.PreprocessBatch(preprocess_pb2.PreprocessBatchRequest(items=items), timeout=20)
+    assert [r.index for r in reply.results] == [0, 1, 2, 3, 4]
+    assert [r.WhichOneof("outcome") for r in reply.results] == ["result", "error", "result", "error", "error"]
+    expected = preprocess(decode_image(pbc_image_bytes), PreprocessSpec.from_dict(SPEC))
+    np.testing.assert_array_equal(tensor_array(reply.results[0].result.tensor)[0], expected)
+    assert Image.open(io.BytesIO(reply.results[0].result.model_image_png)).size == (64, 64)
+    assert (reply.results[2].result.original_width, reply.results[2].result.format) == (40, "PNG")
+    assert reply.results[1].error.reason == "not_an_image"
+    assert reply.results[3].error.reason == "invalid_request" and "spec" in reply.results[3].error.message
+    assert reply.results[4].error.reason in ("truncated", "corrupt")
+
+
+async def test_batch_bounds(stub, pbc_image_bytes):
+    for n in (0, 65):
+        items = [preprocess_pb2.PreprocessRequest(image=pbc_image_bytes, spec=spec_proto())] * n
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.PreprocessBatch(preprocess_pb2.PreprocessBatchRequest(items=items), timeout=20)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "items" in info.value.details()
+
+
 async def test_token_required_when_verifier_given(pbc_image_bytes):
     from hemovision_tokens.testing import TokenFactory
 

@@ -37,12 +37,18 @@ class Coalescer(Generic[Item, Result]):
         *,
         max_items: int,
         max_in_flight: int = 1,
+        weight: Callable[[Item], int] | None = None,
+        max_weight: int = 0,
     ) -> None:
         if max_items < 1 or max_in_flight < 1:
             raise ValueError("max_items and max_in_flight must be >= 1")
         self._run_group = run_group
         self.max_items = max_items
         self.max_in_flight = max_in_flight
+        # Optional second bound, e.g. bytes per call under the gRPC message limit; a single item
+        # heavier than max_weight still goes, alone.
+        self._weight = weight
+        self.max_weight = max_weight
         self._lanes: dict[Hashable, _Lane[Item, Result]] = {}
         self._tasks: set[asyncio.Task] = set()
         self.groups = 0  # dispatched groups, for tests and metrics
@@ -65,7 +71,15 @@ class Coalescer(Generic[Item, Result]):
             if lane.in_flight == 0:
                 self._lanes.pop(key, None)
             return
-        group, lane.pending = lane.pending[: self.max_items], lane.pending[self.max_items :]
+        n = min(self.max_items, len(lane.pending))
+        if self._weight is not None and self.max_weight > 0:
+            total, n = 0, 0
+            for item, _ in lane.pending[: self.max_items]:
+                total += self._weight(item)
+                if n and total > self.max_weight:
+                    break
+                n += 1
+        group, lane.pending = lane.pending[:n], lane.pending[n:]
         lane.in_flight += 1
         self.groups += 1
         self.items += len(group)

@@ -174,6 +174,14 @@ def api_error_from_preprocess(exc: grpc.aio.AioRpcError) -> ApiError:
     return ApiError(PREPROCESS_REASON_TO_HTTP.get(reason, 422), reason, message)
 
 
+def api_error_from_preprocess_item(error) -> ApiError:
+    """A per-item PreprocessError (PreprocessBatch), mapped like a rejected Preprocess call."""
+    if error.reason == "invalid_request":
+        return ApiError(422, "invalid_argument", error.message or "invalid request")
+    return ApiError(PREPROCESS_REASON_TO_HTTP.get(error.reason, 422), error.reason or "invalid_image",
+                    error.message or "the image could not be read")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:

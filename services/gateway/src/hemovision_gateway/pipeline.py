@@ -3,7 +3,7 @@
     inference.GetActiveModel (cached) -> preprocess.Preprocess -> inference.Explain
     -> heatmap PNG -> history.RecordPrediction (idempotent on the key)
 
-Concurrent uploads of one caller share their Explain call and their history record call
+Concurrent uploads of one caller share their Preprocess, Explain and history record calls
 (coalescing.Coalescer: dispatched at once when idle, grouped only while a call is running).
 """
 
@@ -24,7 +24,12 @@ from hemovision.preprocess.v1 import preprocess_pb2
 from hemovision_gateway import views
 from hemovision_gateway.clients import Clients, bearer
 from hemovision_gateway.coalescing import Coalescer
-from hemovision_gateway.errors import ApiError, api_error_from_grpc, api_error_from_preprocess
+from hemovision_gateway.errors import (
+    ApiError,
+    api_error_from_grpc,
+    api_error_from_preprocess,
+    api_error_from_preprocess_item,
+)
 from hemovision_gateway.images import check_image_bytes, heatmap_png, tensor_to_array
 from hemovision_gateway.settings import Settings
 
@@ -91,6 +96,44 @@ def _explained(answer: inference_pb2.ClassifyResponse, n: int) -> list[Explained
     if len(answer.results) != n:
         raise ApiError(502, "upstream_error", f"the inference service returned {len(answer.results)} results for {n}")
     return [Explained(answer.model, answer.model_ms, r) for r in answer.results]
+
+
+class PreprocessCoalescer:
+    """Concurrent uploads of one caller share one preprocess.PreprocessBatch call (each image still
+    accepted or rejected on its own), at most MAX_GROUP_BYTES of images a call; an image alone
+    goes by Preprocess."""
+
+    MAX_GROUP_BYTES = 16 * 1024 * 1024  # under the 32 MiB gRPC message limit, answers included
+
+    def __init__(self, clients: Clients, settings: Settings, *, max_items: int, max_in_flight: int = 1) -> None:
+        self.clients, self.settings = clients, settings
+        self.coalescer: Coalescer[preprocess_pb2.PreprocessRequest, preprocess_pb2.PreprocessResponse | ApiError] = (
+            Coalescer(self._run_group, max_items=max_items, max_in_flight=max_in_flight,
+                      weight=lambda r: len(r.image), max_weight=self.MAX_GROUP_BYTES))
+
+    async def preprocess(self, token: str, request: preprocess_pb2.PreprocessRequest) -> preprocess_pb2.PreprocessResponse:
+        outcome = await self.coalescer.submit(token, request)
+        if isinstance(outcome, ApiError):
+            raise outcome
+        return outcome
+
+    async def _run_group(self, token: str, requests: list[preprocess_pb2.PreprocessRequest]):
+        if len(requests) == 1:
+            try:
+                return [await self.clients.preprocess.Preprocess(
+                    requests[0], metadata=bearer(token), timeout=self.settings.rpc_timeout_s)]
+            except grpc.aio.AioRpcError as exc:
+                return [api_error_from_preprocess(exc)]
+        try:
+            answer = await self.clients.preprocess.PreprocessBatch(
+                preprocess_pb2.PreprocessBatchRequest(items=requests), metadata=bearer(token),
+                timeout=self.settings.rpc_timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise api_error_from_preprocess(exc) from None
+        if len(answer.results) != len(requests):
+            raise ApiError(502, "upstream_error", "the preprocess service answered for the wrong number of images")
+        return [r.result if r.WhichOneof("outcome") == "result" else api_error_from_preprocess_item(r.error)
+                for r in answer.results]
 
 
 class ExplainCoalescer:
@@ -166,6 +209,7 @@ def _item_error(error: history_pb2.ItemError) -> ApiError:
 class Coalescing:
     """The per-process groupers of the pipeline (see the module docstring)."""
 
+    preprocess: PreprocessCoalescer
     explain: ExplainCoalescer
     record: RecordCoalescer
 
@@ -173,7 +217,8 @@ class Coalescing:
     def create(cls, clients: Clients, settings: Settings, max_items: int | None = None) -> Coalescing:
         """`max_items` overrides settings.coalesce_max_items (1: no grouping)."""
         n = settings.coalesce_max_items if max_items is None else max_items
-        return cls(ExplainCoalescer(clients, settings, max_images=n, max_in_flight=settings.coalesce_explain_in_flight),
+        return cls(PreprocessCoalescer(clients, settings, max_items=n, max_in_flight=settings.coalesce_preprocess_in_flight),
+                   ExplainCoalescer(clients, settings, max_images=n, max_in_flight=settings.coalesce_explain_in_flight),
                    RecordCoalescer(clients, settings, max_items=n, max_in_flight=settings.coalesce_record_in_flight))
 
 
@@ -198,14 +243,8 @@ async def run_prediction(
 
     for attempt in (0, 1):
         t_pre = time.perf_counter()
-        try:
-            pre = await clients.preprocess.Preprocess(
-                preprocess_pb2.PreprocessRequest(image=upload.data, spec=info.preprocessing, want_model_image=True),
-                metadata=bearer(token),
-                timeout=settings.rpc_timeout_s,
-            )
-        except grpc.aio.AioRpcError as exc:
-            raise api_error_from_preprocess(exc) from None
+        pre = await coalescing.preprocess.preprocess(
+            token, preprocess_pb2.PreprocessRequest(image=upload.data, spec=info.preprocessing, want_model_image=True))
         preprocess_ms = (time.perf_counter() - t_pre) * 1000
         t_inf = time.perf_counter()
         try:

@@ -53,12 +53,13 @@ class Settings(BaseSettings):
     # Stricter limit for anonymous auth endpoints (login/register/reset) per IP.
     rate_limit_auth_requests: int = 60
 
-    # Concurrent uploads of one caller share one Explain call and one history call of at most
-    # this many items (1 = every upload its own calls).
+    # Concurrent uploads of one caller share one Preprocess, one Explain and one history call of
+    # at most this many items (1 = every upload its own calls).
     coalesce_max_items: int = Field(default=32, ge=1, le=64)
     # Groups of one caller running at once, per stage. One each measured best on two cores
     # (make bench-serving, c32: 111 vs 102 uploads/s with 2/2): what waits meanwhile forms the next,
     # bigger group instead of competing for the same cores.
+    coalesce_preprocess_in_flight: int = Field(default=1, ge=1, le=16)
     coalesce_explain_in_flight: int = Field(default=1, ge=1, le=16)
     coalesce_record_in_flight: int = Field(default=1, ge=1, le=16)
     # How long GetActiveModel answers are reused.

@@ -63,6 +63,24 @@ class PreprocessCore:
         async with self._slots:
             return await asyncio.to_thread(self._prepare_sync, data, spec, want_thumbnail, want_model_image)
 
+    async def prepare_many(
+        self, items: list[tuple[bytes, PreprocessSpec, bool, bool]]
+    ) -> list[PreparedImage | ImageInvalid]:
+        """prepare() for (data, spec, want_thumbnail, want_model_image) items in one worker-thread
+        hop; a rejected image gives its ImageInvalid in its place."""
+
+        def run() -> list[PreparedImage | ImageInvalid]:
+            out: list[PreparedImage | ImageInvalid] = []
+            for data, spec, want_thumbnail, want_model_image in items:
+                try:
+                    out.append(self._prepare_sync(data, spec, want_thumbnail, want_model_image))
+                except ImageInvalid as exc:
+                    out.append(exc)
+            return out
+
+        async with self._slots:
+            return await asyncio.to_thread(run)
+
     def _prepare_sync(
         self, data: bytes, spec: PreprocessSpec, want_thumbnail: bool, want_model_image: bool
     ) -> PreparedImage:

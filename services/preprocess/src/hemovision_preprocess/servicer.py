@@ -41,6 +41,7 @@ def _response(prepared: PreparedImage) -> preprocess_pb2.PreprocessResponse:
 
 
 _SPEC_CACHE_SIZE = 32
+MAX_BATCH_ITEMS = 64
 
 
 class PreprocessServicer(preprocess_pb2_grpc.PreprocessServiceServicer):
@@ -72,6 +73,32 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServiceServicer):
             want_model_image=request.want_model_image,
         )
         return _response(prepared)
+
+    async def PreprocessBatch(
+        self, request: preprocess_pb2.PreprocessBatchRequest, context: grpc.aio.ServicerContext
+    ) -> preprocess_pb2.PreprocessBatchResponse:
+        if not 1 <= len(request.items) <= MAX_BATCH_ITEMS:
+            raise InvalidArgument(f"between 1 and {MAX_BATCH_ITEMS} items per call, got {len(request.items)}")
+        response = preprocess_pb2.PreprocessBatchResponse()
+        work, positions = [], []
+        for i, item in enumerate(request.items):
+            try:
+                spec = self._spec(item)
+            except InvalidArgument as exc:
+                response.results.add(index=i, error=preprocess_pb2.PreprocessError(reason="invalid_request",
+                                                                                     message=exc.message))
+                continue
+            response.results.add(index=i)
+            work.append((item.image, spec, item.want_thumbnail, item.want_model_image))
+            positions.append(i)
+        outcomes = await self.core.prepare_many(work) if work else []
+        for i, outcome in zip(positions, outcomes, strict=True):
+            if isinstance(outcome, ImageInvalid):
+                response.results[i].error.CopyFrom(
+                    preprocess_pb2.PreprocessError(reason=outcome.reason, message=outcome.detail))
+            else:
+                response.results[i].result.CopyFrom(_response(outcome))
+        return response
 
     async def PreprocessStream(
         self, request_iterator: AsyncIterator[preprocess_pb2.PreprocessRequest], context: grpc.aio.ServicerContext

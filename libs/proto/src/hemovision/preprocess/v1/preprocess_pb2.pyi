@@ -1,10 +1,23 @@
 from hemovision.common.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class PreprocessBatchRequest(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[PreprocessRequest]
+    def __init__(self, items: _Optional[_Iterable[_Union[PreprocessRequest, _Mapping]]] = ...) -> None: ...
+
+class PreprocessBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[PreprocessStreamResponse]
+    def __init__(self, results: _Optional[_Iterable[_Union[PreprocessStreamResponse, _Mapping]]] = ...) -> None: ...
 
 class PreprocessRequest(_message.Message):
     __slots__ = ("image", "spec", "want_thumbnail", "want_model_image", "index")

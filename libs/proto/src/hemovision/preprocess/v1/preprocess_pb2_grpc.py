@@ -45,6 +45,11 @@ class PreprocessServiceStub:
                 request_serializer=hemovision_dot_preprocess_dot_v1_dot_preprocess__pb2.PreprocessRequest.SerializeToString,
                 response_deserializer=hemovision_dot_preprocess_dot_v1_dot_preprocess__pb2.PreprocessStreamResponse.FromString,
                 _registered_method=True)
+        self.PreprocessBatch = channel.unary_unary(
+                '/hemovision.preprocess.v1.PreprocessService/PreprocessBatch',
+                request_serializer=hemovision_dot_preprocess_dot_v1_dot_preprocess__pb2.PreprocessBatchRequest.SerializeToString,
+                response_deserializer=hemovision_dot_preprocess_dot_v1_dot_preprocess__pb2.PreprocessBatchResponse.FromString,
+                _registered_method=True)
 
 
 class PreprocessServiceServicer:
@@ -67,6 +72,15 @@ class PreprocessServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PreprocessBatch(self, request, context):
+        """1 to 64 images in one call (the gateway groups one caller's concurrent uploads this
+        way): one answer per item, in request order, each a result or that item's error.
+        A request that is malformed as a whole (no items, too many) -> INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PreprocessServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -79,6 +93,11 @@ def add_PreprocessServiceServicer_to_server(servicer, server):
                     servicer.PreprocessStream,
                     request_deserializer=hemovision_dot_preprocess_dot_v1_dot_preprocess__pb2.PreprocessRequest.FromString,
                     response_serializer=hemovision_dot_preprocess_dot_v1_dot_preprocess__pb2.PreprocessStreamResponse.SerializeToString,
+            ),
+            'PreprocessBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreprocessBatch,
+                    request_deserializer=hemovision_dot_preprocess_dot_v1_dot_preprocess__pb2.PreprocessBatchRequest.FromString,
+                    response_serializer=hemovision_dot_preprocess_dot_v1_dot_preprocess__pb2.PreprocessBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -136,6 +155,33 @@ class PreprocessService:
             '/hemovision.preprocess.v1.PreprocessService/PreprocessStream',
             hemovision_dot_preprocess_dot_v1_dot_preprocess__pb2.PreprocessRequest.SerializeToString,
             hemovision_dot_preprocess_dot_v1_dot_preprocess__pb2.PreprocessStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreprocessBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hemovision.preprocess.v1.PreprocessService/PreprocessBatch',
+            hemovision_dot_preprocess_dot_v1_dot_preprocess__pb2.PreprocessBatchRequest.SerializeToString,
+            hemovision_dot_preprocess_dot_v1_dot_preprocess__pb2.PreprocessBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
