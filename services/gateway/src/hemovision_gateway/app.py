@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -86,6 +87,12 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None,
             from hemovision_gateway.worker import make_celery
 
             app.state.celery = make_celery(settings)
+            if settings.batch_sweep_interval_s > 0 and settings.broker_url.startswith(("redis://", "rediss://")):
+                from hemovision_gateway.batch_sweeper import run_forever
+
+                sweeper = asyncio.create_task(run_forever(settings, app.state.celery))
+                app.state.background.add(sweeper)
+                sweeper.add_done_callback(app.state.background.discard)
         try:
             yield
         finally:

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     batch_inline: bool = False
     # Seconds after which an unacknowledged batch message (its worker died) is delivered again.
     batch_visibility_timeout_s: int = 120
+    # How often one gateway process looks for batch items whose broker message was lost (a worker
+    # killed between kombu's BRPOP and its unacked bookkeeping); 0 = never. A batch is looked at
+    # once it has been untouched for 2 x batch_visibility_timeout_s.
+    batch_sweep_interval_s: int = Field(default=30, ge=0)
 
     # Public base URL, used in links the CLI prints.
     public_url: str = "http://127.0.0.1:8000"

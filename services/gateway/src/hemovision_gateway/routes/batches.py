@@ -17,7 +17,7 @@ from hemovision.common.v1 import common_pb2
 from hemovision.history.v1 import history_pb2
 from hemovision.reports.v1 import reports_pb2
 
-from hemovision_gateway import batch_storage, idempotency, views
+from hemovision_gateway import batch_storage, batch_sweeper, idempotency, views
 from hemovision_gateway.batch_processing import ItemTask, channel_name, fail_item, process_item, record_item
 from hemovision_gateway.clients import bearer
 from hemovision_gateway.errors import ApiError, ErrorBody, api_error_from_grpc
@@ -77,16 +77,20 @@ async def create_batch(
         if staging.exists():
             await asyncio.to_thread(shutil.rmtree, staging, True)
     failed = 0
+    tasks = []
     for item in items:
         if item.error:
             failed += 1
             await record_item(ctx.clients, settings, user.token, batch_id=batch.id, index=item.index,
                               filename=item.filename, error=item.error)
             continue
-        task = ItemTask(batch_id=batch.id, index=item.index, organization_id=user.organization_id,
-                        user_id=user.user_id, filename=item.filename,
-                        path=str(batch_storage.item_path(directory, item.index)),
-                        sample_id=sample_id, slide_id=slide_id, note=note)
+        tasks.append(ItemTask(batch_id=batch.id, index=item.index, organization_id=user.organization_id,
+                              user_id=user.user_id, filename=item.filename,
+                              path=str(batch_storage.item_path(directory, item.index)),
+                              sample_id=sample_id, slide_id=slide_id, note=note))
+    if tasks and not settings.batch_inline:
+        await asyncio.to_thread(batch_sweeper.write_tasks, directory, tasks)  # before any can be lost
+    for task in tasks:
         await schedule(request, task)
     batch_storage.remove_if_done(directory)
     body = {"id": batch.id, "status": "queued", "total": len(items), "failed": failed,
