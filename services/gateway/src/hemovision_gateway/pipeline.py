@@ -98,18 +98,20 @@ def _explained(answer: inference_pb2.ClassifyResponse, n: int) -> list[Explained
     return [Explained(answer.model, answer.model_ms, r) for r in answer.results]
 
 
+# Every grouped call stays under half the 32 MiB gRPC message limit (answers included).
+MAX_GROUP_BYTES = 16 * 1024 * 1024
+
+
 class PreprocessCoalescer:
     """Concurrent uploads of one caller share one preprocess.PreprocessBatch call (each image still
     accepted or rejected on its own), at most MAX_GROUP_BYTES of images a call; an image alone
     goes by Preprocess."""
 
-    MAX_GROUP_BYTES = 16 * 1024 * 1024  # under the 32 MiB gRPC message limit, answers included
-
     def __init__(self, clients: Clients, settings: Settings, *, max_items: int, max_in_flight: int = 1) -> None:
         self.clients, self.settings = clients, settings
         self.coalescer: Coalescer[preprocess_pb2.PreprocessRequest, preprocess_pb2.PreprocessResponse | ApiError] = (
             Coalescer(self._run_group, max_items=max_items, max_in_flight=max_in_flight,
-                      weight=lambda r: len(r.image), max_weight=self.MAX_GROUP_BYTES))
+                      weight=lambda r: len(r.image), max_weight=MAX_GROUP_BYTES))
 
     async def preprocess(self, token: str, request: preprocess_pb2.PreprocessRequest) -> preprocess_pb2.PreprocessResponse:
         outcome = await self.coalescer.submit(token, request)
@@ -143,7 +145,8 @@ class ExplainCoalescer:
     def __init__(self, clients: Clients, settings: Settings, *, max_images: int, max_in_flight: int = 1) -> None:
         self.clients, self.settings = clients, settings
         self.coalescer: Coalescer[common_pb2.Tensor, Explained] = Coalescer(
-            self._run_group, max_items=max_images, max_in_flight=max_in_flight
+            self._run_group, max_items=max_images, max_in_flight=max_in_flight,
+            weight=lambda t: len(t.data), max_weight=MAX_GROUP_BYTES,  # big-input models: fewer per call
         )
 
     async def explain(self, token: str, model: common_pb2.ModelRef, tensor: common_pb2.Tensor) -> Explained:
@@ -175,7 +178,8 @@ class RecordCoalescer:
     def __init__(self, clients: Clients, settings: Settings, *, max_items: int, max_in_flight: int = 1) -> None:
         self.clients, self.settings = clients, settings
         self.coalescer: Coalescer[history_pb2.RecordPredictionRequest, history_pb2.Prediction | ApiError] = Coalescer(
-            self._run_group, max_items=max_items, max_in_flight=max_in_flight
+            self._run_group, max_items=max_items, max_in_flight=max_in_flight,
+            weight=lambda r: len(r.image_png) + len(r.heatmap_png), max_weight=MAX_GROUP_BYTES,
         )
 
     async def record(self, token: str, request: history_pb2.RecordPredictionRequest) -> history_pb2.Prediction:
