@@ -101,6 +101,16 @@ async def test_groups_stay_under_max_weight_and_a_heavy_item_goes_alone():
     assert [items for _, items in down.groups] == [[1], [4, 5], [2], [30], [3]]
 
 
+async def test_an_exception_as_a_result_fails_that_caller_only():
+    async def run_group(key, items):
+        return [ValueError(f"bad {i}") if i < 0 else i for i in items]
+
+    c = Coalescer(run_group, max_items=8)
+    results = await asyncio.gather(c.submit("k", 1), c.submit("k", -2), c.submit("k", 3), return_exceptions=True)
+    assert results[0] == 1 and results[2] == 3
+    assert isinstance(results[1], ValueError) and str(results[1]) == "bad -2"
+
+
 def test_bounds_are_checked():
     with pytest.raises(ValueError):
         Coalescer(Downstream(), max_items=0)

@@ -35,6 +35,26 @@ def start_worker(addr: str, redis_url: str, upload_dir: str, log) -> subprocess.
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+async def wait_completed(client, token: str, bid: str, log_path) -> dict:
+    deadline = time.monotonic() + 90
+    status = None
+    while time.monotonic() < deadline:
+        status = (await client.get(f"/api/v1/batches/{bid}", headers=auth(token))).json()
+        if status["status"] == "completed":
+            return status
+        await asyncio.sleep(0.2)
+    raise AssertionError((status, log_path.read_text()[-3000:]))
+
+
+def stop_worker(worker: subprocess.Popen | None) -> None:
+    if worker is not None and worker.poll() is None:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+
+
 @pytest.mark.timeout(180)
 async def test_sigkill_mid_batch_then_restart(settings, world, peers, tmp_path):
     addr, _ = peers
@@ -73,14 +93,7 @@ async def test_sigkill_mid_batch_then_restart(settings, world, peers, tmp_path):
                 assert killed_at < 8, "the batch finished before the kill; slow the fake down"
 
                 worker = start_worker(addr, settings.redis_url, settings.upload_dir, log)
-                deadline = time.monotonic() + 90
-                status = None
-                while time.monotonic() < deadline:
-                    status = (await client.get(f"/api/v1/batches/{bid}", headers=auth(token))).json()
-                    if status["status"] == "completed":
-                        break
-                    await asyncio.sleep(0.2)
-                assert status and status["status"] == "completed", (status, (tmp_path / "worker.log").read_text()[-3000:])
+                status = await wait_completed(client, token, bid, tmp_path / "worker.log")
                 assert status["succeeded"] == 8 and status["failed"] == 0
                 assert recorded() == 8
                 predictions = [p for p in world.predictions.values() if p.batch_id == bid]
@@ -88,12 +101,7 @@ async def test_sigkill_mid_batch_then_restart(settings, world, peers, tmp_path):
                 keys = {f"batch:{bid}:{i}" for i in range(8)}
                 assert {p for p in world.idem if p[1] in keys} and len({k for _, k in world.idem if k in keys}) == 8
     finally:
-        if worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
+        stop_worker(worker)
         log.close()
         await clients.close()
         await r.aclose()
@@ -132,23 +140,11 @@ async def test_an_item_whose_message_was_lost_is_enqueued_again(settings, world,
                 lost = next(raw for raw in queued if _message_item(_json.loads(raw)) == (bid, 2))
                 assert broker.lrem(QUEUE, 1, lost) == 1  # item 2's message is gone for good
                 worker = start_worker(addr, settings.redis_url, settings.upload_dir, log)
-                deadline = time.monotonic() + 90
-                status = None
-                while time.monotonic() < deadline:
-                    status = (await client.get(f"/api/v1/batches/{bid}", headers=auth(token))).json()
-                    if status["status"] == "completed":
-                        break
-                    await asyncio.sleep(0.2)
-                assert status and status["status"] == "completed", (status, (tmp_path / "worker.log").read_text()[-3000:])
+                status = await wait_completed(client, token, bid, tmp_path / "worker.log")
                 assert status["succeeded"] == 4
                 assert len([p for p in world.predictions.values() if p.batch_id == bid]) == 4
     finally:
-        if worker is not None and worker.poll() is None:
-            os.killpg(worker.pid, signal.SIGTERM)
-            try:
-                worker.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(worker.pid, signal.SIGKILL)
+        stop_worker(worker)
         log.close()
         broker.close()
         await clients.close()

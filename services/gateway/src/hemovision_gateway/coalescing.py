@@ -28,8 +28,9 @@ class _Lane(Generic[Item, Result]):
 
 
 class Coalescer(Generic[Item, Result]):
-    """`run_group(key, items)` returns one result per item, in order; if it raises, every caller
-    of that group gets the exception."""
+    """`run_group(key, items)` returns one result per item, in order; a result that is an exception
+    is raised to that item's caller alone (per-item failures); if run_group itself raises, every
+    caller of that group gets the exception."""
 
     def __init__(
         self,
@@ -102,7 +103,11 @@ class Coalescer(Generic[Item, Result]):
                     future.set_exception(exc)
         else:
             for (_, future), result in zip(group, results, strict=True):
-                if not future.done():
+                if future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
                     future.set_result(result)
         finally:
             lane.in_flight -= 1

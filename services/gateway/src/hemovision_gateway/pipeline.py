@@ -109,15 +109,12 @@ class PreprocessCoalescer:
 
     def __init__(self, clients: Clients, settings: Settings, *, max_items: int, max_in_flight: int = 1) -> None:
         self.clients, self.settings = clients, settings
-        self.coalescer: Coalescer[preprocess_pb2.PreprocessRequest, preprocess_pb2.PreprocessResponse | ApiError] = (
+        self.coalescer: Coalescer[preprocess_pb2.PreprocessRequest, preprocess_pb2.PreprocessResponse] = (
             Coalescer(self._run_group, max_items=max_items, max_in_flight=max_in_flight,
                       weight=lambda r: len(r.image), max_weight=MAX_GROUP_BYTES))
 
     async def preprocess(self, token: str, request: preprocess_pb2.PreprocessRequest) -> preprocess_pb2.PreprocessResponse:
-        outcome = await self.coalescer.submit(token, request)
-        if isinstance(outcome, ApiError):
-            raise outcome
-        return outcome
+        return await self.coalescer.submit(token, request)  # a rejected image raises its ApiError
 
     async def _run_group(self, token: str, requests: list[preprocess_pb2.PreprocessRequest]):
         if len(requests) == 1:
@@ -177,16 +174,13 @@ class RecordCoalescer:
 
     def __init__(self, clients: Clients, settings: Settings, *, max_items: int, max_in_flight: int = 1) -> None:
         self.clients, self.settings = clients, settings
-        self.coalescer: Coalescer[history_pb2.RecordPredictionRequest, history_pb2.Prediction | ApiError] = Coalescer(
+        self.coalescer: Coalescer[history_pb2.RecordPredictionRequest, history_pb2.Prediction] = Coalescer(
             self._run_group, max_items=max_items, max_in_flight=max_in_flight,
             weight=lambda r: len(r.image_png) + len(r.heatmap_png), max_weight=MAX_GROUP_BYTES,
         )
 
     async def record(self, token: str, request: history_pb2.RecordPredictionRequest) -> history_pb2.Prediction:
-        outcome = await self.coalescer.submit(token, request)
-        if isinstance(outcome, ApiError):
-            raise outcome
-        return outcome
+        return await self.coalescer.submit(token, request)  # a refused record raises its ApiError
 
     async def _run_group(self, token: str, requests: list[history_pb2.RecordPredictionRequest]):
         try:
