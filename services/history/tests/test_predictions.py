@@ -364,3 +364,24 @@ async def test_record_many_bounds(stub, alice):
                                                 metadata=alice.metadata, timeout=T)) == grpc.StatusCode.INVALID_ARGUMENT
     assert await code_of(stub.RecordPredictions(history_pb2.RecordPredictionsRequest(items=too_many[:2]),
                                                 timeout=T)) == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_record_many_falls_back_to_one_by_one_when_the_shared_insert_fails(history, stub, alice, blob_root,
+                                                                                 monkeypatch):
+    repo = history.service.repo
+    real = repo.insert_predictions
+
+    def fail_when_shared(rows):
+        if len(rows) > 1:
+            raise RuntimeError("shared insert failed")
+        return real(rows)
+
+    monkeypatch.setattr(repo, "insert_predictions", fail_when_shared)
+    results = await record_many(stub, alice, [
+        history_pb2.RecordPredictionRequest(prediction=make_prediction(label, 0.9), idempotency_key=f"f{i}",
+                                            image_png=png_bytes())
+        for i, label in enumerate(["neutrophil", "platelet", "monocyte"])
+    ])
+    assert [r.prediction.label for r in results] == ["neutrophil", "platelet", "monocyte"]
+    # the shared attempt's blobs were removed; each item's own write left one image
+    assert len(list((blob_root / alice.organization_id / "predictions").rglob("*.png"))) == 3

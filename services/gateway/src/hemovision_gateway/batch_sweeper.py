@@ -12,6 +12,7 @@ directory's clock restarts. Items still waiting in the queue are never duplicate
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -20,6 +21,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
+
+import redis
 
 from hemovision_gateway.batch_processing import ItemTask
 
@@ -119,11 +122,7 @@ def sweep_once_locked(upload_dir: Path, client, queue: str, enqueue: Callable[[I
 async def run_forever(settings, celery) -> None:
     """The sweeper loop of a gateway process (started by the app when batches go to Celery on a
     Redis broker); every pass runs in a thread with its own synchronous Redis client."""
-    import asyncio
-
-    import redis
-
-    from hemovision_gateway.worker import QUEUE, enqueue
+    from hemovision_gateway.worker import QUEUE, enqueue  # importing it builds the Celery app
 
     interval = settings.batch_sweep_interval_s
     client = redis.Redis.from_url(settings.broker_url, socket_timeout=10, socket_connect_timeout=5)

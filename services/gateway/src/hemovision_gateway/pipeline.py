@@ -92,10 +92,15 @@ async def _explain_call(clients: Clients, settings: Settings, token: str, reques
         raise
 
 
+def _one_each(results, n: int, service: str):
+    """A grouped call's answers, checked to be one per request (else 502, never a misattribution)."""
+    if len(results) != n:
+        raise ApiError(502, "upstream_error", f"the {service} service returned {len(results)} results for {n}")
+    return results
+
+
 def _explained(answer: inference_pb2.ClassifyResponse, n: int) -> list[Explained]:
-    if len(answer.results) != n:
-        raise ApiError(502, "upstream_error", f"the inference service returned {len(answer.results)} results for {n}")
-    return [Explained(answer.model, answer.model_ms, r) for r in answer.results]
+    return [Explained(answer.model, answer.model_ms, r) for r in _one_each(answer.results, n, "inference")]
 
 
 # Every grouped call stays under half the 32 MiB gRPC message limit (answers included).
@@ -129,10 +134,8 @@ class PreprocessCoalescer:
                 timeout=self.settings.rpc_timeout_s)
         except grpc.aio.AioRpcError as exc:
             raise api_error_from_preprocess(exc) from None
-        if len(answer.results) != len(requests):
-            raise ApiError(502, "upstream_error", "the preprocess service answered for the wrong number of images")
         return [r.result if r.WhichOneof("outcome") == "result" else api_error_from_preprocess_item(r.error)
-                for r in answer.results]
+                for r in _one_each(answer.results, len(requests), "preprocess")]
 
 
 class ExplainCoalescer:
@@ -192,9 +195,8 @@ class RecordCoalescer:
                 timeout=self.settings.rpc_timeout_s)
         except grpc.aio.AioRpcError as exc:
             raise api_error_from_grpc(exc) from None
-        if len(answer.results) != len(requests):
-            raise ApiError(502, "upstream_error", "the history service answered for the wrong number of records")
-        return [r.prediction if r.WhichOneof("outcome") == "prediction" else _item_error(r.error) for r in answer.results]
+        return [r.prediction if r.WhichOneof("outcome") == "prediction" else _item_error(r.error)
+                for r in _one_each(answer.results, len(requests), "history")]
 
 
 def _item_error(error: history_pb2.ItemError) -> ApiError:

@@ -101,26 +101,9 @@ class HistoryRepository:
         heatmap_key: str | None,
     ) -> tuple[domain.Prediction, bool]:
         """Inserts; on an idempotency-key conflict returns (the first record, False)."""
-        values = {
-            "id": prediction_id,
-            "organization_id": organization_id,
-            "user_id": user_id,
-            "idempotency_key": idempotency_key,
-            "image_key": image_key,
-            "heatmap_key": heatmap_key,
-            **{f.name: getattr(new, f.name) for f in fields(domain.NewPrediction)},
-        }
-        with self.engine.begin() as conn:
-            stmt = pg_insert(predictions).values(**values)
-            if idempotency_key is not None:
-                stmt = stmt.on_conflict_do_nothing(constraint="uq_predictions_org_idempotency_key")
-            row = conn.execute(stmt.returning(*predictions.c)).first()
-            if row is not None:
-                return _prediction(row), True
-            row = conn.execute(
-                select(predictions).where(P.organization_id == organization_id, P.idempotency_key == idempotency_key)
-            ).one()
-            return _prediction(row), False
+        return self.insert_predictions([dict(prediction_id=prediction_id, organization_id=organization_id,
+                                             user_id=user_id, idempotency_key=idempotency_key, new=new,
+                                             image_key=image_key, heatmap_key=heatmap_key)])[0]
 
     def insert_predictions(self, rows: list[dict]) -> list[tuple[domain.Prediction, bool]]:
         """insert_prediction for several rows (its keyword arguments each) in one statement and one

@@ -133,6 +133,26 @@ def _idempotency_key(key: str) -> str | None:
     return key or None
 
 
+@dataclass(frozen=True)
+class _Record:
+    """One validated RecordPrediction request."""
+
+    key: str | None
+    new: domain.NewPrediction
+    image_png: bytes
+    heatmap_png: bytes
+
+
+def _validated_record(idempotency_key: str, prediction: domain.NewPrediction, image_png: bytes,
+                      heatmap_png: bytes) -> _Record:
+    key = _idempotency_key(idempotency_key)
+    new = validate_new_prediction(prediction)
+    for field_name, data in (("image_png", image_png), ("heatmap_png", heatmap_png)):
+        if data:
+            _check_png(data, field_name)
+    return _Record(key, new, image_png, heatmap_png)
+
+
 def validate_filter(f: domain.PredictionFilter) -> domain.PredictionFilter:
     _check(f.label == "" or f.label in CLASS_NAMES, f"filter.label must be one of {', '.join(CLASS_NAMES)}")
     _check(f.model_version >= 0, "filter.model_version must not be negative")
@@ -211,44 +231,14 @@ class HistoryService:
         heatmap_png: bytes,
     ) -> domain.Prediction:
         org = self._org(caller)
-        key = _idempotency_key(idempotency_key)
-        new = validate_new_prediction(prediction)
-        if image_png:
-            _check_png(image_png, "image_png")
-        if heatmap_png:
-            _check_png(heatmap_png, "heatmap_png")
+        item = _validated_record(idempotency_key, prediction, image_png, heatmap_png)
         # One worker-thread hop for the whole write (batch check, blobs, row): on the upload's
         # critical path each hop costs more than the work. A replayed idempotency key is caught by
         # the insert's unique constraint; the blobs written for it are then deleted.
-        return await asyncio.to_thread(self._record_sync, org, caller.user_id, key, new, image_png, heatmap_png)
-
-    def _record_sync(self, org: str, user_id: str, key: str | None, new: domain.NewPrediction,
-                     image_png: bytes, heatmap_png: bytes) -> domain.Prediction:
-        if new.batch_id is not None and not self.repo.batch_exists(organization_id=org, batch_id=new.batch_id):
-            raise BatchNotFound(new.batch_id)
-        prediction_id = str(uuid.uuid4())
-        keys = {kind: blob_key(org, prediction_id, kind) if self.policy.store_images and data else None
-                for kind, data in (("image", image_png), ("heatmap", heatmap_png))}
-        blobs = [(keys[kind], data) for kind, data in (("image", image_png), ("heatmap", heatmap_png)) if keys[kind]]
-        written = [key for key, _ in blobs]
-        try:
-            if blobs:
-                self.blobs.put_many(blobs, content_type="image/png")
-            stored, created = self.repo.insert_prediction(
-                prediction_id=prediction_id,
-                organization_id=org,
-                user_id=user_id,
-                idempotency_key=key,
-                new=new,
-                image_key=keys["image"],
-                heatmap_key=keys["heatmap"],
-            )
-        except BaseException:
-            self._delete_blobs_sync(written)
-            raise
-        if not created:  # a replay, or lost an idempotency race: the first record stands, our blobs go
-            self._delete_blobs_sync(written)
-        return stored
+        (outcome,) = await asyncio.to_thread(self._record_many_sync, org, caller.user_id, [item])
+        if isinstance(outcome, ServiceError):
+            raise outcome
+        return outcome
 
     async def record_predictions(self, caller: domain.Caller, items: list[dict]) -> list[domain.Prediction | ServiceError]:
         """Several record_prediction calls of one caller in one thread hop and, on the fast path,
@@ -258,39 +248,37 @@ class HistoryService:
         if not 1 <= len(items) <= MAX_RECORD_ITEMS:
             raise InvalidRequest(f"between 1 and {MAX_RECORD_ITEMS} items per call, got {len(items)}")
         outcomes: list[domain.Prediction | ServiceError | None] = [None] * len(items)
-        valid: list[tuple[int, str | None, domain.NewPrediction, bytes, bytes]] = []
+        valid: list[tuple[int, _Record]] = []
         for i, item in enumerate(items):
             try:
-                key = _idempotency_key(item["idempotency_key"])
-                new = validate_new_prediction(item["prediction"])
-                for field_name in ("image_png", "heatmap_png"):
-                    if item[field_name]:
-                        _check_png(item[field_name], field_name)
+                valid.append((i, _validated_record(**item)))
             except ServiceError as exc:
                 outcomes[i] = exc
-                continue
-            valid.append((i, key, new, item["image_png"], item["heatmap_png"]))
         if valid:
-            stored = await asyncio.to_thread(self._record_many_sync, org, caller.user_id, valid)
-            for (i, *_), outcome in zip(valid, stored, strict=True):
+            stored = await asyncio.to_thread(self._record_many_sync, org, caller.user_id, [r for _, r in valid])
+            for (i, _), outcome in zip(valid, stored, strict=True):
                 outcomes[i] = outcome
         return outcomes  # type: ignore[return-value]
 
-    def _record_many_sync(self, org: str, user_id: str, items) -> list[domain.Prediction | ServiceError]:
-        batch_ids = {new.batch_id for _, _, new, _, _ in items if new.batch_id is not None}
+    def _record_many_sync(self, org: str, user_id: str, items: list[_Record]) -> list[domain.Prediction | ServiceError]:
+        """Blobs (one flush for all), then every row in one INSERT. A missing batch fails its item;
+        a failed shared write is retried item by item, so one bad row cannot sink the others."""
+        batch_ids = {r.new.batch_id for r in items if r.new.batch_id is not None}
         missing = {b for b in batch_ids if not self.repo.batch_exists(organization_id=org, batch_id=b)}
         outcomes: list[domain.Prediction | ServiceError | None] = [None] * len(items)
         rows, blobs = [], []
-        for n, (_, key, new, image_png, heatmap_png) in enumerate(items):
-            if new.batch_id in missing:
-                outcomes[n] = BatchNotFound(new.batch_id)
+        for n, r in enumerate(items):
+            if r.new.batch_id in missing:
+                outcomes[n] = BatchNotFound(r.new.batch_id)
                 continue
             prediction_id = str(uuid.uuid4())
             keys = {kind: blob_key(org, prediction_id, kind) if self.policy.store_images and data else None
-                    for kind, data in (("image", image_png), ("heatmap", heatmap_png))}
-            blobs += [(keys[kind], data) for kind, data in (("image", image_png), ("heatmap", heatmap_png)) if keys[kind]]
+                    for kind, data in (("image", r.image_png), ("heatmap", r.heatmap_png))}
+            blobs += [(keys[kind], data) for kind, data in (("image", r.image_png), ("heatmap", r.heatmap_png))
+                      if keys[kind]]
             rows.append((n, dict(prediction_id=prediction_id, organization_id=org, user_id=user_id,
-                                 idempotency_key=key, new=new, image_key=keys["image"], heatmap_key=keys["heatmap"])))
+                                 idempotency_key=r.key, new=r.new, image_key=keys["image"],
+                                 heatmap_key=keys["heatmap"])))
         written = [key for key, _ in blobs]
         try:
             if blobs:
@@ -300,19 +288,17 @@ class HistoryService:
             self._delete_blobs_sync(written)
             if len(items) == 1:
                 raise
-            # One bad row spoils the shared INSERT: record one by one so the others still land.
             log.warning("grouped prediction insert failed; recording the items one by one", exc_info=True)
-            return [self._record_one_or_error(org, user_id, item) for item in items]
+            return [self._record_one_or_error(org, user_id, r) for r in items]
         for (n, row), (prediction, created) in zip(rows, stored, strict=True):
             outcomes[n] = prediction
-            if not created:  # a replayed idempotency key: the first record stands, our blobs go
+            if not created:  # a replay, or lost an idempotency race: the first record stands, our blobs go
                 self._delete_blobs_sync([row["image_key"], row["heatmap_key"]])
         return outcomes  # type: ignore[return-value]
 
-    def _record_one_or_error(self, org: str, user_id: str, item) -> domain.Prediction | ServiceError:
-        _, key, new, image_png, heatmap_png = item
+    def _record_one_or_error(self, org: str, user_id: str, item: _Record) -> domain.Prediction | ServiceError:
         try:
-            return self._record_sync(org, user_id, key, new, image_png, heatmap_png)
+            return self._record_many_sync(org, user_id, [item])[0]
         except ServiceError as exc:
             return exc
         except Exception:  # noqa: BLE001 - reported for this item alone, like an INTERNAL answer
