@@ -385,3 +385,32 @@ async def test_record_many_falls_back_to_one_by_one_when_the_shared_insert_fails
     assert [r.prediction.label for r in results] == ["neutrophil", "platelet", "monocyte"]
     # the shared attempt's blobs were removed; each item's own write left one image
     assert len(list((blob_root / alice.organization_id / "predictions").rglob("*.png"))) == 3
+
+
+async def test_record_many_is_one_cached_insert_statement(history, stub, alice):
+    """A group goes to PostgreSQL as one INSERT, compiled once and reused: compiling a statement
+    per call cost ~15 % of the history service's CPU per upload."""
+    from sqlalchemy import event
+
+    engine = history.service.repo.engine
+    inserts: list[str] = []
+    cached: list[bool] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO HISTORY.PREDICTIONS"):
+            inserts.append(statement)
+            cached.append("cached" in context._get_cache_stats())
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        for group in range(2):
+            results = await record_many(stub, alice, [
+                history_pb2.RecordPredictionRequest(prediction=make_prediction(label, 0.9),
+                                                    idempotency_key=f"c{group}-{i}")
+                for i, label in enumerate(["neutrophil", "platelet", "monocyte"])
+            ])
+            assert [r.WhichOneof("outcome") for r in results] == ["prediction"] * 3
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert len(inserts) == 2  # one statement per group of three
+    assert cached[-1], "the INSERT was compiled again for the second group"

@@ -25,5 +25,7 @@ class GatewayContext:
     started_at: float = field(default_factory=time.time)
 
 
-def get_context(request: Request) -> GatewayContext:
+async def get_context(request: Request) -> GatewayContext:
+    # async on purpose: FastAPI runs a plain `def` dependency in its thread pool, a thread hop
+    # on every request for one attribute lookup
     return request.app.state.ctx

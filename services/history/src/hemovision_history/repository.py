@@ -81,6 +81,13 @@ def prediction_conditions(organization_id: str, f: domain.PredictionFilter) -> l
     return conds
 
 
+_INSERT_PREDICTIONS = (
+    pg_insert(predictions)
+    .on_conflict_do_nothing(constraint="uq_predictions_org_idempotency_key")
+    .returning(*predictions.c)
+)
+
+
 class HistoryRepository:
     """All reads and writes of schema `history`; keyword-only arguments throughout."""
 
@@ -121,11 +128,10 @@ class HistoryRepository:
             }
             for r in rows
         ]
-        stmt = pg_insert(predictions).values(values).on_conflict_do_nothing(
-            constraint="uq_predictions_org_idempotency_key"
-        )
         with self.engine.begin() as conn:
-            inserted = {str(row.id): _prediction(row) for row in conn.execute(stmt.returning(*predictions.c))}
+            # The rows as parameters, not .values(rows): one compiled statement, cached, which
+            # SQLAlchemy's insertmanyvalues still sends as one multi-row INSERT .. RETURNING.
+            inserted = {str(row.id): _prediction(row) for row in conn.execute(_INSERT_PREDICTIONS, values)}
             replayed = [(v["organization_id"], v["idempotency_key"]) for v in values if v["id"] not in inserted]
             existing = {}
             for org, key in set(replayed):

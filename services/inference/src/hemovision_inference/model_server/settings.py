@@ -53,10 +53,12 @@ class ModelServerSettings(GrpcServiceSettings):
                 if v < self.max_batch_size
             )
         return tuple(sorted({*sizes, self.max_batch_size}))
-    # TensorFlow's own thread pools. On 2 cores: two batch threads x 1 op thread each measured
-    # 15-30 % more Predict throughput than x 2 (no oversubscription), with no worse c1 latency.
+    # TensorFlow's own thread pools, sized for 2 cores. One thread per op (two batch threads x 2
+    # intra-op threads oversubscribed the cores: 15-30 % less Predict throughput), but two
+    # inter-op threads: independent ops run side by side, e.g. the shipped ensemble's two
+    # members (explain at batch 1: 19.2 -> 11.9 ms; REST uploads at c32 +20-30 %).
     intra_op_threads: int = 1
-    inter_op_threads: int = 1
+    inter_op_threads: int = 2
     # Niceness of the loader thread (0 = same priority as serving; see manager._load_and_warm).
     load_nice: int = 0
     # Run assets.extra/tf_serving_warmup_requests before a version takes traffic.
