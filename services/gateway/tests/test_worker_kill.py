@@ -46,6 +46,15 @@ async def wait_completed(client, token: str, bid: str, log_path) -> dict:
     raise AssertionError((status, log_path.read_text()[-3000:]))
 
 
+async def submit_batch(client, world, n: int, color_step: int) -> tuple[str, str]:
+    """Uploads a batch of n distinct cells as a lab user; (batch id, the user's token)."""
+    _, token = world.user("lab_user")
+    files = [("files", (f"c{i}.png", png_bytes(color=(i * color_step, 10, 10)), "image/png")) for i in range(n)]
+    resp = await client.post("/api/v1/batches", headers=auth(token), files=files)
+    assert resp.status_code == 202, resp.text
+    return resp.json()["id"], token
+
+
 def stop_worker(worker: subprocess.Popen | None) -> None:
     if worker is not None and worker.poll() is None:
         os.killpg(worker.pid, signal.SIGTERM)
@@ -70,11 +79,7 @@ async def test_sigkill_mid_batch_then_restart(settings, world, peers, tmp_path):
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                _, token = world.user("lab_user")
-                files = [("files", (f"c{i}.png", png_bytes(color=(i * 20, 10, 10)), "image/png")) for i in range(8)]
-                resp = await client.post("/api/v1/batches", headers=auth(token), files=files)
-                assert resp.status_code == 202, resp.text
-                bid = resp.json()["id"]
+                bid, token = await submit_batch(client, world, 8, color_step=20)
 
                 def recorded() -> int:
                     return len([k for k in world.items if k[0] == bid])
@@ -131,11 +136,7 @@ async def test_an_item_whose_message_was_lost_is_enqueued_again(settings, world,
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                _, token = world.user("lab_user")
-                files = [("files", (f"c{i}.png", png_bytes(color=(i * 30, 10, 10)), "image/png")) for i in range(4)]
-                resp = await client.post("/api/v1/batches", headers=auth(token), files=files)
-                assert resp.status_code == 202, resp.text
-                bid = resp.json()["id"]
+                bid, token = await submit_batch(client, world, 4, color_step=30)
                 queued = broker.lrange(QUEUE, 0, -1)
                 lost = next(raw for raw in queued if _message_item(_json.loads(raw)) == (bid, 2))
                 assert broker.lrem(QUEUE, 1, lost) == 1  # item 2's message is gone for good
