@@ -48,8 +48,8 @@ def _insert(repo: HistoryRepository, org: str, rows) -> list[dict]:  # noqa: ANN
             batch_id=None,
         )
         pid = str(uuid.uuid4())
-        repo.insert_prediction(prediction_id=pid, organization_id=org, user_id="u", idempotency_key=None,
-                               new=new, image_key=None, heatmap_key=None)
+        repo.insert_predictions([dict(prediction_id=pid, organization_id=org, user_id="u", idempotency_key=None,
+                                      new=new, image_key=None, heatmap_key=None)])
         created = BASE + timedelta(minutes=minute)
         with repo.engine.begin() as conn:
             conn.execute(update(predictions).where(predictions.c.id == pid).values(created_at=created))

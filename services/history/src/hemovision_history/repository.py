@@ -96,26 +96,11 @@ class HistoryRepository:
 
     # ---- predictions -------------------------------------------------------------
 
-    def insert_prediction(
-        self,
-        *,
-        prediction_id: str,
-        organization_id: str,
-        user_id: str,
-        idempotency_key: str | None,
-        new: domain.NewPrediction,
-        image_key: str | None,
-        heatmap_key: str | None,
-    ) -> tuple[domain.Prediction, bool]:
-        """Inserts; on an idempotency-key conflict returns (the first record, False)."""
-        return self.insert_predictions([dict(prediction_id=prediction_id, organization_id=organization_id,
-                                             user_id=user_id, idempotency_key=idempotency_key, new=new,
-                                             image_key=image_key, heatmap_key=heatmap_key)])[0]
-
     def insert_predictions(self, rows: list[dict]) -> list[tuple[domain.Prediction, bool]]:
-        """insert_prediction for several rows (its keyword arguments each) in one statement and one
-        transaction; in order, (stored record, created). A replayed idempotency key, also one
-        repeated inside `rows`, gives the first record and False."""
+        """Inserts rows (dicts of prediction_id, organization_id, user_id, idempotency_key, new,
+        image_key, heatmap_key) in one statement and one transaction; in order, (stored record,
+        created). A replayed idempotency key, also one repeated inside `rows`, gives the first
+        record and False."""
         values = [
             {
                 "id": r["prediction_id"],
