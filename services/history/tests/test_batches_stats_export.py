@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, text
 
 from history_factories import User, make_prediction, png_bytes
 
-from hemovision_history.blobstore import LocalBlobStore
+from hemovision_history.blobstore import LocalBlobStore, blob_key
 from hemovision_history.server import build_service
 
 T = 10
@@ -274,8 +274,9 @@ async def test_retention_purge_deletes_old_blobs_only(stub, alice, settings, mig
         assert await service.purge_expired() == 0  # nothing left to purge
     finally:
         service.repo.engine.dispose()
-    assert not (blob_root / alice.organization_id / "predictions" / old.id).exists()
-    assert (blob_root / alice.organization_id / "predictions" / new.id / "image.png").exists()
+    org = alice.organization_id
+    assert not any((blob_root / blob_key(org, old.id, kind)).exists() for kind in ("image", "heatmap"))
+    assert (blob_root / blob_key(org, new.id, "image")).exists()
     kept = await stub.GetPrediction(history_pb2.GetPredictionRequest(id=old.id), metadata=alice.metadata, timeout=T)
     assert kept.label == old.label and not kept.has_image and not kept.has_heatmap
 

@@ -12,6 +12,7 @@ from hemovision.common.v1 import common_pb2
 from hemovision.history.v1 import history_pb2
 from sqlalchemy import create_engine, text
 
+from hemovision_history.blobstore import blob_key
 from history_factories import User, make_prediction, png_bytes
 
 T = 10  # seconds: deadline on every test call
@@ -225,10 +226,11 @@ async def test_missing_or_bad_token_is_unauthenticated(stub):
 
 async def test_delete_removes_row_and_blobs(stub, alice, blob_root):
     stored = await record(stub, alice, image_png=png_bytes(), heatmap_png=png_bytes())
-    folder = blob_root / alice.organization_id / "predictions" / stored.id
-    assert sorted(p.name for p in folder.iterdir()) == ["heatmap.png", "image.png"]
+    files = [blob_root / blob_key(alice.organization_id, stored.id, kind) for kind in ("image", "heatmap")]
+    assert all(f.is_file() for f in files)
     await stub.DeletePrediction(history_pb2.DeletePredictionRequest(id=stored.id), metadata=alice.metadata, timeout=T)
-    assert not folder.exists()
+    assert not any(f.exists() for f in files)
+    assert not files[0].parent.exists()  # its shard held nothing else, so it went too
     assert await code_of(
         stub.GetPrediction(history_pb2.GetPredictionRequest(id=stored.id), metadata=alice.metadata, timeout=T)
     ) == grpc.StatusCode.NOT_FOUND

@@ -348,26 +348,24 @@ class InferenceService:
             raise BadTensor(f"images must be float32 [N, {s}, {s}, 3] for version {version}, got {list(images.shape)}")
         if not 1 <= images.shape[0] <= self.max_images:
             raise BadTensor(f"between 1 and {self.max_images} images per request, got {images.shape[0]}")
+        # The input check runs on a worker thread while the model server works on the same images,
+        # instead of after it (~0.5 ms off every answer at concurrency 1).
+        checked = asyncio.get_running_loop().run_in_executor(None, self._input_distances, meta, images)
         if explain and meta.ood_from_logits:
-            explained = await self.model_server.predict(
-                name, version, "explain", images, ["probabilities", "heatmap", "logits"]
-            )
-            outputs = dict(explained.outputs)
-            outputs["ood_score"] = energy_score(outputs["logits"])
-            served, model_ms = explained.version, explained.model_ms
+            calls = [self.model_server.predict(name, version, "explain", images, ["probabilities", "heatmap", "logits"])]
         elif explain:
-            explained, scored = await asyncio.gather(
-                self.model_server.predict(name, version, "explain", images, ["probabilities", "heatmap"]),
-                self.model_server.predict(name, version, "serving_default", images, ["ood_score"]),
-            )
-            outputs = {**scored.outputs, **explained.outputs}
-            served, model_ms = explained.version, max(explained.model_ms, scored.model_ms)
+            calls = [self.model_server.predict(name, version, "explain", images, ["probabilities", "heatmap"]),
+                     self.model_server.predict(name, version, "serving_default", images, ["ood_score"])]
         else:
-            prediction = await self.model_server.predict(
-                name, version, "serving_default", images, ["probabilities", "ood_score"]
-            )
-            outputs, served, model_ms = prediction.outputs, prediction.version, prediction.model_ms
-        distances, check_threshold = self._input_distances(meta, images)
+            calls = [self.model_server.predict(name, version, "serving_default", images, ["probabilities", "ood_score"])]
+        try:
+            predictions = await asyncio.gather(*calls)
+        finally:
+            distances, check_threshold = await checked
+        outputs = {k: v for p in reversed(predictions) for k, v in p.outputs.items()}
+        if explain and meta.ood_from_logits:
+            outputs["ood_score"] = energy_score(outputs["logits"])
+        served, model_ms = predictions[0].version, max(p.model_ms for p in predictions)
         results = build_results(meta, outputs, distances, check_threshold)
         return ClassifyResult(name, served, results, model_ms)
 
