@@ -43,6 +43,24 @@ async def test_alone_goes_at_once_and_latecomers_leave_together():
     assert (c.groups, c.items) == (4, 7)
 
 
+async def test_callers_resumed_together_leave_together():
+    """The answers of one upstream group resume their callers in one loop turn; those reaching an
+    idle stage go downstream as one group, not the first alone and the rest one call later."""
+    down = Downstream()
+    c = Coalescer(down, max_items=8)
+    upstream = asyncio.get_running_loop().create_future()
+
+    async def caller(i):
+        await upstream  # like the callers of one Explain group, all woken by its answer
+        return await c.submit("k", i)
+
+    tasks = [asyncio.create_task(caller(i)) for i in range(4)]
+    await asyncio.sleep(0)
+    upstream.set_result(None)
+    assert await asyncio.gather(*tasks) == [("k", i * 10) for i in range(4)]
+    assert [items for _, items in down.groups] == [[0, 1, 2, 3]]
+
+
 async def test_keys_never_share_a_call():
     down = Downstream()
     down.release.clear()
@@ -166,7 +184,7 @@ async def test_one_failed_record_in_a_group_fails_that_upload_only(app, world):
     error = outcomes[1]
     assert (error.status, error.code) == (422, "invalid_argument")
     assert "rejected on purpose" in error.message
-    assert world.record_group_sizes == [3]  # the first alone (nothing in flight), then the rest together
+    assert world.record_group_sizes == [4]  # submitted in one loop turn: one RecordPredictions call
 
 
 async def test_a_bad_image_in_a_shared_preprocess_call_fails_alone(app, client, world):
