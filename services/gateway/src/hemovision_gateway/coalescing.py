@@ -66,7 +66,7 @@ class Coalescer(Generic[Item, Result]):
         if lane.in_flight < self.max_in_flight and not lane.dispatch_scheduled:
             # Dispatched on the next loop turn, not at once: callers resumed together (the answers of
             # one upstream group) reach this stage in the same turn and leave as one group, instead of
-            # the first alone and the rest one call later (REST uploads at c32: 148-162 -> 177-195 a
+            # the first alone and the rest one call later (REST uploads at c32: 140-173 -> 177-195 a
             # second in A/B pairs). At concurrency 1 this costs one loop turn.
             lane.dispatch_scheduled = True
             asyncio.get_running_loop().call_soon(self._dispatch_if_free, key, lane)
