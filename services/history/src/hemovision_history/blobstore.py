@@ -65,14 +65,15 @@ def _temp_file_beside(path: Path) -> tuple[int, str]:
     same shard may remove the directory between our mkdir and the create (it drops directories it
     leaves empty): then it is made again. Once the temp file exists the directory is not empty, so
     it stays until the rename."""
-    for attempt in range(3):
+    retries = 2
+    while True:
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             return tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
         except FileNotFoundError:
-            if attempt == 2:
+            if not retries:
                 raise
-    raise AssertionError("unreachable")
+            retries -= 1
 
 
 class LocalBlobStore:
