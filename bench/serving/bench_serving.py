@@ -143,11 +143,12 @@ async def measure_interleaved(calls: dict, bare: Bare | None, n1: int, seconds32
     lat32: dict[str, list[float]] = {k: [] for k in calls}
     errors: dict[str, int] = {k: 0 for k in calls}
     warm_rate: dict[str, float | None] = {k: None for k in calls}
+    warm_errors: dict[str, int] = {k: 0 for k in calls}
     for name, call in calls.items():
         for i in range(10):
             await call(i)
         if warmup32 > 0 and name != "bare":
-            lat, _, elapsed = await closed_loop(call, 32, warmup32)
+            lat, warm_errors[name], elapsed = await closed_loop(call, 32, warmup32)
             warm_rate[name] = len(lat) / elapsed
     for _ in range(rounds):
         for name, call in calls.items():
@@ -173,6 +174,7 @@ async def measure_interleaved(calls: dict, bare: Bare | None, n1: int, seconds32
             "c32_p99_ms": pct(lat32[name], 99) if lat32[name] else None,
             "errors": errors[name],
             "warmup_c32": warm_rate[name],
+            "warmup_errors": warm_errors[name],
         }
         for name in calls
     }
@@ -459,7 +461,8 @@ def report(r: dict) -> str:
         lines.append(f"REST upload c1: p50 {g['p50_ms']:.1f} ms (target <= 25), p99 {g['p99_ms']:.1f} ms (target <= 60); "
                      f"c32 throughput {g['throughput_c32'] / bare['throughput_c32']:.0%} of bare batch-32 "
                      f"(target >= 30 %, aim 60 %); errors c32 {g['errors']}"
-                     + (f"; warm-up c32 (not counted) {g['warmup_c32']:.1f} uploads/s" if g.get("warmup_c32") else ""))
+                     + (f"; warm-up c32 (not counted) {g['warmup_c32']:.1f} uploads/s, {g.get('warmup_errors', 0)} errors"
+                        if g.get("warmup_c32") else ""))
     s = r["swap"]
     lines.append(
         f"swap (Classify, 8 clients): p99 steady {s['steady_p99_ms']:.1f} ms, during swap {s['swap_p99_ms']:.1f} ms "
