@@ -64,6 +64,41 @@ hv::Crop parse_crop(const std::string& s) {
 
 void copy3(const std::array<float, 3>& src, float* dst) { std::copy(src.begin(), src.end(), dst); }
 
+hv::LocateParams make_locate_params(int work_size, float white_percentile, float min_od, int dilate, float min_area,
+                                    float target_fraction, float min_zoom, float max_zoom) {
+  if (work_size < 8 || work_size > 1024) throw py::value_error("locate work_size must be in [8, 1024]");
+  if (!(white_percentile > 0.0f && white_percentile <= 1.0f)) throw py::value_error("white_percentile in (0, 1]");
+  if (!(min_od >= 0.0f && min_od <= 2.5f)) throw py::value_error("min_od must be in [0, 2.5]");
+  if (dilate < 0 || dilate > 16) throw py::value_error("dilate must be in [0, 16]");
+  if (!(min_area >= 0.0f && min_area <= 1.0f)) throw py::value_error("min_area must be in [0, 1]");
+  if (!(target_fraction > 0.0f && target_fraction <= 4.0f)) throw py::value_error("target_fraction in (0, 4]");
+  if (!(min_zoom > 0.0f && min_zoom <= max_zoom && max_zoom <= 16.0f))
+    throw py::value_error("need 0 < min_zoom <= max_zoom <= 16");
+  hv::LocateParams p;
+  p.work_size = work_size;
+  p.white_percentile = white_percentile;
+  p.min_od = min_od;
+  p.dilate = dilate;
+  p.min_area = min_area;
+  p.target_fraction = target_fraction;
+  p.min_zoom = min_zoom;
+  p.max_zoom = max_zoom;
+  return p;
+}
+
+py::dict info_dict(const hv::PipelineInfo& pi) {
+  py::dict d;
+  d["cell_found"] = pi.cell.found;
+  d["cx"] = pi.cell.cx;
+  d["cy"] = pi.cell.cy;
+  d["size"] = pi.cell.size;
+  d["area_fraction"] = pi.cell.area_fraction;
+  d["threshold_od"] = pi.cell.threshold_od;
+  d["white"] = py::make_tuple(pi.cell.white[0], pi.cell.white[1], pi.cell.white[2]);
+  d["zoom"] = pi.zoom;
+  return d;
+}
+
 py::array_t<uint8_t> run_op(const py::array& image, int channels, const char* what,
                             const std::function<void(const hv::View&, hv::Image&)>& op) {
   const hv::View v = borrow(image, channels, what);
@@ -80,11 +115,17 @@ py::array_t<uint8_t> run_op(const py::array& image, int channels, const char* wh
 PYBIND11_MODULE(_core, m) {
   m.doc() = "HemoVision C++ pixel pipeline (private; use hemovision_pixels)";
 
+  py::class_<hv::LocateParams>(m, "LocateParams")
+      .def(py::init(&make_locate_params), py::kw_only(), py::arg("work_size"), py::arg("white_percentile"),
+           py::arg("min_od"), py::arg("dilate"), py::arg("min_area"), py::arg("target_fraction"),
+           py::arg("min_zoom"), py::arg("max_zoom"));
+
   py::class_<hv::Spec>(m, "Spec")
       .def(py::init([](int input_size, const std::string& crop, const std::string& stain,
                        std::array<float, 3> target_mean, std::array<float, 3> target_std, bool clahe,
                        double clip_limit, int tiles, float blur_sigma, std::array<float, 3> mean,
-                       std::array<float, 3> std_) {
+                       std::array<float, 3> std_, bool locate, const hv::LocateParams& locate_params,
+                       bool white_balance, std::array<float, 3> white_target) {
              if (input_size < 1 || input_size > 4096) throw py::value_error("input_size out of range");
              if (tiles < 1 || tiles > 64) throw py::value_error("tiles out of range");
              for (int c = 0; c < 3; ++c)
@@ -104,11 +145,20 @@ PYBIND11_MODULE(_core, m) {
              s.blur_sigma = blur_sigma;
              copy3(mean, s.mean);
              copy3(std_, s.std);
+             s.locate = locate;
+             s.locate_params = locate_params;
+             s.white_balance = white_balance;
+             for (int c = 0; c < 3; ++c)
+               if (!(white_target[c] >= 1.0f && white_target[c] <= 255.0f))
+                 throw py::value_error("white_target values must be in [1, 255]");
+             copy3(white_target, s.white_target);
              return s;
            }),
            py::kw_only(), py::arg("input_size"), py::arg("crop"), py::arg("stain"), py::arg("target_mean"),
            py::arg("target_std"), py::arg("clahe"), py::arg("clip_limit"), py::arg("tiles"),
-           py::arg("blur_sigma"), py::arg("mean"), py::arg("std"))
+           py::arg("blur_sigma"), py::arg("mean"), py::arg("std"), py::arg("locate") = false,
+           py::arg("locate_params") = hv::LocateParams(), py::arg("white_balance") = false,
+           py::arg("white_target") = std::array<float, 3>{255, 255, 255})
       .def_readonly("input_size", &hv::Spec::input_size);
 
   m.def(
@@ -125,6 +175,48 @@ PYBIND11_MODULE(_core, m) {
         return out;
       },
       py::arg("image"), py::arg("spec"));
+  m.def(
+      "preprocess_with_info",
+      [](const py::array& image, const hv::Spec& spec) {
+        const hv::View v = borrow(image, 3, "preprocess");
+        const py::ssize_t S = spec.input_size;
+        py::array_t<float> out({S, S, py::ssize_t(3)});
+        float* dst = out.mutable_data();
+        hv::PipelineInfo info;
+        {
+          py::gil_scoped_release nogil;
+          hv::run_pipeline(v, spec, dst, &info);
+        }
+        return py::make_tuple(out, info_dict(info));
+      },
+      py::arg("image"), py::arg("spec"));
+  m.def(
+      "locate_cell",
+      [](const py::array& image, const hv::LocateParams& params) {
+        const hv::View v = borrow(image, 3, "locate_cell");
+        hv::PipelineInfo info;
+        {
+          py::gil_scoped_release nogil;
+          info.cell = hv::locate_cell(v, params);
+        }
+        return info_dict(info);
+      },
+      py::arg("image"), py::arg("params"));
+  m.def(
+      "reframe",
+      [](const py::array& image, const hv::LocateParams& params, int size) {
+        if (size < 1 || size > 16384) throw py::value_error("bad output size");
+        const hv::View v = borrow(image, 3, "reframe");
+        hv::Image out;
+        hv::PipelineInfo info;
+        {
+          py::gil_scoped_release nogil;
+          info.cell = hv::locate_cell(v, params);
+          hv::reframe(v, info.cell, params, size, out, &info.zoom);
+        }
+        return py::make_tuple(to_numpy(out), info_dict(info));
+      },
+      py::arg("image"), py::arg("params"), py::arg("size"));
 
   m.def(
       "preprocess_batch",

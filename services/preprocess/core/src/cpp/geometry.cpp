@@ -25,15 +25,17 @@ struct Taps {
 
 // `virt_len` is the axis length after padding/cropping, `offset` where the real
 // image starts on it (negative = crop, positive = pad); indices are clamped into
-// [0, real_len) which makes padding replicate the edge.
-void build_taps(int virt_len, int out_len, int offset, int real_len, Taps& t) {
+// [0, real_len) which makes padding replicate the edge -- or, with `fill`, set to -1
+// (the caller samples its fill colour there).
+void build_taps(int virt_len, int out_len, int offset, int real_len, Taps& t, bool fill = false) {
   t.first.assign(out_len, 0);
   t.count.assign(out_len, 0);
   t.idx.clear();
   t.wt.clear();
   t.identity = (virt_len == out_len && offset == 0 && real_len == virt_len);
   auto push = [&](int i, float w) {
-    t.idx.push_back(std::clamp(i - offset, 0, real_len - 1));
+    const int j = i - offset;
+    t.idx.push_back(fill && (j < 0 || j >= real_len) ? -1 : std::clamp(j, 0, real_len - 1));
     t.wt.push_back(w);
   };
   const double scale = static_cast<double>(virt_len) / out_len;
@@ -75,14 +77,15 @@ struct PaddedTaps {
   std::vector<float> wt;   // [K][out]
 };
 
-void pad_taps(const Taps& t, int out_len, int stride, PaddedTaps& p) {
+void pad_taps(const Taps& t, int out_len, int stride, int fill_at, PaddedTaps& p) {
   p.K = 1;
   for (int o = 0; o < out_len; ++o) p.K = std::max(p.K, t.count[o]);
   p.idx.assign(static_cast<std::size_t>(p.K) * out_len, 0);
   p.wt.assign(static_cast<std::size_t>(p.K) * out_len, 0.0f);
   for (int o = 0; o < out_len; ++o)
     for (int k = 0; k < t.count[o]; ++k) {
-      p.idx[static_cast<std::size_t>(k) * out_len + o] = t.idx[t.first[o] + k] * stride;
+      const int i = t.idx[t.first[o] + k];
+      p.idx[static_cast<std::size_t>(k) * out_len + o] = i < 0 ? fill_at : i * stride;
       p.wt[static_cast<std::size_t>(k) * out_len + o] = t.wt[t.first[o] + k];
     }
 }
@@ -121,25 +124,35 @@ struct ResizeScratch {
   Taps ty, tx;
   PaddedTaps px;
   std::vector<float> row;
+  std::vector<uint8_t> fill_row;
 };
 
+// `fill` (C bytes) colours the part of the virtual window outside the image; nullptr
+// replicates the edge instead.
 void resize_impl(const View& src, int virt_h, int virt_w, int off_y, int off_x, int out_h, int out_w,
-                 Image& dst) {
+                 Image& dst, const uint8_t* fill = nullptr) {
   if (src.h <= 0 || src.w <= 0) throw std::invalid_argument("resize: empty image");
   if (out_h <= 0 || out_w <= 0) throw std::invalid_argument("resize: output size must be positive");
   thread_local ResizeScratch s;
-  build_taps(virt_h, out_h, off_y, src.h, s.ty);
-  build_taps(virt_w, out_w, off_x, src.w, s.tx);
+  build_taps(virt_h, out_h, off_y, src.h, s.ty, fill != nullptr);
+  build_taps(virt_w, out_w, off_x, src.w, s.tx, fill != nullptr);
   const int C = src.channels;
+  if (fill) {
+    s.fill_row.resize(static_cast<std::size_t>(src.w) * C);
+    for (int x = 0; x < src.w; ++x)
+      for (int c = 0; c < C; ++c) s.fill_row[static_cast<std::size_t>(x) * C + c] = fill[c];
+  }
   dst.reshape(out_h, out_w, C);
   if (s.ty.identity && s.tx.identity) {  // same size, no crop or pad: a copy
     for (int y = 0; y < out_h; ++y) std::copy_n(src.row(y), static_cast<std::size_t>(out_w) * C, dst.row(y));
     return;
   }
-  pad_taps(s.tx, out_w, C, s.px);
-  s.row.resize(static_cast<std::size_t>(src.w) * C);
-  float* row = s.row.data();
   const int rowlen = src.w * C;
+  pad_taps(s.tx, out_w, C, rowlen, s.px);
+  // One spare pixel after the row holds the fill colour for out-of-image columns.
+  s.row.resize(static_cast<std::size_t>(rowlen) + C);
+  float* row = s.row.data();
+  for (int c = 0; c < C; ++c) row[rowlen + c] = fill ? fill[c] : 0.0f;
   for (int oy = 0; oy < out_h; ++oy) {
     // Vertical pass into one float row of the source width, four taps at a time.
     const int f = s.ty.first[oy], n = s.ty.count[oy];
@@ -148,7 +161,8 @@ void resize_impl(const View& src, int virt_h, int virt_w, int off_y, int off_x, 
       float w[4];
       for (int k = 0; k < 4; ++k) {
         const bool real = k0 + k < n;
-        r[k] = src.row(real ? s.ty.idx[f + k0 + k] : s.ty.idx[f]);
+        const int sy = real ? s.ty.idx[f + k0 + k] : s.ty.idx[f];
+        r[k] = sy < 0 ? s.fill_row.data() : src.row(sy);
         w[k] = real ? s.ty.wt[f + k0 + k] : 0.0f;
       }
       vertical4(row, r[0], r[1], r[2], r[3], w[0], w[1], w[2], w[3], rowlen, k0 > 0);
@@ -161,7 +175,10 @@ void resize_impl(const View& src, int virt_h, int virt_w, int off_y, int off_x, 
         const int fx = s.tx.first[ox], nx = s.tx.count[ox];
         for (int c = 0; c < C; ++c) {
           float a = 0;
-          for (int k = 0; k < nx; ++k) a += s.tx.wt[fx + k] * row[C * s.tx.idx[fx + k] + c];
+          for (int k = 0; k < nx; ++k) {
+            const int sx = s.tx.idx[fx + k];
+            a += s.tx.wt[fx + k] * (sx < 0 ? row[rowlen + c] : row[C * sx + c]);
+          }
           out[C * ox + c] = sat_u8(a);
         }
       }
@@ -173,6 +190,12 @@ void resize_impl(const View& src, int virt_h, int virt_w, int off_y, int off_x, 
 
 void resize(const View& src, int out_h, int out_w, Image& dst) {
   resize_impl(src, src.h, src.w, 0, 0, out_h, out_w, dst);
+}
+
+void square_window_resize(const View& src, int side, int x0, int y0, int out_size, Image& dst,
+                          const uint8_t* fill) {
+  if (side < 1) throw std::invalid_argument("square_window_resize: side must be positive");
+  resize_impl(src, side, side, -y0, -x0, out_size, out_size, dst, fill);
 }
 
 void square_resize(const View& src, Crop crop, int out_size, Image& dst) {

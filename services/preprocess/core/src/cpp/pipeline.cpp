@@ -1,4 +1,4 @@
-// The spec-driven chain: square crop/pad + resize -> stain -> CLAHE on L -> blur ->
+// The spec-driven chain: [locate + re-frame | square crop/pad] + resize -> [white balance] -> stain -> CLAHE on L -> blur ->
 // float normalisation. Two per-thread ping-pong buffers, so a batch worker allocates
 // only on its first image.
 #include <stdexcept>
@@ -8,13 +8,28 @@
 
 namespace hv {
 
-void run_pipeline(const View& src, const Spec& spec, float* out) {
+void run_pipeline(const View& src, const Spec& spec, float* out, PipelineInfo* info) {
   if (src.h <= 0 || src.w <= 0) throw std::invalid_argument("empty image");
   if (src.channels != 3) throw std::invalid_argument("expected an RGB image");
   thread_local Image a, b;
   Image* cur = &a;
   Image* nxt = &b;
-  square_resize(src, spec.crop, spec.input_size, *cur);
+  if (spec.locate || spec.white_balance) {
+    PipelineInfo local;
+    PipelineInfo& pi = info ? *info : local;
+    pi.cell = locate_cell(src, spec.locate_params);
+    if (spec.locate) {
+      reframe(src, pi.cell, spec.locate_params, spec.input_size, *cur, &pi.zoom);
+    } else {
+      square_resize(src, spec.crop, spec.input_size, *cur);
+    }
+    if (spec.white_balance) {
+      white_balance(cur->view(), pi.cell.white, spec.white_target, *nxt);
+      std::swap(cur, nxt);
+    }
+  } else {
+    square_resize(src, spec.crop, spec.input_size, *cur);
+  }
   switch (spec.stain) {
     case Stain::Reinhard:
       reinhard(cur->view(), spec.target_mean, spec.target_std, *nxt);

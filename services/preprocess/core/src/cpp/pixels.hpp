@@ -42,8 +42,33 @@ struct Image {
 enum class Crop { CenterSquare = 0, PadSquare = 1, None = 2 };
 enum class Stain { None = 0, Reinhard = 1, GreyWorld = 2 };
 
+// Cell localisation (locate.cpp); the fields of the spec's "locate" object.
+struct LocateParams {
+  int work_size = 96;             // longer side of the working copy the cell is found on
+  float white_percentile = 0.9f;  // background white = this quantile per channel
+  float min_od = 0.4f;            // red optical density floor for nucleus pixels
+  int dilate = 2;                 // 3x3 dilations joining nucleus lobes
+  float min_area = 0.003f;        // smallest cell, as a fraction of the working copy
+  float target_fraction = 0.4f;   // the cell's size / the frame side after re-framing
+  float min_zoom = 0.5f;          // re-framing zoom is clamped to [min_zoom, max_zoom]
+  float max_zoom = 2.5f;
+};
+
+// What locate_cell found (source pixel units).
+struct Located {
+  bool found = false;
+  float cx = 0, cy = 0, size = 0;  // centre and larger bounding-box side of the nucleus region
+  float area_fraction = 0;         // its area / the working copy's
+  float threshold_od = 0;          // the density threshold used
+  float white[3] = {255, 255, 255};
+};
+
 struct Spec {
   int input_size = 64;
+  bool locate = false;            // spec v2: find the cell and re-frame it (else `crop`)
+  LocateParams locate_params;
+  bool white_balance = false;     // spec v2: scale channels so the background white -> white_target
+  float white_target[3] = {255, 255, 255};
   Crop crop = Crop::CenterSquare;
   Stain stain = Stain::None;
   float target_mean[3] = {0, 0, 0};  // Reinhard target, CIE Lab units
@@ -70,6 +95,10 @@ inline int reflect101(int p, int len) {
 // tables (edge replicate), cropping is an offset, so neither copies pixels.
 void square_resize(const View& src, Crop crop, int out_size, Image& dst);
 void resize(const View& src, int out_h, int out_w, Image& dst);
+// The side x side window at (x0, y0) -> out x out; where it reaches outside the image
+// it is `fill` (3 bytes), or the replicated edge when fill is nullptr.
+void square_window_resize(const View& src, int side, int x0, int y0, int out_size, Image& dst,
+                          const uint8_t* fill = nullptr);
 void normalize(const View& src, const float mean[3], const float std[3], float* out);
 
 // colour.cpp
@@ -86,7 +115,20 @@ void clahe_l(const View& src, double clip_limit, int tiles, Image& dst);
 int gaussian_ksize(float sigma);
 void gaussian_blur(const View& src, float sigma, Image& dst);
 
+// locate.cpp
+Located locate_cell(const View& src, const LocateParams& p);
+// Re-frame around the located cell (the centre square when not found); `zoom_out`
+// receives the unclamped zoom the cell's size asked for (1 when not found).
+void reframe(const View& src, const Located& cell, const LocateParams& p, int out_size, Image& dst,
+             float* zoom_out);
+void white_balance(const View& src, const float white[3], const float target[3], Image& dst);
+
 // pipeline.cpp
-void run_pipeline(const View& src, const Spec& spec, float* out);
+// What the standardisation steps saw, for review reasons (zoom 1 / found false without locate).
+struct PipelineInfo {
+  Located cell;
+  float zoom = 1.0f;
+};
+void run_pipeline(const View& src, const Spec& spec, float* out, PipelineInfo* info = nullptr);
 
 }  // namespace hv

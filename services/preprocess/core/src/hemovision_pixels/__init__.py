@@ -4,8 +4,8 @@
 """
 
 from .decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageRejected, decode_image, thumbnail_jpeg
-from .pipeline import preprocess, preprocess_batch
-from .spec import ClaheSpec, GreyWorldStain, PreprocessSpec, ReinhardStain
+from .pipeline import PipelineInfo, model_image, preprocess, preprocess_batch, preprocess_with_info
+from .spec import ClaheSpec, GreyWorldStain, LocateSpec, PreprocessSpec, ReinhardStain, WhiteBalanceSpec
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -13,10 +13,15 @@ __all__ = [
     "ClaheSpec",
     "GreyWorldStain",
     "ImageRejected",
+    "LocateSpec",
+    "PipelineInfo",
     "PreprocessSpec",
     "ReinhardStain",
+    "WhiteBalanceSpec",
     "decode_image",
+    "model_image",
     "preprocess",
     "preprocess_batch",
+    "preprocess_with_info",
     "thumbnail_jpeg",
 ]

@@ -1,6 +1,6 @@
 """Type stubs for the private C++ extension (src/cpp/bindings.cpp)."""
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -8,6 +8,20 @@ import numpy.typing as npt
 U8 = npt.NDArray[np.uint8]
 F32 = npt.NDArray[np.float32]
 Triple = tuple[float, float, float]
+
+class LocateParams:
+    def __init__(
+        self,
+        *,
+        work_size: int,
+        white_percentile: float,
+        min_od: float,
+        dilate: int,
+        min_area: float,
+        target_fraction: float,
+        min_zoom: float,
+        max_zoom: float,
+    ) -> None: ...
 
 class Spec:
     input_size: int
@@ -25,9 +39,16 @@ class Spec:
         blur_sigma: float,
         mean: Triple,
         std: Triple,
+        locate: bool = False,
+        locate_params: LocateParams = ...,
+        white_balance: bool = False,
+        white_target: Triple = (255.0, 255.0, 255.0),
     ) -> None: ...
 
 def preprocess(image: U8, spec: Spec) -> F32: ...
+def preprocess_with_info(image: U8, spec: Spec) -> tuple[F32, dict[str, Any]]: ...
+def locate_cell(image: U8, params: LocateParams) -> dict[str, Any]: ...
+def reframe(image: U8, params: LocateParams, size: int) -> tuple[U8, dict[str, Any]]: ...
 def preprocess_batch(images: Sequence[U8], spec: Spec, threads: int = 0) -> F32: ...
 def resize(image: U8, out_h: int, out_w: int) -> U8: ...
 def square_resize(image: U8, size: int, crop: str) -> U8: ...

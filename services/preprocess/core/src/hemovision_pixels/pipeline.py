@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -48,6 +49,38 @@ def preprocess(image: np.ndarray, spec: PreprocessSpec) -> F32Array:
     """One HxWx3 uint8 RGB image -> float32 [S, S, 3] (GIL released while it runs)."""
     out: F32Array = _core.preprocess(as_rgb_u8(image), spec._native)
     return out
+
+
+@dataclass(frozen=True)
+class PipelineInfo:
+    """What the standardisation steps of a v2 spec saw (defaults for a v1 spec)."""
+
+    cell_found: bool = False
+    cx: float = 0.0              # centre of the cell, source pixels
+    cy: float = 0.0
+    size: float = 0.0            # larger bounding-box side of the nucleus region, source pixels
+    area_fraction: float = 0.0
+    threshold_od: float = 0.0
+    white: tuple[float, float, float] = (255.0, 255.0, 255.0)  # background white, RGB
+    zoom: float = 1.0            # the zoom the cell's size asked for, before clamping
+
+    @classmethod
+    def from_native(cls, d: dict) -> "PipelineInfo":
+        return cls(**{**d, "white": tuple(d["white"])})
+
+
+def preprocess_with_info(image: np.ndarray, spec: PreprocessSpec) -> tuple[F32Array, PipelineInfo]:
+    """preprocess() plus what the spec's standardisation steps found (cell, zoom, background)."""
+    out, info = _core.preprocess_with_info(as_rgb_u8(image), spec._native)
+    return out, PipelineInfo.from_native(info)
+
+
+def model_image(tensor: F32Array, spec: PreprocessSpec) -> U8Image:
+    """The uint8 RGB image a [S, S, 3] tensor was normalised from: normalisation is a
+    per-channel table of 256 distinct floats, so rounding its inverse is exact."""
+    mean = np.asarray(spec.mean, np.float64)
+    std = np.asarray(spec.std, np.float64)
+    return np.clip(np.rint((tensor.astype(np.float64) * std + mean) * 255.0), 0, 255).astype(np.uint8)
 
 
 def preprocess_batch(images: Sequence[np.ndarray], spec: PreprocessSpec, threads: int = 0) -> F32Array:

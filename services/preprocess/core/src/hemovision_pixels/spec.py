@@ -14,7 +14,8 @@ from . import _core
 
 CropMode = Literal["center_square", "pad_square", "none"]
 CROP_MODES: tuple[str, ...] = ("center_square", "pad_square", "none")
-SPEC_VERSION = 1
+SPEC_VERSION = 2  # the newest; every older version still parses and runs bit-identically
+SPEC_VERSIONS = (1, 2)
 MAX_INPUT_SIZE = 4096
 MAX_BLUR_SIGMA = 50.0
 MAX_TILES = 64
@@ -100,6 +101,83 @@ class ClaheSpec:
         return {"clip_limit": self.clip_limit, "tiles": self.tiles}
 
 
+@dataclass(frozen=True)
+class LocateSpec:
+    """Spec v2: find the white cell and re-frame it (locate.cpp says how).
+
+    The nucleus region's larger bounding-box side becomes ``target_fraction`` of the
+    frame; the zoom that asks for is clamped to [min_zoom, max_zoom] (outside it the
+    answer carries review reason cell_size_unusual). No cell found: the ``crop`` framing.
+    """
+
+    work_size: int = 96
+    white_percentile: float = 0.9
+    min_od: float = 0.4
+    dilate: int = 2
+    min_area: float = 0.003
+    target_fraction: float = 0.4
+    min_zoom: float = 0.5
+    max_zoom: float = 2.5
+
+    def __post_init__(self) -> None:
+        _integer(self.work_size, "locate.work_size", 8, 1024)
+        _integer(self.dilate, "locate.dilate", 0, 16)
+        for name, lo, hi in (("white_percentile", 0.01, 1.0), ("min_od", 0.0, 2.5), ("min_area", 0.0, 1.0),
+                             ("target_fraction", 0.01, 4.0), ("min_zoom", 0.01, 16.0),
+                             ("max_zoom", 0.01, 16.0)):
+            object.__setattr__(self, name, _number(getattr(self, name), f"locate.{name}", lo, hi))
+        if self.min_zoom > self.max_zoom:
+            raise ValueError(f"locate.min_zoom ({self.min_zoom}) must be <= locate.max_zoom ({self.max_zoom})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in LOCATE_KEYS}
+
+    def native(self) -> _core.LocateParams:
+        return _core.LocateParams(**self.to_dict())
+
+
+LOCATE_KEYS = ("work_size", "white_percentile", "min_od", "dilate", "min_area", "target_fraction",
+               "min_zoom", "max_zoom")
+
+
+@dataclass(frozen=True)
+class WhiteBalanceSpec:
+    """Spec v2: scale each channel so the slide's background white (found by locate's
+    white_percentile) becomes ``target`` (RGB, 0..255) -- a tinted background no longer
+    tints the cell."""
+
+    target: Triple = (255.0, 255.0, 255.0)
+
+    def __post_init__(self) -> None:
+        t = _triple(self.target, "white_balance.target", positive=True)
+        if any(v > 255 or v < 1 for v in t):
+            raise ValueError(f"white_balance.target values must be in [1, 255], got {list(t)}")
+        object.__setattr__(self, "target", t)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": list(self.target)}
+
+
+def _parse_locate(d: Any) -> LocateSpec | None:
+    if d is None:
+        return None
+    if not isinstance(d, Mapping):
+        raise ValueError(f"locate must be null or an object, got {d!r}")
+    _check_keys(d, set(LOCATE_KEYS), "locate")
+    return LocateSpec(**d)
+
+
+def _parse_white_balance(d: Any) -> WhiteBalanceSpec | None:
+    if d is None:
+        return None
+    if not isinstance(d, Mapping):
+        raise ValueError(f"white_balance must be null or an object, got {d!r}")
+    _check_keys(d, {"target"}, "white_balance")
+    if "target" not in d:
+        raise ValueError("white_balance needs 'target' ([R, G, B])")
+    return WhiteBalanceSpec(d["target"])
+
+
 def _parse_stain(d: Any) -> StainNormalization | None:
     if d is None:
         return None
@@ -128,13 +206,18 @@ def _parse_clahe(d: Any) -> ClaheSpec | None:
 
 @dataclass(frozen=True)
 class PreprocessSpec:
-    """What the pixel pipeline does, in order: crop/pad to square -> resize to
-    input_size -> stain normalisation -> CLAHE on L -> Gaussian blur ->
-    out = (x / 255 - mean) / std as float32."""
+    """What the pixel pipeline does, in order: [v2: locate the cell and re-frame it,
+    else] crop/pad to square -> resize to input_size -> [v2: white balance] -> stain
+    normalisation -> CLAHE on L -> Gaussian blur -> out = (x / 255 - mean) / std as float32.
+
+    Version 1 has no locate / white_balance keys, so a v1 version's spec (and its
+    output) stays exactly what it was."""
 
     version: int = SPEC_VERSION
     input_size: int = 64
     crop: CropMode = "center_square"
+    locate: LocateSpec | None = None
+    white_balance: WhiteBalanceSpec | None = None
     stain_normalization: StainNormalization | None = None
     clahe: ClaheSpec | None = None
     blur_sigma: float = 0.0
@@ -143,7 +226,13 @@ class PreprocessSpec:
 
     def __post_init__(self) -> None:
         # Validate direct construction too, not only from_dict.
-        _integer(self.version, "version", SPEC_VERSION, SPEC_VERSION)
+        _integer(self.version, "version", SPEC_VERSIONS[0], SPEC_VERSIONS[-1])
+        if self.version < 2 and (self.locate is not None or self.white_balance is not None):
+            raise ValueError("locate and white_balance need preprocessing spec version 2")
+        if self.locate is not None and not isinstance(self.locate, LocateSpec):
+            raise ValueError("locate must be a LocateSpec or None")
+        if self.white_balance is not None and not isinstance(self.white_balance, WhiteBalanceSpec):
+            raise ValueError("white_balance must be a WhiteBalanceSpec or None")
         _integer(self.input_size, "input_size", 1, MAX_INPUT_SIZE)
         if self.crop not in CROP_MODES:
             raise ValueError(f"crop must be one of {list(CROP_MODES)}, got {self.crop!r}")
@@ -174,6 +263,11 @@ class PreprocessSpec:
                 blur_sigma=self.blur_sigma,
                 mean=self.mean,
                 std=self.std,
+                # white balance needs the background white, which locate's pass measures
+                locate=self.locate is not None,
+                locate_params=(self.locate or LocateSpec()).native(),
+                white_balance=self.white_balance is not None,
+                white_target=self.white_balance.target if self.white_balance else (255.0, 255.0, 255.0),
             ),
         )
 
@@ -193,20 +287,23 @@ class PreprocessSpec:
             raise ValueError(f"preprocessing spec must be an object, got {type(d).__name__}")
         _check_keys(
             d,
-            {"version", "input_size", "crop", "stain_normalization", "clahe", "blur_sigma", "mean", "std"},
+            {"version", "input_size", "crop", "locate", "white_balance", "stain_normalization", "clahe",
+             "blur_sigma", "mean", "std"},
             "preprocessing spec",
         )
         if "version" not in d:
-            raise ValueError("preprocessing spec needs 'version' (currently 1)")
+            raise ValueError(f"preprocessing spec needs 'version' (one of {list(SPEC_VERSIONS)})")
         if "input_size" not in d:
             raise ValueError("preprocessing spec needs 'input_size'")
         crop = d.get("crop", "center_square")
         if crop not in CROP_MODES:
             raise ValueError(f"crop must be one of {list(CROP_MODES)}, got {crop!r}")
         return cls(
-            version=_integer(d["version"], "version", SPEC_VERSION, SPEC_VERSION),
+            version=_integer(d["version"], "version", SPEC_VERSIONS[0], SPEC_VERSIONS[-1]),
             input_size=_integer(d["input_size"], "input_size", 1, MAX_INPUT_SIZE),
             crop=crop,
+            locate=_parse_locate(d.get("locate")),
+            white_balance=_parse_white_balance(d.get("white_balance")),
             stain_normalization=_parse_stain(d.get("stain_normalization")),
             clahe=_parse_clahe(d.get("clahe")),
             blur_sigma=_number(d.get("blur_sigma", 0.0), "blur_sigma", 0.0, MAX_BLUR_SIGMA),
@@ -215,14 +312,17 @@ class PreprocessSpec:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict; PreprocessSpec.from_dict(spec.to_dict()) == spec."""
-        return {
-            "version": self.version,
-            "input_size": self.input_size,
-            "crop": self.crop,
+        """JSON-ready dict; PreprocessSpec.from_dict(spec.to_dict()) == spec. A version 1
+        spec has exactly its version 1 keys."""
+        d: dict[str, Any] = {"version": self.version, "input_size": self.input_size, "crop": self.crop}
+        if self.version >= 2:
+            d["locate"] = self.locate.to_dict() if self.locate else None
+            d["white_balance"] = self.white_balance.to_dict() if self.white_balance else None
+        d.update({
             "stain_normalization": self.stain_normalization.to_dict() if self.stain_normalization else None,
             "clahe": self.clahe.to_dict() if self.clahe else None,
             "blur_sigma": self.blur_sigma,
             "mean": list(self.mean),
             "std": list(self.std),
-        }
+        })
+        return d
