@@ -281,8 +281,10 @@ async def run_prediction(
             label=result.label,
             confidence=result.confidence,
             probabilities=dict(result.probabilities),
-            needs_review=result.needs_review,
-            review_reasons=[REVIEW_REASONS.get(r, "unspecified") for r in result.review_reasons],
+            # the model's own reasons, then what the pixel pipeline saw (cell not found, odd size)
+            needs_review=result.needs_review or bool(pre.review_reasons),
+            review_reasons=[REVIEW_REASONS.get(r, "unspecified") for r in result.review_reasons]
+            + list(pre.review_reasons),
             model=model,
             timings_ms=timings,
             image_sha256=pre.sha256,

@@ -6,6 +6,7 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from hemovision_contracts import confidence_holds
 from hemovision.common.v1 import common_pb2
 from hemovision.history.v1 import history_pb2
 from hemovision.training.v1 import training_pb2
@@ -86,6 +87,8 @@ def prediction(p: history_pb2.Prediction) -> dict[str, Any]:
         "probabilities": probabilities(p.probabilities),
         "needs_review": p.needs_review,
         "review_reasons": list(p.review_reasons),
+        # false when the cell is unlike the training data: the confidence is then no probability
+        "confidence_holds": confidence_holds(p.review_reasons),
         "model": {"name": p.model.name, "version": p.model.version},
         "timings_ms": {k: round(float(v), 2) for k, v in p.timings_ms.items()},
         "created_at": ts(p.created_at),

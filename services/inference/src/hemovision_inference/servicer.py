@@ -88,6 +88,12 @@ def model_info(meta: ModelMetadata) -> inference_pb2.ModelInfo:
         spec.clahe.CopyFrom(
             common_pb2.Clahe(clip_limit=float(clahe.get("clip_limit", 2.0)), tiles=int(clahe.get("tiles", 8)))
         )
+    locate = pre.get("locate")
+    if isinstance(locate, dict):
+        spec.locate.CopyFrom(common_pb2.Locate(**locate))
+    white = pre.get("white_balance")
+    if isinstance(white, dict):
+        spec.white_balance.CopyFrom(common_pb2.WhiteBalance(target=[float(v) for v in white.get("target") or []]))
     return inference_pb2.ModelInfo(
         model=common_pb2.ModelRef(name=meta.name, version=meta.version),
         class_names=meta.class_names,

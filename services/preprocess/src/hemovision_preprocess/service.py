@@ -12,7 +12,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from hemovision_pixels import ImageRejected, PreprocessSpec, decode_image, preprocess, thumbnail_jpeg
+from hemovision_pixels import (
+    ImageRejected,
+    PreprocessSpec,
+    decode_image,
+    model_image,
+    preprocess_with_info,
+    review_reasons,
+    thumbnail_jpeg,
+)
 from hemovision_pixels.ops import square_resize
 from hemovision_preprocess.errors import ImageInvalid, SpecInvalid
 from hemovision_preprocess.settings import Settings
@@ -31,6 +39,9 @@ class PreparedImage:
     model_image_png: bytes
     decode_ms: float
     pixels_ms: float
+    review_reasons: tuple[str, ...] = ()  # from the spec's standardisation steps (v2)
+    cell_found: bool = False
+    cell_zoom: float = 1.0
 
 
 def _detect_format(data: bytes) -> str:
@@ -92,12 +103,15 @@ class PreprocessCore:
         except ImageRejected as exc:
             raise ImageInvalid(exc.reason, exc.message) from None
         t1 = time.perf_counter()
-        tensor = preprocess(image, spec)[np.newaxis]
+        single, info = preprocess_with_info(image, spec)
+        tensor = single[np.newaxis]
         t2 = time.perf_counter()
         thumb = thumbnail_jpeg(image, self.settings.thumbnail_size) if want_thumbnail else b""
         model_png = b""
         if want_model_image:
-            small = square_resize(image, spec.input_size, spec.crop)
+            # v1: the cropped + resized image (as stored since v1); v2: the standardised image the
+            # model saw (re-framed, white-balanced), which is what adaptation fine-tunes on.
+            small = square_resize(image, spec.input_size, spec.crop) if spec.version == 1 else model_image(single, spec)
             buf = io.BytesIO()
             Image.fromarray(small).save(buf, format="PNG", compress_level=1)  # on the upload path: speed over bytes
             model_png = buf.getvalue()
@@ -111,4 +125,7 @@ class PreprocessCore:
             model_image_png=model_png,
             decode_ms=(t1 - t0) * 1000,
             pixels_ms=(t2 - t1) * 1000,
+            review_reasons=tuple(review_reasons(info, spec)),
+            cell_found=info.cell_found,
+            cell_zoom=info.zoom,
         )

@@ -20,6 +20,8 @@ def spec_from_proto(spec: common_pb2.PreprocessSpec) -> dict:
     d = json_format.MessageToDict(spec, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
     d.setdefault("stain_normalization", None)
     d.setdefault("clahe", None)
+    d.setdefault("locate", None)
+    d.setdefault("white_balance", None)
     return d
 
 
@@ -37,6 +39,9 @@ def _response(prepared: PreparedImage) -> preprocess_pb2.PreprocessResponse:
         model_image_png=prepared.model_image_png,
         decode_ms=prepared.decode_ms,
         pixels_ms=prepared.pixels_ms,
+        review_reasons=list(prepared.review_reasons),
+        cell_found=prepared.cell_found,
+        cell_zoom=prepared.cell_zoom,
     )
 
 

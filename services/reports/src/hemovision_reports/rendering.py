@@ -9,6 +9,7 @@ import io
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from hemovision_contracts import confidence_holds
 from hemovision.history.v1 import history_pb2
 from reportlab.graphics.charts.barcharts import HorizontalBarChart
 from reportlab.graphics.shapes import Drawing, String
@@ -230,7 +231,9 @@ def prediction_report(
     result_rows = [
         [Paragraph("Model label", SMALL)],
         [Paragraph(_esc(pretty(p.label)), LABEL)],
-        [Paragraph(f"Calibrated confidence: <b>{confidence}</b>", BODY)],
+        [Paragraph(f"Calibrated confidence: <b>{confidence}</b>" if confidence_holds(p.review_reasons) else
+                   f"Confidence: <b>{confidence}</b> - <font color='{FLAG_HEX}'><b>does not hold for this cell</b>"
+                   "</font>: it is unlike the cells the model learned from; a person must review it.", BODY)],
         [Paragraph(
             f"Needs review: <font color='{FLAG_HEX}'><b>{_esc(_review_text(p))}</b></font>"
             if p.needs_review else "Needs review: <b>No</b>",

@@ -349,6 +349,7 @@ async function pageResult(id) {
     <section class="card" aria-labelledby="cls-h"><h2 id="cls-h">Classification</h2>
       <p class="kpi">${esc(nice(p.label))} <span class="muted">${pct(p.confidence)}</span></p>
       <p>${p.needs_review ? `<span class="badge review">needs review</span> <span class="muted">${esc(p.review_reasons.map(nice).join(", "))}</span>` : `<span class="badge ok">no review flag</span>`}</p>
+      ${p.confidence_holds === false ? `<p class="error" role="alert">This cell is unlike the cells the model learned from, so the ${pct(p.confidence)} confidence does not hold for it. <a href="#rf">Review it below</a> and set the correct label.</p>` : ""}
       ${reviewed}
       <p class="muted">Model ${esc(p.model.name)} v${esc(p.model.version)} · ${fmtDate(p.created_at)}${p.sample_id ? " · sample " + esc(p.sample_id) : ""}${p.slide_id ? " · slide " + esc(p.slide_id) : ""}</p>
       ${probBars(p.probabilities, p.label)}

@@ -4,7 +4,15 @@
 """
 
 from .decode import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, ImageRejected, decode_image, thumbnail_jpeg
-from .pipeline import PipelineInfo, model_image, preprocess, preprocess_batch, preprocess_with_info
+from .pipeline import (
+    REVIEW_REASONS,
+    PipelineInfo,
+    model_image,
+    preprocess,
+    preprocess_batch,
+    preprocess_with_info,
+    review_reasons,
+)
 from .spec import ClaheSpec, GreyWorldStain, LocateSpec, PreprocessSpec, ReinhardStain, WhiteBalanceSpec
 
 __all__ = [
@@ -15,6 +23,7 @@ __all__ = [
     "ImageRejected",
     "LocateSpec",
     "PipelineInfo",
+    "REVIEW_REASONS",
     "PreprocessSpec",
     "ReinhardStain",
     "WhiteBalanceSpec",
@@ -23,5 +32,6 @@ __all__ = [
     "preprocess",
     "preprocess_batch",
     "preprocess_with_info",
+    "review_reasons",
     "thumbnail_jpeg",
 ]

@@ -75,6 +75,25 @@ def preprocess_with_info(image: np.ndarray, spec: PreprocessSpec) -> tuple[F32Ar
     return out, PipelineInfo.from_native(info)
 
 
+# Review reasons the standardisation steps can give (docs/preprocessing.md):
+CELL_NOT_FOUND = "cell_not_found"          # no nucleus-stained region: original framing kept
+CELL_SIZE_UNUSUAL = "cell_size_unusual"    # the cell asked for a zoom outside [min_zoom, max_zoom]
+REVIEW_REASONS = (CELL_NOT_FOUND, CELL_SIZE_UNUSUAL)
+
+
+def review_reasons(info: PipelineInfo, spec: PreprocessSpec) -> list[str]:
+    """Why a person should look at this cell, from what the standardisation saw (empty for a
+    spec without `locate`): the model's calibrated confidence does not hold for such cells."""
+    loc = spec.locate
+    if loc is None:
+        return []
+    if not info.cell_found:
+        return [CELL_NOT_FOUND]
+    if not loc.min_zoom <= info.zoom <= loc.max_zoom:
+        return [CELL_SIZE_UNUSUAL]
+    return []
+
+
 def model_image(tensor: F32Array, spec: PreprocessSpec) -> U8Image:
     """The uint8 RGB image a [S, S, 3] tensor was normalised from: normalisation is a
     per-channel table of 256 distinct floats, so rounding its inverse is exact."""

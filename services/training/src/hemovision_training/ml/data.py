@@ -124,11 +124,25 @@ def decode_files(data_dir: str | os.PathLike, records: Sequence[Record]) -> list
     return out
 
 
+# The PBC slides' background white (median over 1,000 train images of the 90th percentile
+# per channel, what the locate step measures): white balance maps every slide's
+# background to it, so PBC images keep their colour and other labs' are brought to it.
+PBC_WHITE = (254.0, 228.0, 203.0)
+
+
 def base_spec_dict(input_size: int, mean: Sequence[float] = (0.0, 0.0, 0.0),
-                   std: Sequence[float] = (1.0, 1.0, 1.0)) -> dict[str, Any]:
-    return {"version": 1, "input_size": int(input_size), "crop": "center_square",
-            "stain_normalization": None, "clahe": None, "blur_sigma": 0.0,
-            "mean": [float(v) for v in mean], "std": [float(v) for v in std]}
+                   std: Sequence[float] = (1.0, 1.0, 1.0), *, version: int = 1) -> dict[str, Any]:
+    """Version 1: centre square + resize (v1 models). Version 2 adds input standardisation:
+    locate the cell and re-frame it to a canonical scale, white-balance to PBC's background
+    (hemovision_pixels.LocateSpec holds the defaults, docs/preprocessing.md the why)."""
+    from hemovision_pixels import LocateSpec
+
+    d: dict[str, Any] = {"version": int(version), "input_size": int(input_size), "crop": "center_square"}
+    if version >= 2:
+        d["locate"] = LocateSpec().to_dict()
+        d["white_balance"] = {"target": list(PBC_WHITE)}
+    return d | {"stain_normalization": None, "clahe": None, "blur_sigma": 0.0,
+                "mean": [float(v) for v in mean], "std": [float(v) for v in std]}
 
 
 def preprocess_images(images: Sequence[np.ndarray], spec_dict: dict[str, Any], *, chunk: int = 2048) -> np.ndarray:
@@ -143,9 +157,10 @@ def preprocess_images(images: Sequence[np.ndarray], spec_dict: dict[str, Any], *
     return out
 
 
-def channel_stats(images: Sequence[np.ndarray], input_size: int) -> tuple[list[float], list[float]]:
-    """Per-channel mean/std (in [0,1] units) of the train images after crop + resize."""
-    x = preprocess_images(images, base_spec_dict(input_size))
+def channel_stats(images: Sequence[np.ndarray], input_size: int, *,
+                  spec_version: int = 1) -> tuple[list[float], list[float]]:
+    """Per-channel mean/std (in [0,1] units) of the train images after the spec's pixel steps."""
+    x = preprocess_images(images, base_spec_dict(input_size, version=spec_version))
     flat = x.reshape(-1, 3).astype(np.float64)
     return flat.mean(0).round(6).tolist(), flat.std(0).round(6).tolist()
 
@@ -157,14 +172,18 @@ class PreparedData:
     y: dict[str, np.ndarray]  # split -> int32 [N]
     paths: dict[str, list[str]]
     data_hash: str
+    cache_key: str = ""
 
 
 def prepare_data(data_dir: str | os.PathLike, *, input_size: int, cache_dir: str | os.PathLike | None = None,
-                 limit_per_class: int | None = None, seed: int = 0, log=print) -> PreparedData:
+                 limit_per_class: int | None = None, seed: int = 0, log=print,
+                 spec_version: int = 1) -> PreparedData:
     """Index + validate, decode, compute train mean/std, preprocess every split once (cached)."""
     records = load_index(data_dir, limit_per_class=limit_per_class, seed=seed)
     dhash = data_hash(data_dir, records)
-    key = hashlib.sha256(f"{dhash}|{input_size}|v1".encode()).hexdigest()[:16]
+    tag = "v1" if spec_version == 1 else json.dumps(base_spec_dict(input_size, version=spec_version),
+                                                     sort_keys=True)
+    key = hashlib.sha256(f"{dhash}|{input_size}|{tag}".encode()).hexdigest()[:16]
     cache_file = Path(cache_dir) / f"pbc-{key}.npz" if cache_dir else None
     if cache_file is not None and cache_file.is_file():
         log(f"loading preprocessed cache {cache_file}")
@@ -176,8 +195,8 @@ def prepare_data(data_dir: str | os.PathLike, *, input_size: int, cache_dir: str
         log(f"decoding {len(records)} images")
         images = decode_files(data_dir, records)
         train_imgs = [im for im, r in zip(images, records) if r.split == "train"]
-        mean, std = channel_stats(train_imgs, input_size)
-        spec = base_spec_dict(input_size, mean, std)
+        mean, std = channel_stats(train_imgs, input_size, spec_version=spec_version)
+        spec = base_spec_dict(input_size, mean, std, version=spec_version)
         log(f"train mean={mean} std={std}; preprocessing")
         x, y = {}, {}
         for s in SPLITS:
@@ -192,7 +211,34 @@ def prepare_data(data_dir: str | os.PathLike, *, input_size: int, cache_dir: str
                      **{f"y_{s}": y[s] for s in SPLITS})
             os.replace(tmp, cache_file)
     paths = {s: [r.path for r in records if r.split == s] for s in SPLITS}
-    return PreparedData(spec=spec, x=x, y=y, paths=paths, data_hash=dhash)
+    return PreparedData(spec=spec, x=x, y=y, paths=paths, data_hash=dhash, cache_key=key)
+
+
+def lab_augmented_copies(data_dir: str | os.PathLike, data: PreparedData, *, copies: int, seed: int,
+                         cache_dir: str | os.PathLike | None, log=print) -> list[np.ndarray]:
+    """``copies`` seeded lab-augmented versions of the train split (lab_augment.py), each the
+    uint8 output of the model's own pixel pipeline; cached next to the tensors."""
+    from .lab_augment import augmented_copy
+
+    out: list[np.ndarray] = []
+    images: list[np.ndarray] | None = None
+    for k in range(copies):
+        f = Path(cache_dir) / f"pbc-{data.cache_key}-lab{seed}-{k}.npy" if cache_dir else None
+        if f is not None and f.is_file():
+            out.append(np.load(f))
+            continue
+        if images is None:
+            log(f"decoding {len(data.paths['train'])} train images for lab augmentation")
+            images = decode_files(data_dir, [Record(p, 0, "train") for p in data.paths["train"]])
+        log(f"lab-augmented copy {k + 1}/{copies}")
+        copy = augmented_copy(images, data.spec, seed=seed * 1000 + k)
+        if f is not None:
+            f.parent.mkdir(parents=True, exist_ok=True)
+            tmp = f.with_suffix(".tmp.npy")
+            np.save(tmp, copy)
+            os.replace(tmp, f)
+        out.append(copy)
+    return out
 
 
 def class_weights(y: np.ndarray, num_classes: int = len(CLASS_NAMES), power: float = 0.5) -> np.ndarray:
@@ -290,6 +336,42 @@ def make_dataset(x: np.ndarray, y: np.ndarray, *, batch_size: int, training: boo
         def _aug(xb, *rest):
             return (augment_batch(xb, mean, std, aug_cfg), *rest)
         ds = ds.map(_aug, num_parallel_calls=1)
+    return ds.prefetch(2)
+
+
+def make_lab_dataset(x: np.ndarray, copies: Sequence[np.ndarray], y: np.ndarray, sample_weights: np.ndarray, *,
+                     batch_size: int, spec: dict[str, Any], seed: int, lab_share: float, first_epoch: int = 0,
+                     aug_cfg: AugmentConfig = AugmentConfig()):
+    """Training batches mixing clean tensors with lab-augmented ones: in epoch e each image is
+    taken from copy e % len(copies) with probability ``lab_share``, else clean; then the
+    tensor-level :func:`augment_batch` (flips, rotations, light colour jitter) as usual."""
+    import tensorflow as tf
+
+    mean = np.asarray(spec["mean"], np.float32)
+    std = np.asarray(spec["std"], np.float32)
+    s = x.shape[1]
+    epoch = [first_epoch]
+
+    def gen():
+        e = epoch[0]
+        epoch[0] += 1
+        rng = np.random.default_rng(seed + 7919 * e)
+        copy = copies[e % len(copies)]
+        order = rng.permutation(len(x))
+        use_lab = rng.random(len(x)) < lab_share
+        for i in range(0, len(order), batch_size):
+            idx = np.sort(order[i:i + batch_size])
+            xb = x[idx].copy()
+            lab = use_lab[idx]
+            if lab.any():
+                xb[lab] = (copy[idx[lab]].astype(np.float32) / np.float32(255.0) - mean) / std
+            yield xb, y[idx], sample_weights[idx]
+
+    sig = (tf.TensorSpec([None, s, s, 3], tf.float32), tf.TensorSpec([None], tf.int32),
+           tf.TensorSpec([None], tf.float32))
+    ds = tf.data.Dataset.from_generator(gen, output_signature=sig)
+    mean_l, std_l = spec["mean"], spec["std"]
+    ds = ds.map(lambda xb, yb, wb: (augment_batch(xb, mean_l, std_l, aug_cfg), yb, wb), num_parallel_calls=1)
     return ds.prefetch(2)
 
 

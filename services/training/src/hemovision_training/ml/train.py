@@ -57,6 +57,10 @@ class TrainConfig:
     time_budget: Optional[float] = None       # seconds of training: cosine schedule over wall time
     finalize_checkpoint: str = "best"         # finalize(): "best" (by val accuracy) or "last" epoch
     bn_recalibrate: bool = True               # re-estimate BN statistics on clean train data (kept if val improves)
+    norm: str = "batch"                       # "batch" (v1) or "group": no batch statistics at serving time
+    spec_version: int = 1                     # 2: input standardisation (locate + re-frame + white balance)
+    lab_copies: int = 0                       # lab-augmented copies of train (lab_augment.py); 0 = off
+    lab_share: float = 0.75                   # share of each epoch's images taken from a lab-augmented copy
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -85,7 +89,7 @@ def _build_and_compile(cfg: TrainConfig, steps_per_epoch: int):
     from .model import build_model
 
     model = build_model(cfg.input_size, widths=tuple(cfg.widths), blocks=tuple(cfg.blocks),
-                        stem_width=cfg.stem_width, dropout=cfg.dropout)
+                        stem_width=cfg.stem_width, dropout=cfg.dropout, norm=cfg.norm)
     total = max(1, cfg.epochs * steps_per_epoch)
     warm = min(int(cfg.warmup_epochs * steps_per_epoch), total - 1)
     if cfg.time_budget:
@@ -118,7 +122,7 @@ def train(config: TrainConfig, progress_callback: ProgressCallback | None = None
     import tensorflow as tf
 
     from . import calibration as cal
-    from .data import CLASS_NAMES, class_weights, make_dataset, prepare_data
+    from .data import CLASS_NAMES, class_weights, lab_augmented_copies, make_dataset, make_lab_dataset, prepare_data
     from .evaluate import evaluate, predict_logits, write_artifacts
     from .export import export_model
 
@@ -134,15 +138,24 @@ def train(config: TrainConfig, progress_callback: ProgressCallback | None = None
 
     cache_dir = cfg.cache_dir if cfg.cache_dir is not None else str(out.parent / "cache")
     data = prepare_data(cfg.data_dir, input_size=cfg.input_size, cache_dir=cache_dir,
-                        limit_per_class=cfg.limit_per_class, seed=cfg.seed, log=log.info)
+                        limit_per_class=cfg.limit_per_class, seed=cfg.seed, log=log.info,
+                        spec_version=cfg.spec_version)
     spec = data.spec
     xtr, ytr = data.x["train"], data.y["train"]
+    copies = lab_augmented_copies(cfg.data_dir, data, copies=cfg.lab_copies, seed=cfg.seed, cache_dir=cache_dir,
+                                  log=log.info) if cfg.lab_copies else []
     log.info("data: train %d val %d test %d, hash %s, prepared in %.1fs", len(ytr), len(data.y["val"]),
              len(data.y["test"]), data.data_hash, time.time() - t_start)
 
     cw = class_weights(ytr, power=cfg.class_weight_power)
-    train_ds = make_dataset(xtr, ytr, batch_size=cfg.batch_size, training=True, augment=cfg.augment,
-                            spec=spec, seed=cfg.seed, sample_weights=cw[ytr])
+    state_file = out / "state.json"
+    first_epoch = json.loads(state_file.read_text())["epoch"] if cfg.resume and state_file.is_file() else 0
+    if copies:
+        train_ds = make_lab_dataset(xtr, copies, ytr, cw[ytr], batch_size=cfg.batch_size, spec=spec,
+                                    seed=cfg.seed, lab_share=cfg.lab_share, first_epoch=first_epoch)
+    else:
+        train_ds = make_dataset(xtr, ytr, batch_size=cfg.batch_size, training=True, augment=cfg.augment,
+                                spec=spec, seed=cfg.seed, sample_weights=cw[ytr])
     if cfg.label_smoothing:
         train_ds = train_ds.map(lambda x, y, w: (x, tf.one_hot(y, len(CLASS_NAMES)), w))
     has_val = len(data.y["val"]) > 0
@@ -152,7 +165,6 @@ def train(config: TrainConfig, progress_callback: ProgressCallback | None = None
         val_ds = val_ds.map(lambda x, y: (x, tf.one_hot(y, len(CLASS_NAMES))))
     steps = int(np.ceil(len(ytr) / cfg.batch_size))
 
-    state_file = out / "state.json"
     last_ckpt = out / "checkpoints" / "last.keras"
     best_ckpt = out / "checkpoints" / "best.weights.h5"
     state = {"epoch": 0, "best_val_accuracy": None, "best_epoch": None, "seconds": 0.0}
@@ -323,7 +335,11 @@ def _finish(model, data, cfg: "TrainConfig", out: Path, log, state: dict, train_
                                                  + (" over the wall-clock budget" if cfg.time_budget else ""),
                                     "loss": "cross-entropy, sqrt inverse-frequency class weights",
                                     "augmentation": "dihedral flips/rot90, integer shift, zoom (1/4 of images), "
-                                                    "colour/stain jitter",
+                                                    "colour/stain jitter"
+                                                    + (f"; {cfg.lab_share:.0%} of each epoch from "
+                                                       f"{cfg.lab_copies} lab-augmented copies (framing, size, "
+                                                       "stain, tint, gamma, blur, JPEG, noise)"
+                                                       if cfg.lab_copies else ""),
                                     "batchnorm_reestimation": bn_note},
         "epochs": int(state["epoch"]),
         "best_epoch": state["best_epoch"],
@@ -363,9 +379,10 @@ def finalize(config: "TrainConfig") -> dict[str, Any]:
     state = json.loads((out / "state.json").read_text())
     cache_dir = cfg.cache_dir if cfg.cache_dir is not None else str(out.parent / "cache")
     data = prepare_data(cfg.data_dir, input_size=cfg.input_size, cache_dir=cache_dir,
-                        limit_per_class=cfg.limit_per_class, seed=cfg.seed, log=log.info)
+                        limit_per_class=cfg.limit_per_class, seed=cfg.seed, log=log.info,
+                        spec_version=cfg.spec_version)
     model = build_model(cfg.input_size, widths=tuple(cfg.widths), blocks=tuple(cfg.blocks),
-                        stem_width=cfg.stem_width, dropout=cfg.dropout)
+                        stem_width=cfg.stem_width, dropout=cfg.dropout, norm=cfg.norm)
     best = out / "checkpoints" / "best.weights.h5"
     if best.is_file() and cfg.finalize_checkpoint == "best":
         model.load_weights(best)
@@ -411,6 +428,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--blocks", type=lambda v: tuple(int(i) for i in v.split(",")), default=TrainConfig.blocks,
                    help="residual blocks per stage, e.g. 1,2,2,1")
     p.add_argument("--stem-width", type=int, default=TrainConfig.stem_width)
+    p.add_argument("--norm", choices=("batch", "group"), default=TrainConfig.norm)
+    p.add_argument("--spec-version", type=int, choices=(1, 2), default=TrainConfig.spec_version,
+                   help="2 = input standardisation (locate + re-frame + white balance)")
+    p.add_argument("--lab-copies", type=int, default=TrainConfig.lab_copies,
+                   help="lab-augmented copies of the train split (0 = off)")
+    p.add_argument("--lab-share", type=float, default=TrainConfig.lab_share)
     p.add_argument("--finalize", action="store_true",
                    help="skip training: post-process the run in --out (calibrate, evaluate, export)")
     a = p.parse_args(argv)
@@ -420,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
                       augment=not a.no_augment, cache_dir=a.cache_dir, model_base=a.model_base,
                       model_name=a.model_name, version=a.version, replace=a.replace, max_seconds=a.max_seconds,
                       time_budget=a.time_budget, finalize_checkpoint=a.checkpoint, widths=a.widths,
-                      blocks=a.blocks, stem_width=a.stem_width)
+                      blocks=a.blocks, stem_width=a.stem_width, norm=a.norm, spec_version=a.spec_version,
+                      lab_copies=a.lab_copies, lab_share=a.lab_share)
     r = finalize(cfg) if a.finalize else train(cfg)
     print(summary_json(r))
     return 0

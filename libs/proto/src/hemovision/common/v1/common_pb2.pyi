@@ -51,7 +51,7 @@ class ModelRef(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class PreprocessSpec(_message.Message):
-    __slots__ = ("version", "input_size", "crop", "stain_normalization", "clahe", "blur_sigma", "mean", "std")
+    __slots__ = ("version", "input_size", "crop", "stain_normalization", "clahe", "blur_sigma", "mean", "std", "locate", "white_balance")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     INPUT_SIZE_FIELD_NUMBER: _ClassVar[int]
     CROP_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +60,8 @@ class PreprocessSpec(_message.Message):
     BLUR_SIGMA_FIELD_NUMBER: _ClassVar[int]
     MEAN_FIELD_NUMBER: _ClassVar[int]
     STD_FIELD_NUMBER: _ClassVar[int]
+    LOCATE_FIELD_NUMBER: _ClassVar[int]
+    WHITE_BALANCE_FIELD_NUMBER: _ClassVar[int]
     version: int
     input_size: int
     crop: str
@@ -68,7 +70,35 @@ class PreprocessSpec(_message.Message):
     blur_sigma: float
     mean: _containers.RepeatedScalarFieldContainer[float]
     std: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, version: _Optional[int] = ..., input_size: _Optional[int] = ..., crop: _Optional[str] = ..., stain_normalization: _Optional[_Union[StainNormalization, _Mapping]] = ..., clahe: _Optional[_Union[Clahe, _Mapping]] = ..., blur_sigma: _Optional[float] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ...) -> None: ...
+    locate: Locate
+    white_balance: WhiteBalance
+    def __init__(self, version: _Optional[int] = ..., input_size: _Optional[int] = ..., crop: _Optional[str] = ..., stain_normalization: _Optional[_Union[StainNormalization, _Mapping]] = ..., clahe: _Optional[_Union[Clahe, _Mapping]] = ..., blur_sigma: _Optional[float] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ..., locate: _Optional[_Union[Locate, _Mapping]] = ..., white_balance: _Optional[_Union[WhiteBalance, _Mapping]] = ...) -> None: ...
+
+class Locate(_message.Message):
+    __slots__ = ("work_size", "white_percentile", "min_od", "dilate", "min_area", "target_fraction", "min_zoom", "max_zoom")
+    WORK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    WHITE_PERCENTILE_FIELD_NUMBER: _ClassVar[int]
+    MIN_OD_FIELD_NUMBER: _ClassVar[int]
+    DILATE_FIELD_NUMBER: _ClassVar[int]
+    MIN_AREA_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    MIN_ZOOM_FIELD_NUMBER: _ClassVar[int]
+    MAX_ZOOM_FIELD_NUMBER: _ClassVar[int]
+    work_size: int
+    white_percentile: float
+    min_od: float
+    dilate: int
+    min_area: float
+    target_fraction: float
+    min_zoom: float
+    max_zoom: float
+    def __init__(self, work_size: _Optional[int] = ..., white_percentile: _Optional[float] = ..., min_od: _Optional[float] = ..., dilate: _Optional[int] = ..., min_area: _Optional[float] = ..., target_fraction: _Optional[float] = ..., min_zoom: _Optional[float] = ..., max_zoom: _Optional[float] = ...) -> None: ...
+
+class WhiteBalance(_message.Message):
+    __slots__ = ("target",)
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    target: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, target: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class StainNormalization(_message.Message):
     __slots__ = ("method", "target_mean", "target_std")

@@ -34,7 +34,7 @@ class PreprocessRequest(_message.Message):
     def __init__(self, image: _Optional[bytes] = ..., spec: _Optional[_Union[_common_pb2.PreprocessSpec, _Mapping]] = ..., want_thumbnail: _Optional[bool] = ..., want_model_image: _Optional[bool] = ..., index: _Optional[int] = ...) -> None: ...
 
 class PreprocessResponse(_message.Message):
-    __slots__ = ("tensor", "original_width", "original_height", "sha256", "format", "thumbnail_jpeg", "model_image_png", "decode_ms", "pixels_ms")
+    __slots__ = ("tensor", "original_width", "original_height", "sha256", "format", "thumbnail_jpeg", "model_image_png", "decode_ms", "pixels_ms", "review_reasons", "cell_found", "cell_zoom")
     TENSOR_FIELD_NUMBER: _ClassVar[int]
     ORIGINAL_WIDTH_FIELD_NUMBER: _ClassVar[int]
     ORIGINAL_HEIGHT_FIELD_NUMBER: _ClassVar[int]
@@ -44,6 +44,9 @@ class PreprocessResponse(_message.Message):
     MODEL_IMAGE_PNG_FIELD_NUMBER: _ClassVar[int]
     DECODE_MS_FIELD_NUMBER: _ClassVar[int]
     PIXELS_MS_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_REASONS_FIELD_NUMBER: _ClassVar[int]
+    CELL_FOUND_FIELD_NUMBER: _ClassVar[int]
+    CELL_ZOOM_FIELD_NUMBER: _ClassVar[int]
     tensor: _common_pb2.Tensor
     original_width: int
     original_height: int
@@ -53,7 +56,10 @@ class PreprocessResponse(_message.Message):
     model_image_png: bytes
     decode_ms: float
     pixels_ms: float
-    def __init__(self, tensor: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., original_width: _Optional[int] = ..., original_height: _Optional[int] = ..., sha256: _Optional[str] = ..., format: _Optional[str] = ..., thumbnail_jpeg: _Optional[bytes] = ..., model_image_png: _Optional[bytes] = ..., decode_ms: _Optional[float] = ..., pixels_ms: _Optional[float] = ...) -> None: ...
+    review_reasons: _containers.RepeatedScalarFieldContainer[str]
+    cell_found: bool
+    cell_zoom: float
+    def __init__(self, tensor: _Optional[_Union[_common_pb2.Tensor, _Mapping]] = ..., original_width: _Optional[int] = ..., original_height: _Optional[int] = ..., sha256: _Optional[str] = ..., format: _Optional[str] = ..., thumbnail_jpeg: _Optional[bytes] = ..., model_image_png: _Optional[bytes] = ..., decode_ms: _Optional[float] = ..., pixels_ms: _Optional[float] = ..., review_reasons: _Optional[_Iterable[str]] = ..., cell_found: _Optional[bool] = ..., cell_zoom: _Optional[float] = ...) -> None: ...
 
 class PreprocessError(_message.Message):
     __slots__ = ("reason", "message")
