@@ -12,6 +12,12 @@ the PBC originals, which are not in shared/. Pipelines, as in ../shared/ANCHORS.
 
 Single image: one thread, median ms per image over all N. Batch: ms per image for
 the whole set (our batch API on 1 thread and on all cores vs a Python loop).
+
+Standardisation (spec v2): each new step -- locate the cell; locate + re-frame -- against
+the OpenCV implementation of the same algorithm (services/preprocess/core/tests/
+opencv_reference.py, outputs cross-checked in the tests), and the whole standardised
+pipeline of the newest model's spec against that model's bare `explain` at batch 1,
+timed in this run (target: <= 10 %).
 Every figure comes from this one run on this machine.
 """
 
@@ -34,7 +40,10 @@ from PIL import Image
 from skimage import color, exposure
 
 import hemovision_pixels
-from hemovision_pixels import PreprocessSpec, preprocess, preprocess_batch
+from hemovision_pixels import LocateSpec, PreprocessSpec, _core, preprocess, preprocess_batch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "services" / "preprocess" / "core" / "tests"))
+import opencv_reference  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data" / "pbc_128"
@@ -151,11 +160,68 @@ def interleaved_batches(fns: dict[str, Callable[[list[np.ndarray]], object]], im
     return {k: statistics.median(v) for k, v in per_image.items()}
 
 
+def newest_model() -> Path:
+    base = REPO / "models" / "hemovision"
+    return base / str(max(int(p.name) for p in base.iterdir() if p.name.isdigit()))
+
+
+def explain_b1_ms(model_dir: Path, size: int, calls: int = 200) -> float:
+    """Median ms of the bare SavedModel's compiled `explain` signature at batch 1."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    fn = tf.saved_model.load(str(model_dir)).signatures["explain"]
+    x = tf.constant(np.random.default_rng(0).random((1, size, size, 3), np.float32))
+    for _ in range(20):
+        fn(image=x)
+    ts = []
+    for _ in range(calls):
+        t0 = time.perf_counter_ns()
+        fn(image=x)
+        ts.append(time.perf_counter_ns() - t0)
+    return statistics.median(ts) / 1e6
+
+
+def standardisation(sets: dict[str, list[np.ndarray]], model_dir: Path) -> dict[str, dict[str, float]]:
+    params = LocateSpec()
+    native, kw = params.native(), params.to_dict()
+    meta = json.loads((model_dir / "assets.extra" / "hemovision.json").read_text())
+    spec = PreprocessSpec.from_dict(meta["preprocessing"])
+    out: dict[str, dict[str, float]] = {}
+    for name, images in sets.items():
+        r = interleaved_medians({
+            "ours_locate": lambda im: _core.locate_cell(im, native),
+            "opencv_locate": lambda im: opencv_reference.locate_cell(im, **kw),
+            "ours_locate_reframe": lambda im: _core.reframe(im, native, 64),
+            "opencv_locate_reframe": lambda im: opencv_reference.reframe(
+                im, opencv_reference.locate_cell(im, **kw), 64, **kw),
+            "ours_model_spec": lambda im: preprocess(im, spec),
+        }, images)
+        out[name] = r
+    explain = explain_b1_ms(model_dir, spec.input_size)
+    out["model"] = {"path": str(model_dir), "spec_version": spec.version, "explain_b1_ms": explain}
+    print(f"\nStandardisation steps, one thread, median ms per image (model {model_dir.name}, spec v{spec.version})")
+    hdr = f"{'input':14} {'step':24} {'ours':>8} {'OpenCV':>8} {'ours/OpenCV':>12}"
+    print(hdr)
+    print("-" * len(hdr))
+    for name, r in out.items():
+        if name == "model":
+            continue
+        for step in ("locate", "locate_reframe"):
+            print(f"{name:14} {step:24} {r['ours_' + step]:8.3f} {r['opencv_' + step]:8.3f} "
+                  f"{r['ours_' + step] / r['opencv_' + step]:12.2f}")
+        print(f"{name:14} {'whole model spec':24} {r['ours_model_spec']:8.3f}   = {r['ours_model_spec'] / explain:.1%} "
+              f"of the bare explain b1 ({explain:.2f} ms)")
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--sk-n", type=int, default=0, help="images for the (slow) scikit-image path; 0 = all")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--model", type=Path, default=None, help="model whose spec and explain time to compare "
+                    "(default models/hemovision/<newest>)")
     args = ap.parse_args()
 
     cv2.setNumThreads(1)
@@ -220,11 +286,16 @@ def main() -> int:
               f"{r['batch_api_1thread_full']:12.3f} {r['batch_api_allcores_full']:12.3f} "
               f"{r['batch_loop_ours_full'] / r['batch_api_allcores_full']:21.2f}x")
     print("\nAgreement on one 360 px image (in uint8 levels):", {k: round(v, 3) for k, v in agree.items()})
+    external = [hemovision_pixels.decode_image(p.read_bytes())
+                for p in sorted((DATA.parent / "external_dev").glob("*/*.png"))]
+    std = standardisation({"128 px (PBC)": sets["128 px"], "360 px": sets["360 px"],
+                           "300 px (ext.)": external}, args.model or newest_model())
     print(f"Load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
 
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"n": n, "cores": cores, "results": results, "agreement": agree}, indent=2))
+        args.json.write_text(json.dumps({"n": n, "cores": cores, "results": results, "agreement": agree,
+                                          "standardisation": std}, indent=2))
     return 0
 
 

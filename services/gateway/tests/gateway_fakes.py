@@ -286,9 +286,13 @@ class FakePreprocess(preprocess_pb2_grpc.PreprocessServiceServicer):
         Image.fromarray(arr).save(out, format="PNG")
         tensor = common_pb2.Tensor(shape=[1, size, size, 3], dtype=common_pb2.DTYPE_FLOAT32,
                                    data=(arr.astype("<f4") / 255.0).tobytes())
+        # like a v2 spec on a blank, bright field: nothing stained, so no cell to frame
+        blank = bool(arr.reshape(-1, 3).std(axis=0).max() < 1.0 and arr.min() > 200)
         return preprocess_pb2.PreprocessResponse(tensor=tensor, original_width=im.width, original_height=im.height,
                                                  sha256="0" * 64, format=im.format or "PNG",
-                                                 model_image_png=out.getvalue(), decode_ms=1.0, pixels_ms=0.5)
+                                                 model_image_png=out.getvalue(), decode_ms=1.0, pixels_ms=0.5,
+                                                 review_reasons=["cell_not_found"] if blank else [],
+                                                 cell_found=not blank, cell_zoom=1.0)
 
 
 class FakeInference(inference_pb2_grpc.InferenceServiceServicer):

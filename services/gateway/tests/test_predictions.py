@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
+from PIL import Image
+
 import struct
 import zlib
 
@@ -25,6 +29,7 @@ async def test_upload_happy_path(client, world):
     assert body["model"] == {"name": "hemovision", "version": 1}
     assert {"preprocess", "inference", "history", "total"} <= set(body["timings_ms"])
     assert body["needs_review"] is False and body["review_reasons"] == []
+    assert body["confidence_holds"] is True
     assert body["sample_id"] == "S-1" and body["created_at"].endswith("Z")
     assert body["has_heatmap"] and body["has_image"]
     got = await client.get(f"/api/v1/predictions/{body['id']}", headers=auth(token))
@@ -38,6 +43,21 @@ async def test_upload_happy_path(client, world):
     pdf = await client.get(f"/api/v1/predictions/{body['id']}/report.pdf", headers=auth(token))
     assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
     assert b"neutrophil" in pdf.content
+
+
+async def test_pipeline_review_reasons_reach_the_answer(client, world):
+    """What the pixel pipeline saw (no cell in a blank field) flags the cell, and the answer says
+    its calibrated confidence does not hold -- also when read back from history."""
+    _, token = world.user("lab_user")
+    blank = io.BytesIO()
+    Image.new("RGB", (64, 64), (240, 228, 205)).save(blank, format="PNG")
+    r = await upload(client, token, blank.getvalue())
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["needs_review"] is True and "cell_not_found" in body["review_reasons"], body
+    assert body["confidence_holds"] is False
+    again = (await client.get(f"/api/v1/predictions/{body['id']}", headers=auth(token))).json()
+    assert again["review_reasons"] == body["review_reasons"] and again["confidence_holds"] is False
 
 
 async def test_jpeg_accepted(client, world):

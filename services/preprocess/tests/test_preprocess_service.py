@@ -58,6 +58,31 @@ async def test_tensor_matches_the_library(stub, pbc_image_bytes):
     assert Image.open(io.BytesIO(reply.model_image_png)).size == (64, 64)
 
 
+async def test_v2_spec_standardises_and_reports_what_it_saw(stub, pbc_image_bytes):
+    """A v2 spec over the wire (Locate, WhiteBalance) runs the same standardisation as the
+    library; the response says whether a cell was found and why a person should look."""
+    from hemovision_pixels import LocateSpec
+
+    v2 = {**SPEC, "version": 2, "locate": LocateSpec().to_dict(), "white_balance": {"target": [254.0, 228.0, 203.0]}}
+    proto = spec_proto()
+    proto.version = 2
+    proto.locate.CopyFrom(common_pb2.Locate(**LocateSpec().to_dict()))
+    proto.white_balance.CopyFrom(common_pb2.WhiteBalance(target=[254.0, 228.0, 203.0]))
+    reply = await stub.Preprocess(preprocess_pb2.PreprocessRequest(image=pbc_image_bytes, spec=proto,
+                                                                   want_model_image=True), timeout=10)
+    expected = preprocess(decode_image(pbc_image_bytes), PreprocessSpec.from_dict(v2))
+    np.testing.assert_array_equal(tensor_array(reply.tensor)[0], expected)
+    assert reply.cell_found and 0.5 <= reply.cell_zoom <= 2.5 and list(reply.review_reasons) == []
+    stored = np.asarray(Image.open(io.BytesIO(reply.model_image_png)))
+    from hemovision_pixels import model_image
+
+    np.testing.assert_array_equal(stored, model_image(expected, PreprocessSpec.from_dict(v2)))
+    blank = io.BytesIO()
+    Image.new("RGB", (100, 100), (240, 228, 205)).save(blank, format="PNG")
+    reply = await stub.Preprocess(preprocess_pb2.PreprocessRequest(image=blank.getvalue(), spec=proto), timeout=10)
+    assert not reply.cell_found and list(reply.review_reasons) == ["cell_not_found"]
+
+
 @pytest.mark.parametrize(
     ("payload", "reason"),
     [

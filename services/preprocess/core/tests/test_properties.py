@@ -159,3 +159,37 @@ def test_extreme_input_sizes(size):
     s = PreprocessSpec.from_dict({"version": 1, "input_size": size, "clahe": {"clip_limit": 2.0, "tiles": 8}, "blur_sigma": 1.0})
     img = np.random.default_rng(0).integers(0, 256, (3, 5, 3), np.uint8)
     assert preprocess(img, s).shape == (size, size, 3)
+
+
+@st.composite
+def v2_specs(draw):
+    d = draw(specs())
+    lo = draw(st.floats(0.05, 4.0))
+    d.update(
+        version=2,
+        locate=draw(st.one_of(st.none(), st.fixed_dictionaries({
+            "work_size": st.integers(8, 256), "white_percentile": st.floats(0.01, 1.0),
+            "min_od": st.floats(0.0, 2.5), "dilate": st.integers(0, 4), "min_area": st.floats(0.0, 0.2),
+            "target_fraction": st.floats(0.05, 2.0), "min_zoom": st.just(lo),
+            "max_zoom": st.floats(lo, 8.0)}))),
+        white_balance=draw(st.one_of(st.none(), st.fixed_dictionaries(
+            {"target": st.lists(st.floats(1, 255), min_size=3, max_size=3)}))),
+    )
+    return d
+
+
+@FAST
+@given(img=images(), spec=v2_specs())
+def test_standardised_pipeline_any_shape_any_spec(img, spec):
+    from hemovision_pixels import preprocess_with_info, review_reasons
+
+    s = PreprocessSpec.from_dict(spec)
+    out, info = preprocess_with_info(img, s)
+    assert out.shape == (s.input_size, s.input_size, 3) and out.dtype == np.float32
+    assert np.isfinite(out).all()
+    assert np.array_equal(out, preprocess(img, s))
+    if info.cell_found:
+        h, w = img.shape[:2]
+        assert 0 <= info.cx <= w and 0 <= info.cy <= h and 0 < info.size <= max(h, w) + 1
+        assert info.zoom > 0
+    assert set(review_reasons(info, s)) <= {"cell_not_found", "cell_size_unusual"}

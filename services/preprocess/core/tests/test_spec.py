@@ -45,7 +45,8 @@ def test_defaults_and_types():
 @pytest.mark.parametrize(
     ("patch", "needle"),
     [
-        ({"version": 2}, "version"),
+        ({"version": 3}, "version"),
+        ({"version": 0}, "version"),
         ({"input_size": 0}, "input_size"),
         ({"input_size": 64.0}, "input_size"),
         ({"input_size": True}, "input_size"),

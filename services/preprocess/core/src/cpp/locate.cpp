@@ -56,22 +56,24 @@ int otsu(const uint32_t* hist, uint64_t total) {
   return t;
 }
 
+// 3x3 binary dilation (zero outside), separable: a row max, then a column max.
 void dilate3(std::vector<uint8_t>& m, int h, int w, std::vector<uint8_t>& tmp) {
-  tmp.assign(m.size(), 0);
-  for (int y = 0; y < h; ++y)
+  tmp.resize(m.size());
+  for (int y = 0; y < h; ++y) {
+    const uint8_t* r = m.data() + static_cast<std::size_t>(y) * w;
+    uint8_t* o = tmp.data() + static_cast<std::size_t>(y) * w;
     for (int x = 0; x < w; ++x) {
-      uint8_t v = 0;
-      for (int dy = -1; dy <= 1 && !v; ++dy) {
-        const int yy = y + dy;
-        if (yy < 0 || yy >= h) continue;
-        for (int dx = -1; dx <= 1; ++dx) {
-          const int xx = x + dx;
-          if (xx >= 0 && xx < w && m[static_cast<std::size_t>(yy) * w + xx]) { v = 1; break; }
-        }
-      }
-      tmp[static_cast<std::size_t>(y) * w + x] = v;
+      const uint8_t l = x > 0 ? r[x - 1] : 0, c = r[x], rr = x + 1 < w ? r[x + 1] : 0;
+      o[x] = static_cast<uint8_t>(l | c | rr);
     }
-  m.swap(tmp);
+  }
+  for (int y = 0; y < h; ++y) {
+    const uint8_t* up = y > 0 ? tmp.data() + static_cast<std::size_t>(y - 1) * w : nullptr;
+    const uint8_t* mid = tmp.data() + static_cast<std::size_t>(y) * w;
+    const uint8_t* dn = y + 1 < h ? tmp.data() + static_cast<std::size_t>(y + 1) * w : nullptr;
+    uint8_t* o = m.data() + static_cast<std::size_t>(y) * w;
+    for (int x = 0; x < w; ++x) o[x] = static_cast<uint8_t>(mid[x] | (up ? up[x] : 0) | (dn ? dn[x] : 0));
+  }
 }
 
 struct Component {
