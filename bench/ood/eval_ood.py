@@ -105,9 +105,10 @@ def main() -> None:
 
     from hemovision_inference.input_check import InputReference
 
-    reference = InputReference.load()
+    refs = InputReference.load()
     pre = meta["preprocessing"]
-    use_check = reference is not None and reference.applies_to(pre)
+    reference = refs.for_spec(pre) if refs is not None else None
+    use_check = reference is not None
 
     def score(rgb_images: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """ood_score, max probability and input-check distance, via decode_image (PNG bytes) + C++ preprocess."""

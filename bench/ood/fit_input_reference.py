@@ -1,6 +1,7 @@
 """Fits services/inference/src/hemovision_inference/ood_reference.json: the input plausibility
 reference (hemovision_inference.input_check) on the PBC train split, threshold on the val split,
-through the C++ pipeline with the shipped model's preprocessing spec.
+through the C++ pipeline with the model's preprocessing spec. The file keeps one reference per pixel
+pipeline: fitting for a new spec adds its reference and leaves the other versions' references alone.
 
     python bench/ood/fit_input_reference.py [--model models/hemovision/1] [--limit 4000]
 """
@@ -26,6 +27,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model")
     parser.add_argument("--limit", type=int, default=6000, help="training images (random subset)")
+    parser.add_argument("--lab-augment", type=int, default=0, metavar="N",
+                        help="also fit on N lab-augmented versions of each training image (training's own "
+                             "lab_augment, as the model learned): other labs' cells stay plausible inputs")
     args = parser.parse_args()
     base = REPO / "models" / "hemovision"
     model = Path(args.model) if args.model else base / str(max(int(p.name) for p in base.iterdir() if p.name.isdigit()))
@@ -34,18 +38,25 @@ def main() -> None:
     rows = list(csv.DictReader(open(DATA / "splits.csv")))
     rng = np.random.default_rng(0)
 
-    def feats(split: str, limit: int) -> np.ndarray:
+    def feats(split: str, limit: int, augment: int = 0) -> np.ndarray:
         paths = [DATA / r["path"] for r in rows if r["split"] == split]
         if limit and len(paths) > limit:
             paths = [paths[i] for i in rng.choice(len(paths), limit, replace=False)]
         out = []
         for i in range(0, len(paths), 256):
             imgs = [px.decode_image(p.read_bytes()) for p in paths[i : i + 256]]
+            for k in range(augment):
+                from hemovision_training.ml.lab_augment import augment_image
+
+                imgs += [augment_image(im, rng) for im in imgs[:256]]
             out.append(input_check.features(px.preprocess_batch(imgs, spec, threads=2), pre["mean"], pre["std"]))
         return np.concatenate(out)
 
-    reference = input_check.fit(feats("train", args.limit), feats("val", 0), pre)
-    input_check.REFERENCE_FILE.write_text(json.dumps(reference, indent=1))
+    reference = input_check.fit(feats("train", args.limit, args.lab_augment), feats("val", 0), pre)
+    reference["lab_augmented_copies"] = args.lab_augment
+    existing = json.loads(input_check.REFERENCE_FILE.read_text()) if input_check.REFERENCE_FILE.is_file() else None
+    # one reference per pixel pipeline: older versions keep theirs
+    input_check.REFERENCE_FILE.write_text(json.dumps(input_check.merged(existing, reference), indent=1))
     print(f"written {input_check.REFERENCE_FILE}: threshold {reference['threshold']:.2f} "
           f"(n_train {reference['n_train']}, n_val {reference['n_val']})")
 

@@ -52,8 +52,8 @@ class Model:
         self.meta = read_metadata(path.parent.parent, path.parent.name, int(path.name))
         self.spec = px.PreprocessSpec.from_dict(self.meta.preprocessing)
         self.fn = tf.saved_model.load(str(path)).signatures["serving_default"]
-        ref = InputReference.load()
-        self.reference = ref if ref is not None and ref.applies_to(self.meta.preprocessing) else None
+        refs = InputReference.load()
+        self.reference = refs.for_spec(self.meta.preprocessing) if refs is not None else None
         self.name = f"{path.parent.name}/{path.name}"
 
     def run(self, images: list[np.ndarray]) -> dict[str, np.ndarray]:

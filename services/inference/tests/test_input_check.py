@@ -36,3 +36,28 @@ def test_features_match_the_plain_definition(size):
     for i in range(3):
         for name, value in reference(rgb[i]).items():
             assert got[i, FEATURE_NAMES.index(name)] == pytest.approx(float(value), rel=1e-4, abs=1e-5), name
+
+
+def test_one_reference_per_pixel_pipeline(tmp_path):
+    """A version gets the reference fitted with its own spec, or none: a reference fitted on
+    centre-cropped images never judges a standardised (spec v2) version's tensors."""
+    import json
+
+    from hemovision_inference.input_check import InputReference, fit, merged
+
+    rng = np.random.default_rng(0)
+    v1 = {"input_size": 64, "crop": "center_square", "stain_normalization": None, "clahe": None, "blur_sigma": 0.0}
+    v2 = {**v1, "locate": {"work_size": 96}, "white_balance": {"target": [254, 228, 203]}}
+    ref1 = fit(rng.normal(0, 1, (50, 13)), rng.normal(0, 1, (20, 13)), v1)
+    path = tmp_path / "ref.json"
+    path.write_text(json.dumps(ref1))  # the old single-reference layout still loads
+    refs = InputReference.load(path)
+    assert refs.for_spec(v1) is not None and refs.for_spec(v2) is None
+    ref2 = fit(rng.normal(5, 1, (50, 13)), rng.normal(5, 1, (20, 13)), v2)
+    both = merged(json.loads(path.read_text()), ref2)
+    assert len(merged(both, ref2)["references"]) == 2  # refitting replaces, never duplicates
+    path.write_text(json.dumps(both))
+    refs = InputReference.load(path)
+    assert refs.for_spec(v1).mean.tolist() == ref1["mean"]
+    assert refs.for_spec(v2).mean.tolist() == ref2["mean"]
+    assert refs.for_spec({**v1, "input_size": 128}) is None

@@ -8,7 +8,8 @@ statistics of the image (undone to [0,1] RGB with the version's mean/std), score
 Mahalanobis distance to the PBC training distribution; the threshold is a high percentile of
 the validation split. The reference (ood_reference.json, fitted by bench/ood/fit_input_reference.py)
 records the pixel pipeline it was fitted with; it is applied only to versions whose input size, crop,
-stain normalisation, CLAHE and blur match (other versions fall back to the model's score alone).
+standardisation (locate, white balance), stain normalisation, CLAHE and blur match (other versions
+fall back to the model's score alone).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ FEATURE_NAMES = [
     "mean_r", "mean_g", "mean_b", "std_r", "std_g", "std_b", "saturation", "center_minus_border",
     "log_sharpness", "bright_fraction", "stain_fraction", "gray_p10", "gray_p90",
 ]
-_SPEC_KEYS = ("input_size", "crop", "stain_normalization", "clahe", "blur_sigma")
+_SPEC_KEYS = ("input_size", "crop", "locate", "white_balance", "stain_normalization", "clahe", "blur_sigma")
 
 
 def features(images: np.ndarray, mean, std) -> np.ndarray:
@@ -72,11 +73,16 @@ class InputReference:
     spec: dict
 
     @classmethod
-    def load(cls, path: Path = REFERENCE_FILE) -> InputReference | None:
+    def from_dict(cls, raw: dict) -> InputReference:
+        return cls(np.asarray(raw["mean"]), np.asarray(raw["precision"]), float(raw["threshold"]), raw["spec"])
+
+    @classmethod
+    def load(cls, path: Path = REFERENCE_FILE) -> InputReferences | None:
+        """Every reference in the file (one per pixel pipeline), or None when there is no file."""
         if not path.is_file():
             return None
         raw = json.loads(path.read_text())
-        return cls(np.asarray(raw["mean"]), np.asarray(raw["precision"]), float(raw["threshold"]), raw["spec"])
+        return InputReferences([cls.from_dict(r) for r in raw.get("references", [raw])])
 
     def applies_to(self, preprocessing: dict) -> bool:
         return all(_norm(preprocessing.get(k)) == _norm(self.spec.get(k)) for k in _SPEC_KEYS)
@@ -84,6 +90,23 @@ class InputReference:
     def distance(self, images: np.ndarray, mean, std) -> np.ndarray:
         d = features(images, mean, std) - self.mean
         return np.sqrt(np.einsum("ni,ij,nj->n", d, self.precision, d))
+
+
+@dataclass(frozen=True)
+class InputReferences:
+    """The references fitted so far, one per pixel pipeline (a version's spec picks its own)."""
+
+    references: list[InputReference]
+
+    def for_spec(self, preprocessing: dict) -> InputReference | None:
+        return next((r for r in self.references if r.applies_to(preprocessing)), None)
+
+
+def merged(existing: dict | None, reference: dict) -> dict:
+    """The reference file with `reference` added, replacing one fitted for the same pipeline."""
+    refs = [] if existing is None else existing.get("references", [existing])
+    keep = [r for r in refs if not InputReference.from_dict(r).applies_to(reference["spec"])]
+    return {"references": keep + [reference]}
 
 
 def fit(train: np.ndarray, val: np.ndarray, spec: dict, percentile: float = 99.5) -> dict:

@@ -309,14 +309,12 @@ class InferenceService:
         self.model_server = model_server
         self.model_name = model_name
         self.max_images = max_images
-        self.input_reference = input_reference  # input_check.InputReference | None
+        self.input_reference = input_reference  # input_check.InputReferences | None
         self._reference_warned: set[int] = set()
 
     def _input_distances(self, meta: ModelMetadata, images: np.ndarray) -> tuple[np.ndarray | None, float]:
-        ref = self.input_reference
-        if ref is None:
-            return None, float("inf")
-        if not ref.applies_to(meta.preprocessing) or not meta.preprocessing.get("mean"):
+        ref = self.input_reference.for_spec(meta.preprocessing) if self.input_reference is not None else None
+        if ref is None or not meta.preprocessing.get("mean"):
             if meta.version not in self._reference_warned:
                 self._reference_warned.add(meta.version)
                 log.warning("input check not fitted for this version's pixel pipeline; model OOD score only",
