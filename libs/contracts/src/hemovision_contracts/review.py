@@ -2,7 +2,7 @@
 them mean the calibrated confidence does not hold for that cell.
 
 Inference gives low_confidence and out_of_distribution (inference.proto ReviewReason);
-the pixel pipeline gives cell_not_found and cell_size_unusual (preprocess.proto
+the pixel pipeline gives cell_not_found, cell_size_unusual and stain_unusual (preprocess.proto
 PreprocessResponse.review_reasons, hemovision_pixels.REVIEW_REASONS).
 """
 
@@ -16,12 +16,13 @@ REVIEW_REASONS: dict[str, str] = {
     "out_of_distribution": "the image is unlike the cells the model learned from",
     "cell_not_found": "no white cell was found in the image; it was classified as framed",
     "cell_size_unusual": "the cell's size in the image is far from any the model learned",
+    "stain_unusual": "the stain colours the nucleus unlike any slide the model learned from",
 }
 
 # The model was calibrated on cells like its training data; for these it was not, so its
 # confidence is no probability of being right.
 OUT_OF_DISTRIBUTION_REASONS: frozenset[str] = frozenset({"out_of_distribution", "cell_not_found",
-                                                         "cell_size_unusual"})
+                                                         "cell_size_unusual", "stain_unusual"})
 
 
 def confidence_holds(reasons: Iterable[str]) -> bool:

@@ -94,6 +94,11 @@ def model_info(meta: ModelMetadata) -> inference_pb2.ModelInfo:
     white = pre.get("white_balance")
     if isinstance(white, dict):
         spec.white_balance.CopyFrom(common_pb2.WhiteBalance(target=[float(v) for v in white.get("target") or []]))
+    stain_check = pre.get("stain_check")
+    if isinstance(stain_check, dict):
+        spec.stain_check.CopyFrom(common_pb2.StainCheck(
+            reference_od=[float(v) for v in stain_check.get("reference_od") or []],
+            max_distance=float(stain_check.get("max_distance", 0.0))))
     return inference_pb2.ModelInfo(
         model=common_pb2.ModelRef(name=meta.name, version=meta.version),
         class_names=meta.class_names,

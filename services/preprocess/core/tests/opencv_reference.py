@@ -31,7 +31,7 @@ def locate_cell(img: np.ndarray, *, work_size=96, white_percentile=0.9, min_od=0
     if dilate:
         mask = cv2.dilate(mask, np.ones((3, 3), np.uint8), iterations=dilate, borderType=cv2.BORDER_CONSTANT,
                           borderValue=0)
-    count, _, stats, cent = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    count, labels, stats, cent = cv2.connectedComponentsWithStats(mask, connectivity=8)
     sigma = 0.35 * max(wh, ww)
     best, best_score = 0, 0.0
     for i in range(1, count):
@@ -45,8 +45,10 @@ def locate_cell(img: np.ndarray, *, work_size=96, white_percentile=0.9, min_od=0
         return out
     fx, fy = w / ww, h / wh
     bw, bh = stats[best, cv2.CC_STAT_WIDTH], stats[best, cv2.CC_STAT_HEIGHT]
+    nucleus = work[(labels == best) & (q > t)].astype(np.float64)
     out.update(cell_found=True, cx=(cent[best][0] + 0.5) * fx, cy=(cent[best][1] + 0.5) * fy,
-               size=max(bw * fx, bh * fy), area_fraction=stats[best, cv2.CC_STAT_AREA] / n)
+               size=max(bw * fx, bh * fy), area_fraction=stats[best, cv2.CC_STAT_AREA] / n,
+               nucleus=tuple(nucleus.mean(axis=0)) if len(nucleus) else (0.0, 0.0, 0.0))
     return out
 
 

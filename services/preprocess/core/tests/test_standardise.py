@@ -99,6 +99,7 @@ def test_locate_matches_opencv_on_real_cells():
         if a["cell_found"]:
             found += 1
             assert (a["cx"], a["cy"], a["size"]) == pytest.approx((b["cx"], b["cy"], b["size"]), abs=1e-3)
+            assert a["nucleus"] == pytest.approx(b["nucleus"], abs=1e-3)
     assert found == len(images)  # every real white cell is found
 
 
@@ -148,6 +149,24 @@ def test_unusual_cell_size_is_a_review_reason():
     assert review_reasons(info, s) == ["cell_size_unusual"]
     _, info = preprocess_with_info(slide(), s)
     assert review_reasons(info, s) == []
+
+
+def test_stain_check_flags_a_nucleus_stained_unlike_the_reference():
+    from hemovision_pixels import StainCheckSpec
+
+    img = slide()  # nucleus (90, 60, 140) on (245, 230, 210)
+    _, info = preprocess_with_info(img, PreprocessSpec.from_dict(V2))
+    od = info.nucleus_od()
+    assert od[1] > od[0] > od[2] > 0  # purple: absorbs green most, then red, least blue
+    near = {**V2, "stain_check": {"reference_od": [v + 0.05 for v in od], "max_distance": 0.3}}
+    far = {**V2, "stain_check": {"reference_od": [v + 0.4 for v in od], "max_distance": 0.3}}
+    assert review_reasons(info, PreprocessSpec.from_dict(near)) == []
+    assert review_reasons(info, PreprocessSpec.from_dict(far)) == ["stain_unusual"]
+    assert PreprocessSpec.from_dict(V2).to_dict() == V2  # optional: absent stays absent
+    assert PreprocessSpec.from_dict(far).to_dict()["stain_check"] == StainCheckSpec(
+        tuple(v + 0.4 for v in od), 0.3).to_dict()
+    with pytest.raises(ValueError, match="needs locate"):
+        PreprocessSpec.from_dict({**far, "locate": None})
 
 
 def test_white_balance_maps_the_background_to_the_target():

@@ -22,6 +22,7 @@ def spec_from_proto(spec: common_pb2.PreprocessSpec) -> dict:
     d.setdefault("clahe", None)
     d.setdefault("locate", None)
     d.setdefault("white_balance", None)
+    d.setdefault("stain_check", None)
     return d
 
 

@@ -95,6 +95,7 @@ py::dict info_dict(const hv::PipelineInfo& pi) {
   d["area_fraction"] = pi.cell.area_fraction;
   d["threshold_od"] = pi.cell.threshold_od;
   d["white"] = py::make_tuple(pi.cell.white[0], pi.cell.white[1], pi.cell.white[2]);
+  d["nucleus"] = py::make_tuple(pi.cell.nucleus[0], pi.cell.nucleus[1], pi.cell.nucleus[2]);
   d["zoom"] = pi.zoom;
   return d;
 }

@@ -167,6 +167,16 @@ Located locate_cell(const View& src, const LocateParams& p) {
   out.cy = static_cast<float>((c.sy / c.area + 0.5) * fy);
   out.size = static_cast<float>(std::max((c.x1 - c.x0 + 1) * fx, (c.y1 - c.y0 + 1) * fy));
   out.area_fraction = static_cast<float>(c.area) / static_cast<float>(n);
+  // Mean colour of the nucleus itself (above threshold, before dilation) in the chosen
+  // component: how this lab's stain renders a nucleus, for the stain check.
+  double sum[3] = {0, 0, 0};
+  std::size_t count = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    if (lab[i] != best || q[i] <= t) continue;
+    ++count;
+    for (int ch = 0; ch < 3; ++ch) sum[ch] += work.buf[3 * i + ch];
+  }
+  for (int ch = 0; ch < 3; ++ch) out.nucleus[ch] = count ? static_cast<float>(sum[ch] / count) : 0.0f;
   return out;
 }
 

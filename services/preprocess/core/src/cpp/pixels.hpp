@@ -61,6 +61,7 @@ struct Located {
   float area_fraction = 0;         // its area / the working copy's
   float threshold_od = 0;          // the density threshold used
   float white[3] = {255, 255, 255};
+  float nucleus[3] = {0, 0, 0};    // mean RGB of the cell's nucleus pixels (stain check)
 };
 
 struct Spec {

@@ -13,7 +13,15 @@ from .pipeline import (
     preprocess_with_info,
     review_reasons,
 )
-from .spec import ClaheSpec, GreyWorldStain, LocateSpec, PreprocessSpec, ReinhardStain, WhiteBalanceSpec
+from .spec import (
+    ClaheSpec,
+    GreyWorldStain,
+    LocateSpec,
+    PreprocessSpec,
+    ReinhardStain,
+    StainCheckSpec,
+    WhiteBalanceSpec,
+)
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -26,6 +34,7 @@ __all__ = [
     "REVIEW_REASONS",
     "PreprocessSpec",
     "ReinhardStain",
+    "StainCheckSpec",
     "WhiteBalanceSpec",
     "decode_image",
     "model_image",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import Sequence
@@ -62,11 +63,18 @@ class PipelineInfo:
     area_fraction: float = 0.0
     threshold_od: float = 0.0
     white: tuple[float, float, float] = (255.0, 255.0, 255.0)  # background white, RGB
+    nucleus: tuple[float, float, float] = (0.0, 0.0, 0.0)      # mean RGB of the nucleus pixels
     zoom: float = 1.0            # the zoom the cell's size asked for, before clamping
 
     @classmethod
     def from_native(cls, d: dict) -> "PipelineInfo":
-        return cls(**{**d, "white": tuple(d["white"])})
+        return cls(**{**d, "white": tuple(d["white"]), "nucleus": tuple(d["nucleus"])})
+
+    def nucleus_od(self) -> tuple[float, float, float]:
+        """The nucleus' optical density per channel relative to the slide's own white: how this
+        lab's stain renders a nucleus, independent of the background tint."""
+        od = [math.log(max(w, 1.0) / max(v, 1.0)) for w, v in zip(self.white, self.nucleus, strict=True)]
+        return (od[0], od[1], od[2])
 
 
 def preprocess_with_info(image: np.ndarray, spec: PreprocessSpec) -> tuple[F32Array, PipelineInfo]:
@@ -78,7 +86,8 @@ def preprocess_with_info(image: np.ndarray, spec: PreprocessSpec) -> tuple[F32Ar
 # Review reasons the standardisation steps can give (docs/preprocessing.md):
 CELL_NOT_FOUND = "cell_not_found"          # no nucleus-stained region: original framing kept
 CELL_SIZE_UNUSUAL = "cell_size_unusual"    # the cell asked for a zoom outside [min_zoom, max_zoom]
-REVIEW_REASONS = (CELL_NOT_FOUND, CELL_SIZE_UNUSUAL)
+STAIN_UNUSUAL = "stain_unusual"            # the nucleus' stain is far from the reference (stain_check)
+REVIEW_REASONS = (CELL_NOT_FOUND, CELL_SIZE_UNUSUAL, STAIN_UNUSUAL)
 
 
 def review_reasons(info: PipelineInfo, spec: PreprocessSpec) -> list[str]:
@@ -89,9 +98,12 @@ def review_reasons(info: PipelineInfo, spec: PreprocessSpec) -> list[str]:
         return []
     if not info.cell_found:
         return [CELL_NOT_FOUND]
+    reasons = []
     if not loc.min_zoom <= info.zoom <= loc.max_zoom:
-        return [CELL_SIZE_UNUSUAL]
-    return []
+        reasons.append(CELL_SIZE_UNUSUAL)
+    if spec.stain_check is not None and spec.stain_check.distance(info.nucleus_od()) > spec.stain_check.max_distance:
+        reasons.append(STAIN_UNUSUAL)
+    return reasons
 
 
 def model_image(tensor: F32Array, spec: PreprocessSpec) -> U8Image:

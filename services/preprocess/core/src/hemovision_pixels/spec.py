@@ -158,6 +158,39 @@ class WhiteBalanceSpec:
         return {"target": list(self.target)}
 
 
+@dataclass(frozen=True)
+class StainCheckSpec:
+    """Spec v2, needs `locate`: flag a cell whose nucleus stain is far from the training
+    data's. The nucleus' optical density per channel (relative to the slide's own white) is
+    compared with ``reference_od`` (the training split's median); over ``max_distance``
+    (Euclidean, OD units) the answer carries review reason stain_unusual. It only flags: the
+    tensor is the same with or without it."""
+
+    reference_od: Triple
+    max_distance: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reference_od", _triple(self.reference_od, "stain_check.reference_od"))
+        object.__setattr__(self, "max_distance", _number(self.max_distance, "stain_check.max_distance", 0.0, 10.0))
+
+    def distance(self, od: Triple) -> float:
+        return math.dist(od, self.reference_od)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"reference_od": list(self.reference_od), "max_distance": self.max_distance}
+
+
+def _parse_stain_check(d: Any) -> StainCheckSpec | None:
+    if d is None:
+        return None
+    if not isinstance(d, Mapping):
+        raise ValueError(f"stain_check must be null or an object, got {d!r}")
+    _check_keys(d, {"reference_od", "max_distance"}, "stain_check")
+    if "reference_od" not in d or "max_distance" not in d:
+        raise ValueError("stain_check needs reference_od ([R, G, B] optical densities) and max_distance")
+    return StainCheckSpec(d["reference_od"], d["max_distance"])
+
+
 def _parse_locate(d: Any) -> LocateSpec | None:
     if d is None:
         return None
@@ -218,6 +251,7 @@ class PreprocessSpec:
     crop: CropMode = "center_square"
     locate: LocateSpec | None = None
     white_balance: WhiteBalanceSpec | None = None
+    stain_check: StainCheckSpec | None = None
     stain_normalization: StainNormalization | None = None
     clahe: ClaheSpec | None = None
     blur_sigma: float = 0.0
@@ -227,8 +261,13 @@ class PreprocessSpec:
     def __post_init__(self) -> None:
         # Validate direct construction too, not only from_dict.
         _integer(self.version, "version", SPEC_VERSIONS[0], SPEC_VERSIONS[-1])
-        if self.version < 2 and (self.locate is not None or self.white_balance is not None):
-            raise ValueError("locate and white_balance need preprocessing spec version 2")
+        if self.version < 2 and (self.locate is not None or self.white_balance is not None
+                                 or self.stain_check is not None):
+            raise ValueError("locate, white_balance and stain_check need preprocessing spec version 2")
+        if self.stain_check is not None and self.locate is None:
+            raise ValueError("stain_check needs locate (it measures the located nucleus)")
+        if self.stain_check is not None and not isinstance(self.stain_check, StainCheckSpec):
+            raise ValueError("stain_check must be a StainCheckSpec or None")
         if self.locate is not None and not isinstance(self.locate, LocateSpec):
             raise ValueError("locate must be a LocateSpec or None")
         if self.white_balance is not None and not isinstance(self.white_balance, WhiteBalanceSpec):
@@ -287,8 +326,8 @@ class PreprocessSpec:
             raise ValueError(f"preprocessing spec must be an object, got {type(d).__name__}")
         _check_keys(
             d,
-            {"version", "input_size", "crop", "locate", "white_balance", "stain_normalization", "clahe",
-             "blur_sigma", "mean", "std"},
+            {"version", "input_size", "crop", "locate", "white_balance", "stain_check", "stain_normalization",
+             "clahe", "blur_sigma", "mean", "std"},
             "preprocessing spec",
         )
         if "version" not in d:
@@ -304,6 +343,7 @@ class PreprocessSpec:
             crop=crop,
             locate=_parse_locate(d.get("locate")),
             white_balance=_parse_white_balance(d.get("white_balance")),
+            stain_check=_parse_stain_check(d.get("stain_check")),
             stain_normalization=_parse_stain(d.get("stain_normalization")),
             clahe=_parse_clahe(d.get("clahe")),
             blur_sigma=_number(d.get("blur_sigma", 0.0), "blur_sigma", 0.0, MAX_BLUR_SIGMA),
@@ -318,6 +358,8 @@ class PreprocessSpec:
         if self.version >= 2:
             d["locate"] = self.locate.to_dict() if self.locate else None
             d["white_balance"] = self.white_balance.to_dict() if self.white_balance else None
+            if self.stain_check is not None:  # optional: a spec without it keeps its exact dict
+                d["stain_check"] = self.stain_check.to_dict()
         d.update({
             "stain_normalization": self.stain_normalization.to_dict() if self.stain_normalization else None,
             "clahe": self.clahe.to_dict() if self.clahe else None,

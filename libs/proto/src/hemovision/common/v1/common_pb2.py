@@ -25,35 +25,37 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!hemovision/common/v1/common.proto\x12\x14hemovision.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"Q\n\x06Tensor\x12\r\n\x05shape\x18\x01 \x03(\x03\x12*\n\x05\x64type\x18\x02 \x01(\x0e\x32\x1b.hemovision.common.v1.DType\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\")\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"\xce\x02\n\x0ePreprocessSpec\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12\x12\n\ninput_size\x18\x02 \x01(\x05\x12\x0c\n\x04\x63rop\x18\x03 \x01(\t\x12\x45\n\x13stain_normalization\x18\x04 \x01(\x0b\x32(.hemovision.common.v1.StainNormalization\x12*\n\x05\x63lahe\x18\x05 \x01(\x0b\x32\x1b.hemovision.common.v1.Clahe\x12\x12\n\nblur_sigma\x18\x06 \x01(\x02\x12\x0c\n\x04mean\x18\x07 \x03(\x02\x12\x0b\n\x03std\x18\x08 \x03(\x02\x12,\n\x06locate\x18\t \x01(\x0b\x32\x1c.hemovision.common.v1.Locate\x12\x39\n\rwhite_balance\x18\n \x01(\x0b\x32\".hemovision.common.v1.WhiteBalance\"\xa4\x01\n\x06Locate\x12\x11\n\twork_size\x18\x01 \x01(\x05\x12\x18\n\x10white_percentile\x18\x02 \x01(\x02\x12\x0e\n\x06min_od\x18\x03 \x01(\x02\x12\x0e\n\x06\x64ilate\x18\x04 \x01(\x05\x12\x10\n\x08min_area\x18\x05 \x01(\x02\x12\x17\n\x0ftarget_fraction\x18\x06 \x01(\x02\x12\x10\n\x08min_zoom\x18\x07 \x01(\x02\x12\x10\n\x08max_zoom\x18\x08 \x01(\x02\"\x1e\n\x0cWhiteBalance\x12\x0e\n\x06target\x18\x01 \x03(\x02\"M\n\x12StainNormalization\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x13\n\x0btarget_mean\x18\x02 \x03(\x02\x12\x12\n\ntarget_std\x18\x03 \x03(\x02\"*\n\x05\x43lahe\x12\x12\n\nclip_limit\x18\x01 \x01(\x02\x12\r\n\x05tiles\x18\x02 \x01(\x05\",\n\x0bPageRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\"n\n\tPrincipal\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12(\n\x04role\x18\x03 \x01(\x0e\x32\x1a.hemovision.common.v1.Role\x12\r\n\x05\x65mail\x18\x04 \x01(\t\"_\n\tTimeRange\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*r\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n\rROLE_LAB_USER\x10\x01\x12\x12\n\x0eROLE_ORG_ADMIN\x10\x02\x12\x14\n\x10ROLE_ML_ENGINEER\x10\x03\x12\x17\n\x13ROLE_PLATFORM_ADMIN\x10\x04*B\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x11\n\rDTYPE_FLOAT32\x10\x01\x12\x0f\n\x0b\x44TYPE_UINT8\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!hemovision/common/v1/common.proto\x12\x14hemovision.common.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"Q\n\x06Tensor\x12\r\n\x05shape\x18\x01 \x03(\x03\x12*\n\x05\x64type\x18\x02 \x01(\x0e\x32\x1b.hemovision.common.v1.DType\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\")\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\"\x85\x03\n\x0ePreprocessSpec\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12\x12\n\ninput_size\x18\x02 \x01(\x05\x12\x0c\n\x04\x63rop\x18\x03 \x01(\t\x12\x45\n\x13stain_normalization\x18\x04 \x01(\x0b\x32(.hemovision.common.v1.StainNormalization\x12*\n\x05\x63lahe\x18\x05 \x01(\x0b\x32\x1b.hemovision.common.v1.Clahe\x12\x12\n\nblur_sigma\x18\x06 \x01(\x02\x12\x0c\n\x04mean\x18\x07 \x03(\x02\x12\x0b\n\x03std\x18\x08 \x03(\x02\x12,\n\x06locate\x18\t \x01(\x0b\x32\x1c.hemovision.common.v1.Locate\x12\x39\n\rwhite_balance\x18\n \x01(\x0b\x32\".hemovision.common.v1.WhiteBalance\x12\x35\n\x0bstain_check\x18\x0b \x01(\x0b\x32 .hemovision.common.v1.StainCheck\"8\n\nStainCheck\x12\x14\n\x0creference_od\x18\x01 \x03(\x02\x12\x14\n\x0cmax_distance\x18\x02 \x01(\x02\"\xa4\x01\n\x06Locate\x12\x11\n\twork_size\x18\x01 \x01(\x05\x12\x18\n\x10white_percentile\x18\x02 \x01(\x02\x12\x0e\n\x06min_od\x18\x03 \x01(\x02\x12\x0e\n\x06\x64ilate\x18\x04 \x01(\x05\x12\x10\n\x08min_area\x18\x05 \x01(\x02\x12\x17\n\x0ftarget_fraction\x18\x06 \x01(\x02\x12\x10\n\x08min_zoom\x18\x07 \x01(\x02\x12\x10\n\x08max_zoom\x18\x08 \x01(\x02\"\x1e\n\x0cWhiteBalance\x12\x0e\n\x06target\x18\x01 \x03(\x02\"M\n\x12StainNormalization\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\x13\n\x0btarget_mean\x18\x02 \x03(\x02\x12\x12\n\ntarget_std\x18\x03 \x03(\x02\"*\n\x05\x43lahe\x12\x12\n\nclip_limit\x18\x01 \x01(\x02\x12\r\n\x05tiles\x18\x02 \x01(\x05\",\n\x0bPageRequest\x12\r\n\x05limit\x18\x01 \x01(\x05\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\"n\n\tPrincipal\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x17\n\x0forganization_id\x18\x02 \x01(\t\x12(\n\x04role\x18\x03 \x01(\x0e\x32\x1a.hemovision.common.v1.Role\x12\r\n\x05\x65mail\x18\x04 \x01(\t\"_\n\tTimeRange\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*r\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n\rROLE_LAB_USER\x10\x01\x12\x12\n\x0eROLE_ORG_ADMIN\x10\x02\x12\x14\n\x10ROLE_ML_ENGINEER\x10\x03\x12\x17\n\x13ROLE_PLATFORM_ADMIN\x10\x04*B\n\x05\x44Type\x12\x15\n\x11\x44TYPE_UNSPECIFIED\x10\x00\x12\x11\n\rDTYPE_FLOAT32\x10\x01\x12\x0f\n\x0b\x44TYPE_UINT8\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hemovision.common.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=1132
-  _globals['_ROLE']._serialized_end=1246
-  _globals['_DTYPE']._serialized_start=1248
-  _globals['_DTYPE']._serialized_end=1314
+  _globals['_ROLE']._serialized_start=1245
+  _globals['_ROLE']._serialized_end=1359
+  _globals['_DTYPE']._serialized_start=1361
+  _globals['_DTYPE']._serialized_end=1427
   _globals['_TENSOR']._serialized_start=92
   _globals['_TENSOR']._serialized_end=173
   _globals['_MODELREF']._serialized_start=175
   _globals['_MODELREF']._serialized_end=216
   _globals['_PREPROCESSSPEC']._serialized_start=219
-  _globals['_PREPROCESSSPEC']._serialized_end=553
-  _globals['_LOCATE']._serialized_start=556
-  _globals['_LOCATE']._serialized_end=720
-  _globals['_WHITEBALANCE']._serialized_start=722
-  _globals['_WHITEBALANCE']._serialized_end=752
-  _globals['_STAINNORMALIZATION']._serialized_start=754
-  _globals['_STAINNORMALIZATION']._serialized_end=831
-  _globals['_CLAHE']._serialized_start=833
-  _globals['_CLAHE']._serialized_end=875
-  _globals['_PAGEREQUEST']._serialized_start=877
-  _globals['_PAGEREQUEST']._serialized_end=921
-  _globals['_PRINCIPAL']._serialized_start=923
-  _globals['_PRINCIPAL']._serialized_end=1033
-  _globals['_TIMERANGE']._serialized_start=1035
-  _globals['_TIMERANGE']._serialized_end=1130
+  _globals['_PREPROCESSSPEC']._serialized_end=608
+  _globals['_STAINCHECK']._serialized_start=610
+  _globals['_STAINCHECK']._serialized_end=666
+  _globals['_LOCATE']._serialized_start=669
+  _globals['_LOCATE']._serialized_end=833
+  _globals['_WHITEBALANCE']._serialized_start=835
+  _globals['_WHITEBALANCE']._serialized_end=865
+  _globals['_STAINNORMALIZATION']._serialized_start=867
+  _globals['_STAINNORMALIZATION']._serialized_end=944
+  _globals['_CLAHE']._serialized_start=946
+  _globals['_CLAHE']._serialized_end=988
+  _globals['_PAGEREQUEST']._serialized_start=990
+  _globals['_PAGEREQUEST']._serialized_end=1034
+  _globals['_PRINCIPAL']._serialized_start=1036
+  _globals['_PRINCIPAL']._serialized_end=1146
+  _globals['_TIMERANGE']._serialized_start=1148
+  _globals['_TIMERANGE']._serialized_end=1243
 # @@protoc_insertion_point(module_scope)

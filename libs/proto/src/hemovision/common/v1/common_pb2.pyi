@@ -51,7 +51,7 @@ class ModelRef(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class PreprocessSpec(_message.Message):
-    __slots__ = ("version", "input_size", "crop", "stain_normalization", "clahe", "blur_sigma", "mean", "std", "locate", "white_balance")
+    __slots__ = ("version", "input_size", "crop", "stain_normalization", "clahe", "blur_sigma", "mean", "std", "locate", "white_balance", "stain_check")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     INPUT_SIZE_FIELD_NUMBER: _ClassVar[int]
     CROP_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +62,7 @@ class PreprocessSpec(_message.Message):
     STD_FIELD_NUMBER: _ClassVar[int]
     LOCATE_FIELD_NUMBER: _ClassVar[int]
     WHITE_BALANCE_FIELD_NUMBER: _ClassVar[int]
+    STAIN_CHECK_FIELD_NUMBER: _ClassVar[int]
     version: int
     input_size: int
     crop: str
@@ -72,7 +73,16 @@ class PreprocessSpec(_message.Message):
     std: _containers.RepeatedScalarFieldContainer[float]
     locate: Locate
     white_balance: WhiteBalance
-    def __init__(self, version: _Optional[int] = ..., input_size: _Optional[int] = ..., crop: _Optional[str] = ..., stain_normalization: _Optional[_Union[StainNormalization, _Mapping]] = ..., clahe: _Optional[_Union[Clahe, _Mapping]] = ..., blur_sigma: _Optional[float] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ..., locate: _Optional[_Union[Locate, _Mapping]] = ..., white_balance: _Optional[_Union[WhiteBalance, _Mapping]] = ...) -> None: ...
+    stain_check: StainCheck
+    def __init__(self, version: _Optional[int] = ..., input_size: _Optional[int] = ..., crop: _Optional[str] = ..., stain_normalization: _Optional[_Union[StainNormalization, _Mapping]] = ..., clahe: _Optional[_Union[Clahe, _Mapping]] = ..., blur_sigma: _Optional[float] = ..., mean: _Optional[_Iterable[float]] = ..., std: _Optional[_Iterable[float]] = ..., locate: _Optional[_Union[Locate, _Mapping]] = ..., white_balance: _Optional[_Union[WhiteBalance, _Mapping]] = ..., stain_check: _Optional[_Union[StainCheck, _Mapping]] = ...) -> None: ...
+
+class StainCheck(_message.Message):
+    __slots__ = ("reference_od", "max_distance")
+    REFERENCE_OD_FIELD_NUMBER: _ClassVar[int]
+    MAX_DISTANCE_FIELD_NUMBER: _ClassVar[int]
+    reference_od: _containers.RepeatedScalarFieldContainer[float]
+    max_distance: float
+    def __init__(self, reference_od: _Optional[_Iterable[float]] = ..., max_distance: _Optional[float] = ...) -> None: ...
 
 class Locate(_message.Message):
     __slots__ = ("work_size", "white_percentile", "min_od", "dilate", "min_area", "target_fraction", "min_zoom", "max_zoom")
