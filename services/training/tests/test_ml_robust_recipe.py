@@ -80,7 +80,7 @@ def test_stain_check_is_fitted_into_the_exported_spec(robust_run):
     from hemovision_training.ml import stain_check
 
     result, _ = robust_run
-    assert stain_check.main(["--data", str(PBC), "--model", result["export_path"]]) == 0
+    assert stain_check.main(["--data", str(PBC), "--model", result["export_path"], "--limit-per-class", "20"]) == 0
     meta = json.loads((Path(result["export_path"]) / "assets.extra" / "hemovision.json").read_text())
     spec = PreprocessSpec.from_dict(meta["preprocessing"])
     assert spec.stain_check is not None and spec.stain_check.max_distance > 0

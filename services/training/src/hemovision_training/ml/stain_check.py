@@ -48,13 +48,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True)
     p.add_argument("--model", required=True, help="exported version dir (its spec must have locate)")
     p.add_argument("--percentile", type=float, default=99.5)
+    p.add_argument("--limit-per-class", type=int, help="at most this many images per class and split (quick runs)")
     a = p.parse_args(argv)
     meta_path = Path(a.model) / "assets.extra" / "hemovision.json"
     meta = json.loads(meta_path.read_text())
     spec = meta["preprocessing"]
     if not spec.get("locate"):
         raise SystemExit("this version's spec has no locate step: the stain check measures the located nucleus")
-    records = load_index(a.data)
+    records = load_index(a.data, limit_per_class=a.limit_per_class)
     images = {s: decode_files(a.data, [r for r in records if r.split == s]) for s in ("train", "val")}
     check = fit(images["train"], images["val"], spec, percentile=a.percentile)
     meta["preprocessing"] = {**spec, "stain_check": check}
