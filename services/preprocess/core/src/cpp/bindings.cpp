@@ -111,6 +111,20 @@ py::array_t<uint8_t> run_op(const py::array& image, int channels, const char* wh
   return to_numpy(out, channels == 1 && image.ndim() == 2);
 }
 
+// One image through the spec's chain, the GIL released; `info` (may be null) receives what
+// the standardisation steps saw.
+py::array_t<float> preprocess_one(const py::array& image, const hv::Spec& spec, hv::PipelineInfo* info) {
+  const hv::View v = borrow(image, 3, "preprocess");
+  const py::ssize_t S = spec.input_size;
+  py::array_t<float> out({S, S, py::ssize_t(3)});
+  float* dst = out.mutable_data();
+  {
+    py::gil_scoped_release nogil;
+    hv::run_pipeline(v, spec, dst, info);
+  }
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -164,30 +178,13 @@ PYBIND11_MODULE(_core, m) {
 
   m.def(
       "preprocess",
-      [](const py::array& image, const hv::Spec& spec) {
-        const hv::View v = borrow(image, 3, "preprocess");
-        const py::ssize_t S = spec.input_size;
-        py::array_t<float> out({S, S, py::ssize_t(3)});
-        float* dst = out.mutable_data();
-        {
-          py::gil_scoped_release nogil;
-          hv::run_pipeline(v, spec, dst);
-        }
-        return out;
-      },
+      [](const py::array& image, const hv::Spec& spec) { return preprocess_one(image, spec, nullptr); },
       py::arg("image"), py::arg("spec"));
   m.def(
       "preprocess_with_info",
       [](const py::array& image, const hv::Spec& spec) {
-        const hv::View v = borrow(image, 3, "preprocess");
-        const py::ssize_t S = spec.input_size;
-        py::array_t<float> out({S, S, py::ssize_t(3)});
-        float* dst = out.mutable_data();
         hv::PipelineInfo info;
-        {
-          py::gil_scoped_release nogil;
-          hv::run_pipeline(v, spec, dst, &info);
-        }
+        py::array_t<float> out = preprocess_one(image, spec, &info);
         return py::make_tuple(out, info_dict(info));
       },
       py::arg("image"), py::arg("spec"));
