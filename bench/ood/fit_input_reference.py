@@ -23,6 +23,7 @@ def main() -> None:
     import hemovision_pixels as px
 
     from hemovision_inference import input_check
+    from hemovision_training.ml.lab_augment import augment_image
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--model")
@@ -45,10 +46,7 @@ def main() -> None:
         out = []
         for i in range(0, len(paths), 256):
             imgs = [px.decode_image(p.read_bytes()) for p in paths[i : i + 256]]
-            for k in range(augment):
-                from hemovision_training.ml.lab_augment import augment_image
-
-                imgs += [augment_image(im, rng) for im in imgs[:256]]
+            imgs += [augment_image(im, rng) for _ in range(augment) for im in imgs]
             out.append(input_check.features(px.preprocess_batch(imgs, spec, threads=2), pre["mean"], pre["std"]))
         return np.concatenate(out)
 

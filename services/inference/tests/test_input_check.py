@@ -61,3 +61,31 @@ def test_one_reference_per_pixel_pipeline(tmp_path):
     assert refs.for_spec(v1).mean.tolist() == ref1["mean"]
     assert refs.for_spec(v2).mean.tolist() == ref2["mean"]
     assert refs.for_spec({**v1, "input_size": 128}) is None
+
+
+def test_a_v2_spec_survives_the_trip_inference_to_preprocess():
+    """ModelInfo.preprocessing (built by inference from hemovision.json) is what the preprocess
+    service turns back into a spec: a v2 spec must come out running the very same pixels."""
+    from hemovision_inference.service import ModelMetadata
+    from hemovision_inference.servicer import model_info
+    from hemovision_pixels import LocateSpec, PreprocessSpec, preprocess_with_info, review_reasons
+    from hemovision_preprocess.servicer import spec_from_proto
+
+    pre = {"version": 2, "input_size": 64, "crop": "center_square", "locate": LocateSpec().to_dict(),
+           "white_balance": {"target": [254.0, 228.0, 203.0]},
+           "stain_check": {"reference_od": [0.9572, 1.468, 0.3929], "max_distance": 0.8342},
+           "stain_normalization": None, "clahe": None, "blur_sigma": 0.0,
+           "mean": [0.877466, 0.752164, 0.723029], "std": [0.162353, 0.185693, 0.08181]}
+    meta = ModelMetadata(name="hemovision", version=2, class_names=["a"] * 8, input_size=64, preprocessing=pre,
+                         temperature=1.0, review_threshold=0.5, ood_threshold=1.0)
+    original = PreprocessSpec.from_dict(pre)
+    travelled = PreprocessSpec.from_dict(spec_from_proto(model_info(meta).preprocessing))
+    assert travelled.locate is not None and travelled.white_balance is not None and travelled.stain_check is not None
+    rng = np.random.default_rng(1)
+    img = np.full((120, 140, 3), (240, 226, 205), np.uint8)
+    img[40:80, 50:95] = (95, 60, 140)  # a nucleus-stained blob off-centre
+    img = np.clip(img + rng.normal(0, 3, img.shape), 0, 255).astype(np.uint8)
+    a, info_a = preprocess_with_info(img, original)
+    b, info_b = preprocess_with_info(img, travelled)
+    assert info_a.cell_found and np.array_equal(a, b)
+    assert review_reasons(info_a, original) == review_reasons(info_b, travelled)

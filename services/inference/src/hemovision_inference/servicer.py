@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from google.protobuf import json_format
+
 from hemovision.common.v1 import common_pb2
 from hemovision.inference.v1 import inference_pb2, inference_pb2_grpc
 from hemovision_inference import tensors
@@ -88,17 +90,11 @@ def model_info(meta: ModelMetadata) -> inference_pb2.ModelInfo:
         spec.clahe.CopyFrom(
             common_pb2.Clahe(clip_limit=float(clahe.get("clip_limit", 2.0)), tiles=int(clahe.get("tiles", 8)))
         )
-    locate = pre.get("locate")
-    if isinstance(locate, dict):
-        spec.locate.CopyFrom(common_pb2.Locate(**locate))
-    white = pre.get("white_balance")
-    if isinstance(white, dict):
-        spec.white_balance.CopyFrom(common_pb2.WhiteBalance(target=[float(v) for v in white.get("target") or []]))
-    stain_check = pre.get("stain_check")
-    if isinstance(stain_check, dict):
-        spec.stain_check.CopyFrom(common_pb2.StainCheck(
-            reference_od=[float(v) for v in stain_check.get("reference_od") or []],
-            max_distance=float(stain_check.get("max_distance", 0.0))))
+    # spec v2 steps: the messages mirror hemovision.json's objects field for field
+    for key, message in (("locate", spec.locate), ("white_balance", spec.white_balance),
+                         ("stain_check", spec.stain_check)):
+        if isinstance(pre.get(key), dict):
+            json_format.ParseDict(pre[key], message)
     return inference_pb2.ModelInfo(
         model=common_pb2.ModelRef(name=meta.name, version=meta.version),
         class_names=meta.class_names,

@@ -6,6 +6,7 @@ chain runs with the same parameters on both sides.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Mapping
@@ -130,14 +131,10 @@ class LocateSpec:
             raise ValueError(f"locate.min_zoom ({self.min_zoom}) must be <= locate.max_zoom ({self.max_zoom})")
 
     def to_dict(self) -> dict[str, Any]:
-        return {f: getattr(self, f) for f in LOCATE_KEYS}
+        return dataclasses.asdict(self)
 
     def native(self) -> _core.LocateParams:
         return _core.LocateParams(**self.to_dict())
-
-
-LOCATE_KEYS = ("work_size", "white_percentile", "min_od", "dilate", "min_area", "target_fraction",
-               "min_zoom", "max_zoom")
 
 
 @dataclass(frozen=True)
@@ -196,7 +193,7 @@ def _parse_locate(d: Any) -> LocateSpec | None:
         return None
     if not isinstance(d, Mapping):
         raise ValueError(f"locate must be null or an object, got {d!r}")
-    _check_keys(d, set(LOCATE_KEYS), "locate")
+    _check_keys(d, {f.name for f in dataclasses.fields(LocateSpec)}, "locate")
     return LocateSpec(**d)
 
 

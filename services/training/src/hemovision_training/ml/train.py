@@ -149,10 +149,15 @@ def train(config: TrainConfig, progress_callback: ProgressCallback | None = None
 
     cw = class_weights(ytr, power=cfg.class_weight_power)
     state_file = out / "state.json"
-    first_epoch = json.loads(state_file.read_text())["epoch"] if cfg.resume and state_file.is_file() else 0
+    last_ckpt = out / "checkpoints" / "last.keras"
+    best_ckpt = out / "checkpoints" / "best.weights.h5"
+    resuming = cfg.resume and last_ckpt.is_file() and state_file.is_file()
+    state = json.loads(state_file.read_text()) if resuming else \
+        {"epoch": 0, "best_val_accuracy": None, "best_epoch": None, "seconds": 0.0}
     if copies:
+        # a resumed run continues the copy rotation and the order where it stopped
         train_ds = make_lab_dataset(xtr, copies, ytr, cw[ytr], batch_size=cfg.batch_size, spec=spec,
-                                    seed=cfg.seed, lab_share=cfg.lab_share, first_epoch=first_epoch)
+                                    seed=cfg.seed, lab_share=cfg.lab_share, first_epoch=state["epoch"])
     else:
         train_ds = make_dataset(xtr, ytr, batch_size=cfg.batch_size, training=True, augment=cfg.augment,
                                 spec=spec, seed=cfg.seed, sample_weights=cw[ytr])
@@ -165,11 +170,7 @@ def train(config: TrainConfig, progress_callback: ProgressCallback | None = None
         val_ds = val_ds.map(lambda x, y: (x, tf.one_hot(y, len(CLASS_NAMES))))
     steps = int(np.ceil(len(ytr) / cfg.batch_size))
 
-    last_ckpt = out / "checkpoints" / "last.keras"
-    best_ckpt = out / "checkpoints" / "best.weights.h5"
-    state = {"epoch": 0, "best_val_accuracy": None, "best_epoch": None, "seconds": 0.0}
-    if cfg.resume and last_ckpt.is_file() and state_file.is_file():
-        state = json.loads(state_file.read_text())
+    if resuming:
         model = keras.models.load_model(last_ckpt)
         log.info("resumed from %s at epoch %d", last_ckpt, state["epoch"])
     else:
