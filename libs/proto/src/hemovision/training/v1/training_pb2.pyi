@@ -26,6 +26,16 @@ class VersionStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VERSION_STATUS_REGISTERED: _ClassVar[VersionStatus]
     VERSION_STATUS_ACTIVE: _ClassVar[VersionStatus]
     VERSION_STATUS_RETIRED: _ClassVar[VersionStatus]
+
+class AdaptationStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ADAPTATION_STATUS_UNSPECIFIED: _ClassVar[AdaptationStatus]
+    ADAPTATION_STATUS_QUEUED: _ClassVar[AdaptationStatus]
+    ADAPTATION_STATUS_RUNNING: _ClassVar[AdaptationStatus]
+    ADAPTATION_STATUS_SUCCEEDED: _ClassVar[AdaptationStatus]
+    ADAPTATION_STATUS_REJECTED: _ClassVar[AdaptationStatus]
+    ADAPTATION_STATUS_FAILED: _ClassVar[AdaptationStatus]
+    ADAPTATION_STATUS_CANCELLED: _ClassVar[AdaptationStatus]
 JOB_STATUS_UNSPECIFIED: JobStatus
 JOB_STATUS_QUEUED: JobStatus
 JOB_STATUS_RUNNING: JobStatus
@@ -36,6 +46,13 @@ VERSION_STATUS_UNSPECIFIED: VersionStatus
 VERSION_STATUS_REGISTERED: VersionStatus
 VERSION_STATUS_ACTIVE: VersionStatus
 VERSION_STATUS_RETIRED: VersionStatus
+ADAPTATION_STATUS_UNSPECIFIED: AdaptationStatus
+ADAPTATION_STATUS_QUEUED: AdaptationStatus
+ADAPTATION_STATUS_RUNNING: AdaptationStatus
+ADAPTATION_STATUS_SUCCEEDED: AdaptationStatus
+ADAPTATION_STATUS_REJECTED: AdaptationStatus
+ADAPTATION_STATUS_FAILED: AdaptationStatus
+ADAPTATION_STATUS_CANCELLED: AdaptationStatus
 
 class TrainingConfig(_message.Message):
     __slots__ = ("data_dir", "model_name", "epochs", "batch_size", "input_size", "seed", "limit_per_class", "learning_rate", "auto_activate", "parent_version")
@@ -135,7 +152,7 @@ class CancelTrainingJobRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
-    __slots__ = ("name", "version", "path", "status", "metrics", "training_config", "data_hash", "parent_version", "created_by", "created_at", "activated_at", "job_id", "was_active")
+    __slots__ = ("name", "version", "path", "status", "metrics", "training_config", "data_hash", "parent_version", "created_by", "created_at", "activated_at", "job_id", "was_active", "organization_id", "stale")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -156,6 +173,8 @@ class ModelVersion(_message.Message):
     ACTIVATED_AT_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     WAS_ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    STALE_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     path: str
@@ -169,7 +188,9 @@ class ModelVersion(_message.Message):
     activated_at: _timestamp_pb2.Timestamp
     job_id: str
     was_active: bool
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., path: _Optional[str] = ..., status: _Optional[_Union[VersionStatus, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., training_config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., data_hash: _Optional[str] = ..., parent_version: _Optional[int] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., activated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job_id: _Optional[str] = ..., was_active: _Optional[bool] = ...) -> None: ...
+    organization_id: str
+    stale: bool
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., path: _Optional[str] = ..., status: _Optional[_Union[VersionStatus, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., training_config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., data_hash: _Optional[str] = ..., parent_version: _Optional[int] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., activated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job_id: _Optional[str] = ..., was_active: _Optional[bool] = ..., organization_id: _Optional[str] = ..., stale: _Optional[bool] = ...) -> None: ...
 
 class ListModelVersionsRequest(_message.Message):
     __slots__ = ("model_name",)
@@ -192,6 +213,112 @@ class GetModelVersionRequest(_message.Message):
     def __init__(self, model_name: _Optional[str] = ..., version: _Optional[int] = ...) -> None: ...
 
 class GetActiveModelVersionRequest(_message.Message):
+    __slots__ = ("model_name",)
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    def __init__(self, model_name: _Optional[str] = ...) -> None: ...
+
+class Adaptation(_message.Message):
+    __slots__ = ("id", "organization_id", "status", "model_name", "base_version", "previous_version", "model_version", "cells", "holdout_cells", "epoch", "total_epochs", "phase", "holdout_accuracy_before", "holdout_accuracy_after", "pbc_val_accuracy_before", "pbc_val_accuracy_after", "gate_reasons", "error", "created_by", "created_at", "started_at", "finished_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    BASE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CELLS_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_CELLS_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    PHASE_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_ACCURACY_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_ACCURACY_AFTER_FIELD_NUMBER: _ClassVar[int]
+    PBC_VAL_ACCURACY_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    PBC_VAL_ACCURACY_AFTER_FIELD_NUMBER: _ClassVar[int]
+    GATE_REASONS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    organization_id: str
+    status: AdaptationStatus
+    model_name: str
+    base_version: int
+    previous_version: int
+    model_version: int
+    cells: int
+    holdout_cells: int
+    epoch: int
+    total_epochs: int
+    phase: str
+    holdout_accuracy_before: float
+    holdout_accuracy_after: float
+    pbc_val_accuracy_before: float
+    pbc_val_accuracy_after: float
+    gate_reasons: _containers.RepeatedScalarFieldContainer[str]
+    error: str
+    created_by: str
+    created_at: _timestamp_pb2.Timestamp
+    started_at: _timestamp_pb2.Timestamp
+    finished_at: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., organization_id: _Optional[str] = ..., status: _Optional[_Union[AdaptationStatus, str]] = ..., model_name: _Optional[str] = ..., base_version: _Optional[int] = ..., previous_version: _Optional[int] = ..., model_version: _Optional[int] = ..., cells: _Optional[int] = ..., holdout_cells: _Optional[int] = ..., epoch: _Optional[int] = ..., total_epochs: _Optional[int] = ..., phase: _Optional[str] = ..., holdout_accuracy_before: _Optional[float] = ..., holdout_accuracy_after: _Optional[float] = ..., pbc_val_accuracy_before: _Optional[float] = ..., pbc_val_accuracy_after: _Optional[float] = ..., gate_reasons: _Optional[_Iterable[str]] = ..., error: _Optional[str] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class StartAdaptationRequest(_message.Message):
+    __slots__ = ("model_name",)
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    def __init__(self, model_name: _Optional[str] = ...) -> None: ...
+
+class GetAdaptationRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class ListAdaptationsRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
+class ListAdaptationsResponse(_message.Message):
+    __slots__ = ("adaptations",)
+    ADAPTATIONS_FIELD_NUMBER: _ClassVar[int]
+    adaptations: _containers.RepeatedCompositeFieldContainer[Adaptation]
+    def __init__(self, adaptations: _Optional[_Iterable[_Union[Adaptation, _Mapping]]] = ...) -> None: ...
+
+class CancelAdaptationRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class OrganizationModel(_message.Message):
+    __slots__ = ("organization_id", "model_name", "version", "adapted", "platform_version", "stale")
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ADAPTED_FIELD_NUMBER: _ClassVar[int]
+    PLATFORM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    STALE_FIELD_NUMBER: _ClassVar[int]
+    organization_id: str
+    model_name: str
+    version: int
+    adapted: bool
+    platform_version: int
+    stale: bool
+    def __init__(self, organization_id: _Optional[str] = ..., model_name: _Optional[str] = ..., version: _Optional[int] = ..., adapted: _Optional[bool] = ..., platform_version: _Optional[int] = ..., stale: _Optional[bool] = ...) -> None: ...
+
+class GetOrganizationModelRequest(_message.Message):
+    __slots__ = ("model_name",)
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    def __init__(self, model_name: _Optional[str] = ...) -> None: ...
+
+class RollbackOrganizationModelRequest(_message.Message):
     __slots__ = ("model_name",)
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     model_name: str

@@ -80,6 +80,36 @@ class TrainingServiceStub:
                 request_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.ActivateModelVersionRequest.SerializeToString,
                 response_deserializer=hemovision_dot_training_dot_v1_dot_training__pb2.ModelVersion.FromString,
                 _registered_method=True)
+        self.StartAdaptation = channel.unary_unary(
+                '/hemovision.training.v1.TrainingService/StartAdaptation',
+                request_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.StartAdaptationRequest.SerializeToString,
+                response_deserializer=hemovision_dot_training_dot_v1_dot_training__pb2.Adaptation.FromString,
+                _registered_method=True)
+        self.GetAdaptation = channel.unary_unary(
+                '/hemovision.training.v1.TrainingService/GetAdaptation',
+                request_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.GetAdaptationRequest.SerializeToString,
+                response_deserializer=hemovision_dot_training_dot_v1_dot_training__pb2.Adaptation.FromString,
+                _registered_method=True)
+        self.ListAdaptations = channel.unary_unary(
+                '/hemovision.training.v1.TrainingService/ListAdaptations',
+                request_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.ListAdaptationsRequest.SerializeToString,
+                response_deserializer=hemovision_dot_training_dot_v1_dot_training__pb2.ListAdaptationsResponse.FromString,
+                _registered_method=True)
+        self.CancelAdaptation = channel.unary_unary(
+                '/hemovision.training.v1.TrainingService/CancelAdaptation',
+                request_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.CancelAdaptationRequest.SerializeToString,
+                response_deserializer=hemovision_dot_training_dot_v1_dot_training__pb2.Adaptation.FromString,
+                _registered_method=True)
+        self.GetOrganizationModel = channel.unary_unary(
+                '/hemovision.training.v1.TrainingService/GetOrganizationModel',
+                request_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.GetOrganizationModelRequest.SerializeToString,
+                response_deserializer=hemovision_dot_training_dot_v1_dot_training__pb2.OrganizationModel.FromString,
+                _registered_method=True)
+        self.RollbackOrganizationModel = channel.unary_unary(
+                '/hemovision.training.v1.TrainingService/RollbackOrganizationModel',
+                request_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.RollbackOrganizationModelRequest.SerializeToString,
+                response_deserializer=hemovision_dot_training_dot_v1_dot_training__pb2.OrganizationModel.FromString,
+                _registered_method=True)
 
 
 class TrainingServiceServicer:
@@ -151,6 +181,53 @@ class TrainingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartAdaptation(self, request, context):
+        """Adapts the platform's active version to the caller's organization: fine-tunes it on the
+        organization's reviewed cells (at least 20; FAILED_PRECONDITION with the count otherwise),
+        judges it with the gate and, when accepted, makes it the organization's active version.
+        org_admin, ml_engineer or platform_admin; always for the caller's own organization.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAdaptation(self, request, context):
+        """One adaptation of the caller's organization (NOT_FOUND for another organization's).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAdaptations(self, request, context):
+        """The caller's organization's adaptations, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelAdaptation(self, request, context):
+        """Cancels a queued or running adaptation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOrganizationModel(self, request, context):
+        """Which version answers the caller's organization: its active adapted version, if any,
+        else the platform's. Any signed-in user of the organization.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackOrganizationModel(self, request, context):
+        """Puts the caller's organization back on the version it used before its current adapted one
+        (an earlier adapted version, or the platform's). org_admin, ml_engineer or platform_admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -198,6 +275,36 @@ def add_TrainingServiceServicer_to_server(servicer, server):
                     servicer.ActivateModelVersion,
                     request_deserializer=hemovision_dot_training_dot_v1_dot_training__pb2.ActivateModelVersionRequest.FromString,
                     response_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.ModelVersion.SerializeToString,
+            ),
+            'StartAdaptation': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartAdaptation,
+                    request_deserializer=hemovision_dot_training_dot_v1_dot_training__pb2.StartAdaptationRequest.FromString,
+                    response_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.Adaptation.SerializeToString,
+            ),
+            'GetAdaptation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAdaptation,
+                    request_deserializer=hemovision_dot_training_dot_v1_dot_training__pb2.GetAdaptationRequest.FromString,
+                    response_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.Adaptation.SerializeToString,
+            ),
+            'ListAdaptations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAdaptations,
+                    request_deserializer=hemovision_dot_training_dot_v1_dot_training__pb2.ListAdaptationsRequest.FromString,
+                    response_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.ListAdaptationsResponse.SerializeToString,
+            ),
+            'CancelAdaptation': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelAdaptation,
+                    request_deserializer=hemovision_dot_training_dot_v1_dot_training__pb2.CancelAdaptationRequest.FromString,
+                    response_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.Adaptation.SerializeToString,
+            ),
+            'GetOrganizationModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOrganizationModel,
+                    request_deserializer=hemovision_dot_training_dot_v1_dot_training__pb2.GetOrganizationModelRequest.FromString,
+                    response_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.OrganizationModel.SerializeToString,
+            ),
+            'RollbackOrganizationModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackOrganizationModel,
+                    request_deserializer=hemovision_dot_training_dot_v1_dot_training__pb2.RollbackOrganizationModelRequest.FromString,
+                    response_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.OrganizationModel.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -444,6 +551,168 @@ class TrainingService:
             '/hemovision.training.v1.TrainingService/ActivateModelVersion',
             hemovision_dot_training_dot_v1_dot_training__pb2.ActivateModelVersionRequest.SerializeToString,
             hemovision_dot_training_dot_v1_dot_training__pb2.ModelVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartAdaptation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hemovision.training.v1.TrainingService/StartAdaptation',
+            hemovision_dot_training_dot_v1_dot_training__pb2.StartAdaptationRequest.SerializeToString,
+            hemovision_dot_training_dot_v1_dot_training__pb2.Adaptation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAdaptation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hemovision.training.v1.TrainingService/GetAdaptation',
+            hemovision_dot_training_dot_v1_dot_training__pb2.GetAdaptationRequest.SerializeToString,
+            hemovision_dot_training_dot_v1_dot_training__pb2.Adaptation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAdaptations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hemovision.training.v1.TrainingService/ListAdaptations',
+            hemovision_dot_training_dot_v1_dot_training__pb2.ListAdaptationsRequest.SerializeToString,
+            hemovision_dot_training_dot_v1_dot_training__pb2.ListAdaptationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelAdaptation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hemovision.training.v1.TrainingService/CancelAdaptation',
+            hemovision_dot_training_dot_v1_dot_training__pb2.CancelAdaptationRequest.SerializeToString,
+            hemovision_dot_training_dot_v1_dot_training__pb2.Adaptation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOrganizationModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hemovision.training.v1.TrainingService/GetOrganizationModel',
+            hemovision_dot_training_dot_v1_dot_training__pb2.GetOrganizationModelRequest.SerializeToString,
+            hemovision_dot_training_dot_v1_dot_training__pb2.OrganizationModel.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackOrganizationModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hemovision.training.v1.TrainingService/RollbackOrganizationModel',
+            hemovision_dot_training_dot_v1_dot_training__pb2.RollbackOrganizationModelRequest.SerializeToString,
+            hemovision_dot_training_dot_v1_dot_training__pb2.OrganizationModel.FromString,
             options,
             channel_credentials,
             insecure,
