@@ -121,7 +121,11 @@ def run_one(base: Path, lab: tuple[np.ndarray, np.ndarray], n: int, seed: int, c
     if test is not None:
         row["pbc_test_before"] = accuracy(base_model, *test, spec)
         row["pbc_test_after"] = accuracy(res.model, *test, spec)
-    print(json.dumps({k: v for k, v in row.items() if k != "gate"}), flush=True)
+    g = res.gate
+    print(json.dumps({k: v for k, v in row.items() if k != "gate"} | {
+        "lr": cfg.learning_rate, "epochs": cfg.epochs, "holdout": [g["holdout_accuracy_before"], g["holdout_accuracy_after"]],
+        "pbc_val": [round(g["pbc_val_accuracy_before"], 4), round(g["pbc_val_accuracy_after"], 4)],
+        "reasons": g["reasons"]}), flush=True)
     return row
 
 

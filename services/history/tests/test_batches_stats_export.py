@@ -230,6 +230,8 @@ async def test_export_reviewed_dataset_zip(stub, alice, mallory):
     rows = list(csv.DictReader(io.StringIO(archive.read("splits.csv").decode())))
     assert {r["path"] for r in rows} == set(expected)
     assert all(r["label"] == r["path"].split("/")[0] and r["split"] in {"train", "val"} for r in rows)
+    # each cell names the model version whose preprocessing made its stored image (adaptation needs it)
+    assert all(r["model"] and int(r["version"]) >= 1 for r in rows)
     # Deterministic split: a second export assigns the same splits.
     chunks2 = [c.data async for c in stub.ExportReviewedDataset(
         history_pb2.ExportReviewedDatasetRequest(val_fraction=0.5), metadata=alice.metadata, timeout=T)]

@@ -33,6 +33,9 @@ from hemovision_training.__main__ import MIGRATIONS_DIR
 from hemovision_training.server import create_server
 from hemovision_training.settings import Settings
 
+sys.path.insert(0, str(Path(__file__).parent))
+from worker_process import spawn_worker, stop_worker  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[3]
 PBC = (REPO / ".." / "shared" / "data" / "pbc_128").resolve()
 CLASSES = ["basophil", "eosinophil", "erythroblast", "immature_granulocyte", "lymphocyte", "monocyte",
@@ -81,32 +84,6 @@ def engine(postgres_url):
 @pytest.fixture(scope="module")
 def model_base(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("models")
-
-
-def spawn_worker(env: dict, log_path: Path) -> subprocess.Popen:
-    """`celery -A hemovision_training.tasks worker -Q training --pool solo` as a real process."""
-    log = open(log_path, "ab")
-    celery = Path(sys.executable).parent / "celery"
-    proc = subprocess.Popen(
-        [str(celery), "-A", "hemovision_training.tasks", "worker", "-Q", "training", "--concurrency", "1",
-         "--pool", "solo", "-n", f"test-{uuid.uuid4().hex[:8]}@%h", "--without-gossip", "--without-mingle",
-         "--loglevel", "INFO"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(log_path.parent),
-    )
-    log.close()
-    proc.log_path = log_path  # type: ignore[attr-defined]
-    proc.env = env  # type: ignore[attr-defined]
-    return proc
-
-
-def stop_worker(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")

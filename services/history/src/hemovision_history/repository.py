@@ -220,8 +220,9 @@ class HistoryRepository:
         created_end: datetime | None,
         after_id: str | None,
         limit: int,
-    ) -> list[tuple[str, str, str]]:
-        """(id, reviewed_label, image_key) of reviewed predictions with a stored image, by id."""
+    ) -> list[tuple[str, str, str, str, int]]:
+        """(id, reviewed_label, image_key, model_name, model_version) of reviewed predictions with a
+        stored image, by id."""
         conds = [P.organization_id == organization_id, P.reviewed_label.is_not(None), P.image_key.is_not(None)]
         if created_start is not None:
             conds.append(P.created_at >= created_start)
@@ -231,9 +232,10 @@ class HistoryRepository:
             conds.append(P.id > after_id)
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(P.id, P.reviewed_label, P.image_key).where(*conds).order_by(P.id).limit(limit)
+                select(P.id, P.reviewed_label, P.image_key, P.model_name, P.model_version)
+                .where(*conds).order_by(P.id).limit(limit)
             ).all()
-        return [(r.id, r.reviewed_label, r.image_key) for r in rows]
+        return [(r.id, r.reviewed_label, r.image_key, r.model_name, int(r.model_version)) for r in rows]
 
     # ---- retention -----------------------------------------------------------------
 

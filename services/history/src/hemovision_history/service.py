@@ -536,7 +536,8 @@ class HistoryService:
         val_fraction: float,
     ) -> AsyncIterator[bytes]:
         """A ZIP in ImageFolder layout (<reviewed_label>/<prediction id>.png) plus
-        splits.csv (path,label,split), produced and yielded in chunks: memory stays bounded
+        splits.csv (path,label,split,model,version: the model version that classified the cell,
+        whose preprocessing produced the stored model image), produced and yielded in chunks: memory stays bounded
         by one image plus one chunk, whatever the data set size."""
         org = self._org(caller)
         if val_fraction == 0:
@@ -552,7 +553,7 @@ class HistoryService:
             details={"val_fraction": val_fraction},
         )
         sink = _ChunkSink()
-        rows: list[tuple[str, str, str]] = []
+        rows: list[tuple[str, str, str, str, int]] = []
         with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_STORED) as archive:
             after_id: str | None = None
             while True:
@@ -566,7 +567,7 @@ class HistoryService:
                 )
                 if not page:
                     break
-                for prediction_id, label, key in page:
+                for prediction_id, label, key, model_name, model_version in page:
                     try:
                         data = await asyncio.to_thread(self.blobs.get, key)
                     except BlobMissing:
@@ -574,14 +575,14 @@ class HistoryService:
                         continue
                     path = f"{label}/{prediction_id}.png"
                     archive.writestr(path, data)  # PNG is compressed already: stored as is
-                    rows.append((path, label, split_of(prediction_id, val_fraction)))
+                    rows.append((path, label, split_of(prediction_id, val_fraction), model_name, model_version))
                     while len(sink.buffer) >= EXPORT_CHUNK_BYTES:
                         yield bytes(sink.buffer[:EXPORT_CHUNK_BYTES])
                         del sink.buffer[:EXPORT_CHUNK_BYTES]
                 after_id = page[-1][0]
             table = io.StringIO()
             writer = csv.writer(table, lineterminator="\n")
-            writer.writerow(["path", "label", "split"])
+            writer.writerow(["path", "label", "split", "model", "version"])
             writer.writerows(rows)
             archive.writestr(
                 zipfile.ZipInfo("splits.csv", date_time=datetime.now(UTC).timetuple()[:6]),

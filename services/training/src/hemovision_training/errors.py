@@ -30,6 +30,10 @@ class QualityGateRefused(FailedPrecondition):
     """Activation refused by the quality gate; the message carries the numbers."""
 
 
+class AdaptationRefused(FailedPrecondition):
+    """An adaptation cannot start or a rollback cannot happen now; the message says why."""
+
+
 class ForbiddenForRole(PermissionDenied):
     """The caller's role may not do this."""
 
@@ -39,6 +43,7 @@ class BrokerUnavailable(Unavailable):
 
 
 __all__ = [
+    "AdaptationRefused",
     "BrokerUnavailable",
     "ForbiddenForRole",
     "InvalidTrainingConfig",

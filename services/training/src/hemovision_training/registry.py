@@ -180,7 +180,11 @@ def activate(
     candidate = by_version.get(version)
     if candidate is None:
         raise VersionNotFound(name, version)
-    active = next((v for v in rows if v.status == repo.ACTIVE), None)
+    if candidate.organization_id is not None:
+        # An adapted version only ever serves its organization: its own adaptation activates it,
+        # and the organization's rollback takes it back (hemovision_training.adaptation).
+        raise VersionNotFound(name, version)
+    active = next((v for v in rows if v.status == repo.ACTIVE and v.organization_id is None), None)
     if candidate.status == repo.ACTIVE:
         # Already active (e.g. the loser of a race on the same version): nothing to do.
         return Activation(version=candidate, events=[], changed=False)
@@ -210,6 +214,7 @@ def activate(
     if force:
         details["force"] = True
     updated = repo.set_active(conn, name=name, version=version)
+    details["adapted_versions_stale"] = repo.mark_stale(conn, name=name, platform_version=version)
     event = _audit(conn, actor, action, updated, details)
     log.info("model activated", extra={"model": name, "version": version, "action": action, "user": actor.user_id})
     return Activation(version=updated, events=[event], changed=True)
@@ -231,9 +236,11 @@ def register_version(
     created_by: str,
     job_id: str | None,
     actor: Actor,
+    organization_id: str | None = None,
 ) -> tuple[repo.ModelVersion, list[AuditEvent]]:
     row = repo.insert_version(
         conn,
+        organization_id=organization_id,
         name=name,
         version=version,
         path=path,
@@ -291,13 +298,16 @@ def register_existing(conn: Connection, *, model_base: str | Path, name: str) ->
             created_by=str(training.get("created_by") or ""),
             job_id=training.get("job_id") or None,
             actor=actor,
+            # an adapted version stays its organization's (registered, never activated here)
+            organization_id=training.get("organization_id") or None,
         )
         existing[version] = row
         added.append(version)
         events.extend(evs)
     activated = None
-    if existing and not any(v.status == repo.ACTIVE for v in existing.values()):
-        top = max(existing)
+    platform = {v: row for v, row in existing.items() if row.organization_id is None}
+    if platform and not any(v.status == repo.ACTIVE for v in platform.values()):
+        top = max(platform)
         updated = repo.set_active(conn, name=name, version=top)
         events.append(_audit(conn, actor, "model.activate.initial", updated,
                              {"name": name, "version": top, "reason": "no active version; highest published"}))

@@ -1,8 +1,9 @@
 """SQLAlchemy 2 Core queries on the `training` schema. Keyword-only arguments throughout.
 
-The registry and the training jobs are platform-wide (ml_engineer and platform_admin are
-platform roles without an organization), so these queries are not organization-scoped;
-nothing in this schema belongs to one organization.
+Platform versions and training jobs are platform-wide (ml_engineer and platform_admin are
+platform roles without an organization). Adapted versions and adaptation jobs belong to one
+organization (``organization_id``): the queries that serve an organization take it and filter
+by it; the platform queries filter on ``organization_id IS NULL`` / ``kind = 'training'``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from sqlalchemy import Connection, and_, func, insert, select, update
 from hemovision_training.tables import audit_log, model_versions, training_jobs
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
-TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED})
+REJECTED = "rejected"  # an adaptation the gate refused
+TERMINAL = frozenset({SUCCEEDED, FAILED, CANCELLED, REJECTED})
+TRAINING, ADAPTATION = "training", "adaptation"
 REGISTERED, ACTIVE, RETIRED = "registered", "active", "retired"
 
 
@@ -39,6 +42,8 @@ class Job:
     finished_at: dt.datetime | None
     heartbeat_at: dt.datetime | None
     updated_at: dt.datetime
+    kind: str = TRAINING
+    organization_id: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -60,6 +65,9 @@ class ModelVersion:
     created_at: dt.datetime | None = None
     activated_at: dt.datetime | None = None
     was_active: bool = False
+    organization_id: str | None = None
+    stale: bool = False
+    replaced_version: int | None = None
 
 
 def _job(row: Any) -> Job:
@@ -74,7 +82,8 @@ def _version(row: Any) -> ModelVersion:
 
 
 def insert_job(
-    conn: Connection, *, job_id: str, config: dict[str, Any], model_name: str, total_epochs: int, created_by: str
+    conn: Connection, *, job_id: str, config: dict[str, Any], model_name: str, total_epochs: int, created_by: str,
+    kind: str = TRAINING, organization_id: str | None = None,
 ) -> Job:
     row = conn.execute(
         insert(training_jobs)
@@ -86,6 +95,8 @@ def insert_job(
             total_epochs=total_epochs,
             created_by=created_by,
             phase="queued",
+            kind=kind,
+            organization_id=organization_id,
         )
         .returning(*training_jobs.c)
     ).one()
@@ -101,8 +112,14 @@ def get_job(conn: Connection, *, job_id: str) -> Job | None:
     return _job(row) if row else None
 
 
-def list_jobs(conn: Connection, *, limit: int) -> list[Job]:
-    rows = conn.execute(select(training_jobs).order_by(training_jobs.c.created_at.desc()).limit(limit)).all()
+def list_jobs(conn: Connection, *, limit: int, kind: str = TRAINING, organization_id: str | None = None) -> list[Job]:
+    """Platform training jobs, or (kind=adaptation) one organization's adaptations; newest first."""
+    conds = [training_jobs.c.kind == kind]
+    if kind == ADAPTATION:
+        conds.append(training_jobs.c.organization_id == organization_id)
+    rows = conn.execute(
+        select(training_jobs).where(*conds).order_by(training_jobs.c.created_at.desc()).limit(limit)
+    ).all()
     return [_job(r) for r in rows]
 
 
@@ -207,10 +224,17 @@ def reap_lost_jobs(conn: Connection, *, timeout_s: float) -> list[str]:
 # ----------------------------------------------------------------------------- registry
 
 
-def list_versions(conn: Connection, *, name: str) -> list[ModelVersion]:
-    rows = conn.execute(
-        select(model_versions).where(model_versions.c.name == name).order_by(model_versions.c.version.desc())
-    ).all()
+def list_versions(conn: Connection, *, name: str, organization_id: str | None = None,
+                  every_organization: bool = False) -> list[ModelVersion]:
+    """Platform versions plus one organization's adapted versions (or, for platform staff,
+    every organization's), newest first."""
+    conds = [model_versions.c.name == name]
+    if not every_organization:
+        scope = model_versions.c.organization_id.is_(None)
+        if organization_id:
+            scope = scope | (model_versions.c.organization_id == organization_id)
+        conds.append(scope)
+    rows = conn.execute(select(model_versions).where(*conds).order_by(model_versions.c.version.desc())).all()
     return [_version(r) for r in rows]
 
 
@@ -221,9 +245,12 @@ def get_version(conn: Connection, *, name: str, version: int) -> ModelVersion | 
     return _version(row) if row else None
 
 
-def get_active(conn: Connection, *, name: str) -> ModelVersion | None:
+def get_active(conn: Connection, *, name: str, organization_id: str | None = None) -> ModelVersion | None:
+    """The platform's active version, or (organization_id given) that organization's adapted one."""
+    scope = (model_versions.c.organization_id.is_(None) if organization_id is None
+             else model_versions.c.organization_id == organization_id)
     row = conn.execute(
-        select(model_versions).where(and_(model_versions.c.name == name, model_versions.c.status == ACTIVE))
+        select(model_versions).where(model_versions.c.name == name, model_versions.c.status == ACTIVE, scope)
     ).one_or_none()
     return _version(row) if row else None
 
@@ -251,10 +278,12 @@ def insert_version(
     parent_version: int | None,
     created_by: str,
     job_id: str | None,
+    organization_id: str | None = None,
 ) -> ModelVersion:
     row = conn.execute(
         insert(model_versions)
         .values(
+            organization_id=organization_id,
             name=name,
             version=version,
             path=path,
@@ -271,20 +300,51 @@ def insert_version(
     return _version(row)
 
 
-def set_active(conn: Connection, *, name: str, version: int) -> ModelVersion:
-    """Retires the current active version of `name` and activates `version` (call under lock_model)."""
+def _scope(organization_id: str | None):
+    c = model_versions.c.organization_id
+    return c.is_(None) if organization_id is None else c == organization_id
+
+
+def set_active(conn: Connection, *, name: str, version: int, organization_id: str | None = None,
+               replaced_version: int | None = None) -> ModelVersion:
+    """Retires the current active version of `name` in the version's scope (the platform, or one
+    organization) and activates `version` (call under lock_model)."""
     conn.execute(
         update(model_versions)
-        .where(and_(model_versions.c.name == name, model_versions.c.status == ACTIVE))
+        .where(model_versions.c.name == name, model_versions.c.status == ACTIVE, _scope(organization_id))
         .values(status=RETIRED)
     )
+    values: dict[str, Any] = {"status": ACTIVE, "activated_at": func.now(), "was_active": True}
+    if organization_id is not None:
+        values["replaced_version"] = replaced_version
     row = conn.execute(
         update(model_versions)
-        .where(and_(model_versions.c.name == name, model_versions.c.version == version))
-        .values(status=ACTIVE, activated_at=func.now(), was_active=True)
+        .where(model_versions.c.name == name, model_versions.c.version == version, _scope(organization_id))
+        .values(**values)
         .returning(*model_versions.c)
     ).one()
     return _version(row)
+
+
+def retire_organization_version(conn: Connection, *, name: str, organization_id: str) -> ModelVersion | None:
+    """Retires the organization's active adapted version (its requests go to the platform's)."""
+    row = conn.execute(
+        update(model_versions)
+        .where(model_versions.c.name == name, model_versions.c.status == ACTIVE, _scope(organization_id))
+        .values(status=RETIRED)
+        .returning(*model_versions.c)
+    ).one_or_none()
+    return _version(row) if row else None
+
+
+def mark_stale(conn: Connection, *, name: str, platform_version: int) -> int:
+    """Marks every adapted version whose base is not `platform_version` stale (and un-stales the
+    ones whose base it is again, after a platform rollback). Returns how many are stale now."""
+    adapted = model_versions.c.organization_id.is_not(None)
+    conn.execute(update(model_versions).where(model_versions.c.name == name, adapted)
+                 .values(stale=model_versions.c.parent_version != platform_version))
+    return int(conn.execute(select(func.count()).where(model_versions.c.name == name, adapted,
+                                                       model_versions.c.stale)).scalar_one())
 
 
 def max_version(conn: Connection, *, name: str) -> int:

@@ -16,7 +16,9 @@ import hemovision_grpc_server
 from hemovision.training.v1 import training_pb2, training_pb2_grpc
 from hemovision_database import create_db_engine
 from hemovision_tokens import AuthKeyProvider, TokenInterceptor, TokenVerifier
+from hemovision_training.adaptation import AdaptationService, CellSource
 from hemovision_training.audit import HistoryAuditSink
+from hemovision_training.history_cells import HistoryCellSource
 from hemovision_training.service import TASK_NAME, AuditSink, TrainingService
 from hemovision_training.servicer import TrainingServiceServicer
 from hemovision_training.settings import Settings
@@ -62,8 +64,8 @@ def celery_enqueuer(settings: Settings):
 
     app = make_celery(settings.redis_url, settings.queue)
 
-    def enqueue(job_id: str) -> str:
-        result = app.send_task(TASK_NAME, args=[job_id], queue=settings.queue, task_id=job_id)
+    def enqueue(job_id: str, task_name: str = TASK_NAME) -> str:
+        result = app.send_task(task_name, args=[job_id], queue=settings.queue, task_id=job_id)
         return result.id
 
     def revoke(task_id: str) -> None:
@@ -78,6 +80,7 @@ async def create_server(
     engine: Engine | None = None,
     verifier: TokenVerifier | None = None,
     audit_sink: AuditSink | None = None,
+    cell_source: CellSource | None = None,
     start_reaper: bool = True,
 ) -> TrainingServer:
     """Builds and starts the server on settings.host:settings.port (0 = any free port)."""
@@ -95,8 +98,12 @@ async def create_server(
     redis = aioredis.Redis.from_url(settings.redis_url)
     closers.append(redis.aclose)
     enqueue, revoke = celery_enqueuer(settings)
+    if cell_source is None:
+        cells = HistoryCellSource(settings.history_addr, timeout_s=settings.cells_timeout_s)
+        closers.append(cells.close)
+        cell_source = cells
     service = TrainingService(settings=settings, engine=engine, redis=redis, enqueue=enqueue, audit_sink=audit_sink)
-    servicer = TrainingServiceServicer(service, revoke=revoke)
+    servicer = TrainingServiceServicer(service, AdaptationService(service, cells=cell_source), revoke=revoke)
     running = await hemovision_grpc_server.create_server(
         settings,
         service_names=[SERVICE_NAME],

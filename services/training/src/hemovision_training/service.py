@@ -35,6 +35,8 @@ from hemovision_training.settings import Settings
 log = logging.getLogger(__name__)
 
 TASK_NAME = "hemovision_training.run_training_job"
+# Roles that see every organization's adapted versions' metadata (never their cells).
+PLATFORM_STAFF = ("ml_engineer", "platform_admin")
 _MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 
 
@@ -65,8 +67,8 @@ class AuditSink(Protocol):
 
 
 class Enqueuer(Protocol):
-    def __call__(self, job_id: str) -> str:
-        """Puts the job on the training queue; returns the Celery task id."""
+    def __call__(self, job_id: str, task_name: str = TASK_NAME) -> str:
+        """Puts the job on the training queue as `task_name`; returns the Celery task id."""
 
 
 def validate_request(req: TrainingRequest, *, default_model_name: str) -> dict[str, Any]:
@@ -162,24 +164,28 @@ class TrainingService:
             total_epochs=config["epochs"],
             created_by=actor.user_id,
         )
+        await self.enqueue_job(job_id)
+        log.info("training job queued", extra={"job_id": job_id, "user": actor.user_id})
+        return await self.get_job(job_id)
+
+    async def enqueue_job(self, job_id: str, *, task_name: str = TASK_NAME) -> None:
+        """Puts an inserted (queued) job on the Celery queue; a broker failure fails the job."""
         try:
-            task_id = await asyncio.to_thread(self._enqueue, job_id)
+            task_id = await asyncio.to_thread(self._enqueue, job_id, task_name)
         except Exception as exc:
-            log.error("could not enqueue training job %s: %s", job_id, exc)
+            log.error("could not enqueue job %s: %s", job_id, exc)
             await self._tx(repo.finish_job, job_id=job_id, status=repo.FAILED, error="could not enqueue: broker unavailable")
             raise BrokerUnavailable("the training queue (Redis) is unavailable; try again later") from exc
         await self._tx(repo.set_job_task_id, job_id=job_id, task_id=task_id)
-        log.info("training job queued", extra={"job_id": job_id, "user": actor.user_id})
-        await self._publish(job_id, job.status)
-        return await self.get_job(job_id)
+        await self._publish(job_id, repo.QUEUED)
 
-    async def get_job(self, job_id: str) -> repo.Job:
+    async def get_job(self, job_id: str, *, kind: str | None = None) -> repo.Job:
         try:
             uuid.UUID(job_id)
         except ValueError:
             raise JobNotFound(job_id) from None
         job = await self._tx(repo.get_job, job_id=job_id)
-        if job is None:
+        if job is None or (kind is not None and job.kind != kind):
             raise JobNotFound(job_id)
         return job
 
@@ -268,12 +274,16 @@ class TrainingService:
     def _name(self, name: str) -> str:
         return name or self.settings.model_name
 
-    async def list_versions(self, name: str) -> list[repo.ModelVersion]:
-        return await self._tx(repo.list_versions, name=self._name(name))
+    async def list_versions(self, actor: Actor, name: str) -> list[repo.ModelVersion]:
+        """Platform versions and the caller's organization's adapted ones; platform staff see every
+        organization's adapted versions (metadata and metrics, never their cells)."""
+        return await self._tx(repo.list_versions, name=self._name(name), organization_id=actor.organization_id,
+                              every_organization=actor.role in PLATFORM_STAFF)
 
-    async def get_version(self, name: str, version: int) -> repo.ModelVersion:
+    async def get_version(self, actor: Actor, name: str, version: int) -> repo.ModelVersion:
         row = await self._tx(repo.get_version, name=self._name(name), version=version)
-        if row is None:
+        if row is None or not (row.organization_id is None or row.organization_id == actor.organization_id
+                               or actor.role in PLATFORM_STAFF):
             raise VersionNotFound(self._name(name), version)
         return row
 

@@ -8,8 +8,9 @@ from typing import Any
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from hemovision.training.v1 import training_pb2, training_pb2_grpc
-from hemovision_tokens import ML_ENGINEER, PLATFORM_ADMIN, current_principal, require_role
+from hemovision_tokens import ML_ENGINEER, ORG_ADMIN, PLATFORM_ADMIN, current_principal, require_role
 from hemovision_training import repository as repo
+from hemovision_training.adaptation import AdaptationService, OrganizationModel
 from hemovision_training.registry import Actor
 from hemovision_training.service import TrainingRequest, TrainingService
 
@@ -25,7 +26,17 @@ VERSION_STATUS = {
     repo.ACTIVE: training_pb2.VERSION_STATUS_ACTIVE,
     repo.RETIRED: training_pb2.VERSION_STATUS_RETIRED,
 }
+ADAPTATION_STATUS = {
+    repo.QUEUED: training_pb2.ADAPTATION_STATUS_QUEUED,
+    repo.RUNNING: training_pb2.ADAPTATION_STATUS_RUNNING,
+    repo.SUCCEEDED: training_pb2.ADAPTATION_STATUS_SUCCEEDED,
+    repo.REJECTED: training_pb2.ADAPTATION_STATUS_REJECTED,
+    repo.FAILED: training_pb2.ADAPTATION_STATUS_FAILED,
+    repo.CANCELLED: training_pb2.ADAPTATION_STATUS_CANCELLED,
+}
 TRAINERS = (ML_ENGINEER, PLATFORM_ADMIN)
+# Who may adapt the model to their own organization, and roll it back.
+ADAPTERS = (ORG_ADMIN, ML_ENGINEER, PLATFORM_ADMIN)
 
 
 def _ts(value) -> timestamp_pb2.Timestamp | None:
@@ -75,6 +86,40 @@ def job_to_proto(job: repo.Job) -> training_pb2.TrainingJob:
     )
 
 
+def adaptation_to_proto(job: repo.Job) -> training_pb2.Adaptation:
+    c, m = job.config, job.metrics or {}
+    return training_pb2.Adaptation(
+        id=job.id,
+        organization_id=job.organization_id or "",
+        status=ADAPTATION_STATUS.get(job.status, training_pb2.ADAPTATION_STATUS_UNSPECIFIED),
+        model_name=job.model_name,
+        base_version=int(c.get("base_version", 0)),
+        previous_version=int(c.get("previous_version", 0)),
+        model_version=job.model_version or 0,
+        cells=int(c.get("cells", 0)),
+        holdout_cells=int(m.get("holdout_cells", 0)),
+        epoch=job.epoch,
+        total_epochs=job.total_epochs,
+        phase=job.phase,
+        holdout_accuracy_before=float(m.get("holdout_accuracy_before", 0.0)),
+        holdout_accuracy_after=float(m.get("holdout_accuracy_after", 0.0)),
+        pbc_val_accuracy_before=float(m.get("pbc_val_accuracy_before", 0.0)),
+        pbc_val_accuracy_after=float(m.get("pbc_val_accuracy_after", 0.0)),
+        gate_reasons=[str(r) for r in m.get("gate_reasons", [])],
+        error=job.error,
+        created_by=job.created_by,
+        created_at=_ts(job.created_at),
+        started_at=_ts(job.started_at),
+        finished_at=_ts(job.finished_at),
+    )
+
+
+def organization_model_to_proto(m: OrganizationModel) -> training_pb2.OrganizationModel:
+    return training_pb2.OrganizationModel(organization_id=m.organization_id, model_name=m.model_name,
+                                          version=m.version, adapted=m.adapted,
+                                          platform_version=m.platform_version, stale=m.stale)
+
+
 def version_to_proto(v: repo.ModelVersion) -> training_pb2.ModelVersion:
     cfg = struct_pb2.Struct()
     cfg.update({k: val for k, val in (v.training_config or {}).items()})
@@ -92,12 +137,16 @@ def version_to_proto(v: repo.ModelVersion) -> training_pb2.ModelVersion:
         activated_at=_ts(v.activated_at),
         job_id=v.job_id or "",
         was_active=v.was_active,
+        organization_id=v.organization_id or "",
+        stale=v.stale,
     )
 
 
 class TrainingServiceServicer(training_pb2_grpc.TrainingServiceServicer):
-    def __init__(self, service: TrainingService, *, revoke: Callable[[str], None] | None = None) -> None:
+    def __init__(self, service: TrainingService, adaptations: AdaptationService, *,
+                 revoke: Callable[[str], None] | None = None) -> None:
         self._service = service
+        self._adaptations = adaptations
         self._revoke = revoke
 
     async def StartTrainingJob(self, request, context):
@@ -122,7 +171,7 @@ class TrainingServiceServicer(training_pb2_grpc.TrainingServiceServicer):
 
     async def GetTrainingJob(self, request, context):
         require_role(*TRAINERS)
-        return job_to_proto(await self._service.get_job(request.id))
+        return job_to_proto(await self._service.get_job(request.id, kind=repo.TRAINING))
 
     async def ListTrainingJobs(self, request, context):
         require_role(*TRAINERS)
@@ -136,16 +185,15 @@ class TrainingServiceServicer(training_pb2_grpc.TrainingServiceServicer):
 
     async def CancelTrainingJob(self, request, context):
         require_role(*TRAINERS)
+        await self._service.get_job(request.id, kind=repo.TRAINING)  # adaptations are cancelled as such
         return job_to_proto(await self._service.cancel_job(_actor(), request.id, revoke=self._revoke))
 
     async def ListModelVersions(self, request, context):
-        current_principal()  # any signed-in user
-        versions = await self._service.list_versions(request.model_name)
+        versions = await self._service.list_versions(_actor(), request.model_name)  # any signed-in user
         return training_pb2.ListModelVersionsResponse(versions=[version_to_proto(v) for v in versions])
 
     async def GetModelVersion(self, request, context):
-        current_principal()
-        return version_to_proto(await self._service.get_version(request.model_name, request.version))
+        return version_to_proto(await self._service.get_version(_actor(), request.model_name, request.version))
 
     async def GetActiveModelVersion(self, request, context):
         # Public: inference replicas reconcile with it without a token.
@@ -157,3 +205,25 @@ class TrainingServiceServicer(training_pb2_grpc.TrainingServiceServicer):
             _actor(), request.model_name, request.version, force=request.force, reason=request.reason
         )
         return version_to_proto(version)
+
+    async def StartAdaptation(self, request, context):
+        require_role(*ADAPTERS)
+        return adaptation_to_proto(await self._adaptations.start(_actor(), request.model_name))
+
+    async def GetAdaptation(self, request, context):
+        return adaptation_to_proto(await self._adaptations.get(_actor(), request.id))
+
+    async def ListAdaptations(self, request, context):
+        jobs = await self._adaptations.list(_actor(), request.limit)
+        return training_pb2.ListAdaptationsResponse(adaptations=[adaptation_to_proto(j) for j in jobs])
+
+    async def CancelAdaptation(self, request, context):
+        require_role(*ADAPTERS)
+        return adaptation_to_proto(await self._adaptations.cancel(_actor(), request.id, revoke=self._revoke))
+
+    async def GetOrganizationModel(self, request, context):
+        return organization_model_to_proto(await self._adaptations.organization_model(_actor(), request.model_name))
+
+    async def RollbackOrganizationModel(self, request, context):
+        require_role(*ADAPTERS)
+        return organization_model_to_proto(await self._adaptations.rollback(_actor(), request.model_name))

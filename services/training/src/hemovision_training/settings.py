@@ -59,5 +59,13 @@ class Settings(GrpcServiceSettings):
     # job that had started is a no-op.
     broker_visibility_timeout_s: float = 24 * 3600.0
 
+    # Adaptation ("adapt to our lab"): PBC data for replay and the PBC val check, on the training host.
+    replay_data_dir: str = "../shared/data/pbc_128"
+    # Deadline for reading an organization's reviewed cells from history at start.
+    cells_timeout_s: float = 120.0
+    # Extra AdaptConfig fields for every adaptation run by this worker, as JSON (e.g. one short
+    # epoch for smoke tests: {"epochs": 1, "lab_samples": 32}).
+    adapt_overrides: dict = {}
+
     # Celery queue for training tasks.
     queue: str = "training"

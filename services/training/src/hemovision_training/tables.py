@@ -40,11 +40,21 @@ model_versions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("activated_at", DateTime(timezone=True), nullable=True),
     Column("was_active", Boolean, nullable=False, server_default=text("false")),
+    # An adapted version belongs to one organization (NULL = a platform version); its
+    # parent_version is the platform version it was fine-tuned from.
+    Column("organization_id", String(64), nullable=True),
+    # Adapted versions only: the platform's active version is no longer its base.
+    Column("stale", Boolean, nullable=False, server_default=text("false")),
+    # Adapted versions only: the organization's version it replaced (NULL = the platform's);
+    # a rollback goes back to it.
+    Column("replaced_version", BigInteger, nullable=True),
     UniqueConstraint("name", "version", name="uq_model_versions_name_version"),
-    # At most one active version per model name, enforced by PostgreSQL.
+    # At most one active version per model name and scope (the platform, or one organization),
+    # enforced by PostgreSQL.
     Index(
-        "uq_model_versions_one_active",
+        "uq_model_versions_one_active_per_scope",
         "name",
+        text("coalesce(organization_id, '')"),
         unique=True,
         postgresql_where=text("status = 'active'"),
     ),
@@ -71,7 +81,13 @@ training_jobs = Table(
     Column("finished_at", DateTime(timezone=True), nullable=True),
     Column("heartbeat_at", DateTime(timezone=True), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # "training" (a platform job) or "adaptation" (one organization's "adapt to our lab"; the
+    # same lifecycle, heartbeat, reaper and cancellation).
+    Column("kind", String(16), nullable=False, server_default="training"),
+    Column("organization_id", String(64), nullable=True),
     Index("ix_training_jobs_created_at", "created_at"),
+    Index("ix_training_jobs_org_created", "organization_id", "created_at",
+          postgresql_where=text("organization_id IS NOT NULL")),
     Index("ix_training_jobs_running_heartbeat", "heartbeat_at", postgresql_where=text("status = 'running'")),
 )
 

@@ -248,3 +248,7 @@ def _register(job: repo.Job, *, version: int, path: Path, result: dict[str, Any]
         if not repo.finish_job(conn, job_id=job.id, status=repo.SUCCEEDED, phase=phase[:200], model_version=version,
                                extra_metrics=test):
             raise JobStopped("job ended while registering")
+
+
+# The adaptation task shares this app, its queue and the helpers above.
+from hemovision_training import adaptation_task  # noqa: E402,F401

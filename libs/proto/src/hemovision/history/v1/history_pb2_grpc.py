@@ -231,7 +231,9 @@ class HistoryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ExportReviewedDataset(self, request, context):
-        """Reviewed cells as a training data set (ZIP: ImageFolder + splits.csv), streamed in chunks.
+        """Reviewed cells as a training data set (ZIP: ImageFolder of the stored model images +
+        splits.csv with path,label,split,model,version — the version that classified each cell),
+        streamed in chunks.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
