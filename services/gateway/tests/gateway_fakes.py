@@ -26,6 +26,8 @@ from hemovision.training.v1 import training_pb2, training_pb2_grpc
 from hemovision_tokens import TokenError
 from hemovision_tokens.testing import TokenFactory
 
+from adaptation_fakes import AdaptationFakes
+
 CLASSES = ["basophil", "eosinophil", "erythroblast", "immature_granulocyte", "lymphocyte", "monocyte",
            "neutrophil", "platelet"]
 ROLE = {"lab_user": common_pb2.ROLE_LAB_USER, "org_admin": common_pb2.ROLE_ORG_ADMIN,
@@ -51,6 +53,10 @@ class World:
     explain_calls: list[tuple[str, int]] = field(default_factory=list)  # (caller's user id, images) per Explain
     record_group_sizes: list[int] = field(default_factory=list)  # items per RecordPredictions
     preprocess_group_sizes: list[int] = field(default_factory=list)  # items per PreprocessBatch
+    adaptations: dict[str, training_pb2.Adaptation] = field(default_factory=dict)
+    org_versions: dict[str, list[int]] = field(default_factory=dict)  # organization -> its adapted versions
+    stale_orgs: set[str] = field(default_factory=set)
+    adapt_outcome: str = "succeeded"  # how the next finishing adaptation ends: succeeded, rejected, failed
 
     def user(self, role: str = "org_admin", org: str | None = None, email: str | None = None) -> tuple[auth_pb2.User, str]:
         """Creates a user and returns it with a fresh access token."""
@@ -68,6 +74,13 @@ class World:
 
     def count_records(self) -> int:
         return len(self.predictions)
+
+    def add_reviewed(self, org: str, n: int) -> None:
+        """n reviewed predictions of an organization (what adaptation trains on)."""
+        for _ in range(n):
+            pid = str(uuid.uuid4())
+            self.predictions[pid] = history_pb2.Prediction(id=pid, organization_id=org, label="neutrophil",
+                                                           confidence=0.9, reviewed_label="lymphocyte")
 
 
 async def caller(world: World, context: grpc.aio.ServicerContext):
@@ -518,7 +531,7 @@ class FakeReports(reports_pb2_grpc.ReportsServiceServicer):
         return reports_pb2.Report(pdf=b"%PDF-1.4\n%%EOF", filename="b.pdf", pages=1)
 
 
-class FakeTraining(training_pb2_grpc.TrainingServiceServicer):
+class FakeTraining(AdaptationFakes, training_pb2_grpc.TrainingServiceServicer):
     def __init__(self, world: World) -> None:
         self.w = world
         self.versions = {1: training_pb2.ModelVersion(name="hemovision", version=1,
@@ -528,6 +541,9 @@ class FakeTraining(training_pb2_grpc.TrainingServiceServicer):
                                                       status=training_pb2.VERSION_STATUS_REGISTERED,
                                                       metrics={"accuracy": 0.86})}
         self.jobs: dict[str, training_pb2.TrainingJob] = {}
+
+    async def _caller(self, context):
+        return await caller(self.w, context)
 
     async def ListModelVersions(self, request, context):
         await caller(self.w, context)

@@ -28,6 +28,8 @@ CASES = {
     ("POST", "/api/v1/admin/users/{user_id}/active"): 404,
     ("DELETE", "/api/v1/admin/users/{user_id}"): 404,
     ("DELETE", "/api/v1/api-keys/{key_id}"): 404,
+    ("GET", "/api/v1/adaptations/{adaptation_id}"): 404,
+    ("POST", "/api/v1/adaptations/{adaptation_id}/cancel"): 404,
 }
 # Model versions and training jobs are platform objects (no organization); lab users get 403
 # (test_accounts_and_errors.test_lab_user_cannot_reach_admin_endpoints), anyone may list models.
@@ -73,12 +75,20 @@ async def test_other_organization_gets_not_found(route, client, world):
             break
         await asyncio.sleep(0.05)
     key = (await client.post("/api/v1/api-keys", headers=auth(a_token), json={"name": "k"})).json()["id"]
-    path = template.format(prediction_id=pred, batch_id=batch, user_id=a_colleague.id, key_id=key)
-    before = (len(world.predictions), len(world.users), len(world.api_keys))
+    world.add_reviewed(a_admin.organization_id, 20)
+    adaptation = (await client.post("/api/v1/adaptations", headers=auth(a_token), json={})).json()["id"]
+    path = template.format(prediction_id=pred, batch_id=batch, user_id=a_colleague.id, key_id=key,
+                           adaptation_id=adaptation)
+
+    def state():
+        return (len(world.predictions), len(world.users), len(world.api_keys),
+                [(a.status, a.epoch) for a in world.adaptations.values()])
+
+    before = state()
     r = await client.request(method, path, headers=auth(b_token), json=BODIES.get(template))
     assert r.status_code == CASES[route], (route, r.text)
     assert r.json()["error"]["code"] == "not_found"
-    assert (len(world.predictions), len(world.users), len(world.api_keys)) == before
+    assert state() == before
     # ...while organization A itself can reach it.
     own = await client.request("GET" if method == "GET" else method, path, headers=auth(a_token),
                                json=BODIES.get(template))

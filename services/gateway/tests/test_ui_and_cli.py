@@ -81,3 +81,46 @@ async def test_cli_models_and_training(live_gateway, world, monkeypatch, capsys)
     monkeypatch.setenv("HV_TOKEN", lab)
     assert await asyncio.to_thread(cli_main, [*url, "models", "activate", "1"]) == 2
     assert "403 permission_denied" in capsys.readouterr().err
+
+
+async def test_cli_adapt(live_gateway, world, monkeypatch, capsys):
+    u, token = world.user("org_admin")
+    monkeypatch.setenv("HV_TOKEN", token)
+    url = ["--url", live_gateway]
+    # too few reviewed cells: the service's message, exit 2
+    assert await asyncio.to_thread(cli_main, [*url, "adapt", "start"]) == 2
+    assert "409 failed_precondition: your organization has 0 reviewed cells" in capsys.readouterr().err
+
+    world.add_reviewed(u.organization_id, 25)
+    assert await asyncio.to_thread(cli_main, [*url, "adapt", "start", "--wait", "--interval", "0"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert "25 reviewed cells" in lines[0] and "[queued]" in lines[1]
+    assert [line for line in lines if line.startswith("[running]")] == [
+        f"[running] epoch {e}/3" for e in (1, 2, 3)]
+    assert "held-back cells (10 of 25): 55.0 % -> 85.0 %" in out and "PBC val: 98.8 % -> 98.4 %" in out
+    assert "now serves your organization" in out
+    adaptation_id = lines[0].split()[1]
+
+    assert await asyncio.to_thread(cli_main, [*url, "adapt", "status", adaptation_id]) == 0
+    assert "[succeeded]" in capsys.readouterr().out
+    assert await asyncio.to_thread(cli_main, [*url, "adapt", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "(adapted; platform v1)" in out and f"{adaptation_id}\tsucceeded" in out
+    assert await asyncio.to_thread(cli_main, [*url, "adapt", "rollback"]) == 0
+    assert "hemovision v1 (platform)" in capsys.readouterr().out
+
+    world.adapt_outcome = "rejected"
+    assert await asyncio.to_thread(cli_main, [*url, "adapt", "start", "--wait", "--interval", "0"]) == 1
+    out = capsys.readouterr().out
+    assert "[rejected]" in out and "gate: PBC val accuracy falls 2.6 points (more than 1)" in out
+
+    assert await asyncio.to_thread(cli_main, [*url, "adapt", "start"]) == 0
+    adaptation_id = capsys.readouterr().out.split()[1]
+    assert await asyncio.to_thread(cli_main, [*url, "adapt", "cancel", adaptation_id]) == 0
+    assert "cancelled" in capsys.readouterr().out
+
+    _, lab = world.user("lab_user", org=u.organization_id)
+    monkeypatch.setenv("HV_TOKEN", lab)
+    assert await asyncio.to_thread(cli_main, [*url, "adapt", "rollback"]) == 2
+    assert "403 permission_denied" in capsys.readouterr().err

@@ -18,7 +18,7 @@ from hemovision_gateway.context import GatewayContext
 from hemovision_gateway.errors import COMMON_ERROR_RESPONSES, install_error_handlers
 from hemovision_gateway.limits import BodyLimitMiddleware
 from hemovision_gateway.pipeline import ActiveModelCache, Coalescing
-from hemovision_gateway.routes import accounts, admin, batches, health, models, predictions, ui
+from hemovision_gateway.routes import accounts, adaptations, admin, batches, health, models, predictions, ui
 from hemovision_gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,8 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None,
 
     app = FastAPI(title="HemoVision API", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None,
-                  openapi_tags=[{"name": n} for n in ("accounts", "predictions", "batches", "models", "admin", "health")])
+                  openapi_tags=[{"name": n} for n in ("accounts", "predictions", "batches", "models", "adaptation",
+                                                      "admin", "health")])
     install_error_handlers(app)
     install_docs(app)
 
@@ -121,7 +122,7 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None,
         return 1024 * 1024
 
     app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
-    for module in (accounts, predictions, batches, models, admin):
+    for module in (accounts, predictions, batches, models, adaptations, admin):
         app.include_router(module.router, responses=COMMON_ERROR_RESPONSES)
     app.include_router(health.router)
     app.include_router(ui.router)

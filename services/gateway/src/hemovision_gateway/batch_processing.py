@@ -103,7 +103,7 @@ async def process_item(clients: Clients, settings: Settings, cache: ActiveModelC
                 clients, settings, cache, token=token,
                 upload=Upload(data=data, filename=task.filename, sample_id=task.sample_id, slide_id=task.slide_id,
                               note=task.note, batch_id=task.batch_id),
-                idempotency_key=f"batch:{task.batch_id}:{task.index}",
+                idempotency_key=f"batch:{task.batch_id}:{task.index}", organization_id=task.organization_id,
             )
             await record_item(clients, settings, token, batch_id=task.batch_id, index=task.index,
                               filename=task.filename, prediction_id=body["id"])

@@ -4,6 +4,8 @@
     hemovision models list
     hemovision models activate 3 --reason "better macro-F1"
     hemovision train --epochs 5 --limit-per-class 200 --watch
+    hemovision adapt start --wait                      # adapt to our lab (org_admin), follow it to the end
+    hemovision adapt rollback                          # back to the previous version
     hemovision admin create --email admin@lab.example  # bootstraps the first platform_admin (via auth)
 
 The gateway URL comes from --url or HV_GATEWAY_URL (default http://127.0.0.1:8000); the token
@@ -18,6 +20,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -130,6 +133,113 @@ def cmd_train_watch(args) -> int:
         return _watch(c, args.job_id)
 
 
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f} %"
+
+
+def _adaptation_line(a: dict) -> str:
+    line = f"[{a['status']}]"
+    epochs = f"epoch {a['epoch']}/{a['total_epochs']}"
+    if a["status"] == "running" and a["total_epochs"]:
+        line += f" {epochs}"
+    if a["phase"] and a["phase"] not in (a["status"], epochs):
+        line += f" ({a['phase']})"
+    return line
+
+
+def _adaptation_outcome(a: dict) -> None:
+    """The before/after figures and, for a refused or failed run, why."""
+    if a["holdout_accuracy_before"] is not None or a["holdout_accuracy_after"] is not None:
+        print(f"held-back cells ({a['holdout_cells']} of {a['cells']}): "
+              f"{_pct(a['holdout_accuracy_before'])} -> {_pct(a['holdout_accuracy_after'])}")
+        print(f"PBC val: {_pct(a['pbc_val_accuracy_before'])} -> {_pct(a['pbc_val_accuracy_after'])}")
+    if a["status"] == "succeeded":
+        print(f"{a['model_name']} v{a['model_version']} now serves your organization "
+              "(`hemovision adapt rollback` undoes it)")
+    for reason in a["gate_reasons"]:
+        print(f"gate: {reason}")
+    if a["error"]:
+        print(f"error: {a['error']}")
+
+
+def _adapt_wait(c: httpx.Client, a: dict, interval: float) -> int:
+    """Polls until a final status (there is no event stream for adaptations), one line per change."""
+    last = ""
+    try:
+        while True:
+            line = _adaptation_line(a)
+            if line != last:
+                print(line, flush=True)
+                last = line
+            if a["finished"]:
+                break
+            time.sleep(interval)
+            a = _check(c.get(f"/api/v1/adaptations/{a['id']}", headers=_auth()))
+    except KeyboardInterrupt:
+        print(f"\nstill {a['status']}; follow it with `hemovision adapt status {a['id']}`", file=sys.stderr)
+        return 130
+    except CliError as exc:
+        # e.g. the access token expired during a long run: the adaptation itself goes on
+        raise CliError(f"{exc} (the adaptation goes on: `hemovision adapt status {a['id']}`)") from None
+    _adaptation_outcome(a)
+    return 0 if a["status"] == "succeeded" else 1
+
+
+def cmd_adapt_start(args) -> int:
+    with _client(args) as c:
+        a = _check(c.post("/api/v1/adaptations", headers=_auth(), json={"model_name": args.name}))
+        print(f"adaptation {a['id']} {a['status']}: {a['cells']} reviewed cells, "
+              f"{a['holdout_cells']} held back to check it")
+        if args.wait:
+            return _adapt_wait(c, a, args.interval)
+    return 0
+
+
+def cmd_adapt_status(args) -> int:
+    with _client(args) as c:
+        a = _check(c.get(f"/api/v1/adaptations/{args.id}", headers=_auth()))
+    if args.json:
+        print(json.dumps(a, indent=2))
+        return 0
+    print(f"adaptation {a['id']} {_adaptation_line(a)}")
+    _adaptation_outcome(a)
+    return 0
+
+
+def cmd_adapt_list(args) -> int:
+    with _client(args) as c:
+        items = _check(c.get("/api/v1/adaptations", headers=_auth(), params={"limit": args.limit}))["items"]
+        served = _check(c.get("/api/v1/organization/model", headers=_auth(), params={"name": args.name}))
+    if args.json:
+        print(json.dumps({"serving": served, "items": items}, indent=2))
+        return 0
+    source = "adapted" if served["adapted"] else "platform"
+    stale = " (stale: the platform model changed since; adapt again)" if served["stale"] else ""
+    print(f"serving: {served['model_name']} v{served['version']} ({source}; platform v{served['platform_version']})"
+          f"{stale}")
+    print("\t".join(["id", "status", "created", "cells", "version", "held-back before", "after"]))
+    for a in items:
+        print("\t".join([a["id"], a["status"], a["created_at"] or "", str(a["cells"]),
+                         f"v{a['model_version']}" if a["model_version"] else "-",
+                         _pct(a["holdout_accuracy_before"]), _pct(a["holdout_accuracy_after"])]))
+    return 0
+
+
+def cmd_adapt_cancel(args) -> int:
+    with _client(args) as c:
+        a = _check(c.post(f"/api/v1/adaptations/{args.id}/cancel", headers=_auth()))
+    print(f"adaptation {a['id']} {a['status']}")
+    return 0
+
+
+def cmd_adapt_rollback(args) -> int:
+    with _client(args) as c:
+        m = _check(c.post("/api/v1/organization/model/rollback", headers=_auth(), json={"model_name": args.name}))
+    source = "adapted" if m["adapted"] else "platform"
+    print(f"your organization is served by {m['model_name']} v{m['version']} ({source})")
+    return 0
+
+
 def cmd_admin_create(args) -> int:
     """Delegates to the auth service's own command, which writes to its database directly."""
     command = [sys.executable, "-m", "hemovision_auth", "create-admin", "--email", args.email]
@@ -186,6 +296,30 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("watch", help="follow a training job")
     p.add_argument("job_id")
     p.set_defaults(func=cmd_train_watch)
+
+    adapt = sub.add_parser("adapt", help="adapt the model to your lab's reviewed cells").add_subparsers(
+        dest="adapt_command", required=True)
+    p = adapt.add_parser("start", help="start an adaptation (org_admin, ml_engineer, platform_admin; "
+                                       ">= 20 reviewed cells)")
+    p.add_argument("--name", default="hemovision")
+    p.add_argument("--wait", action="store_true", help="follow progress to the end; exit 0 only when it succeeded")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between polls with --wait")
+    p.set_defaults(func=cmd_adapt_start)
+    p = adapt.add_parser("status", help="one adaptation: progress, before/after figures, the gate's reasons")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_adapt_status)
+    p = adapt.add_parser("list", help="the version serving your organization and its adaptations")
+    p.add_argument("--name", default="hemovision")
+    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_adapt_list)
+    p = adapt.add_parser("cancel", help="cancel a queued or running adaptation")
+    p.add_argument("id")
+    p.set_defaults(func=cmd_adapt_cancel)
+    p = adapt.add_parser("rollback", help="put your organization back on its previous version")
+    p.add_argument("--name", default="hemovision")
+    p.set_defaults(func=cmd_adapt_rollback)
 
     for name, helptext in (("up", "run the whole system locally (Ctrl-C stops it)"),
                            ("down", "stop a system started by `hemovision up`")):

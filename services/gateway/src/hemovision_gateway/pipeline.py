@@ -52,23 +52,37 @@ class Upload:
 
 
 class ActiveModelCache:
-    """GetActiveModel answers reused for a couple of seconds."""
+    """GetActiveModel answers reused for a couple of seconds, per organization: inference answers
+    each organization with its own (adapted) version, and the answer pins the version Explain
+    is asked for, so one organization's answer must never prepare another's request."""
+
+    MAX_ENTRIES = 4096
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
-        self._value: tuple[float, Any] | None = None
+        self._values: dict[str, tuple[float, Any]] = {}
 
-    def invalidate(self) -> None:
-        self._value = None
+    def invalidate(self, organization_id: str | None = None) -> None:
+        """One organization's answer, or (None) every one: the platform's version changed."""
+        if organization_id is None:
+            self._values.clear()
+        else:
+            self._values.pop(organization_id, None)
 
-    async def get(self, clients: Clients, settings: Settings, token: str) -> inference_pb2.ModelInfo:
+    async def get(self, clients: Clients, settings: Settings, token: str,
+                  organization_id: str = "") -> inference_pb2.ModelInfo:
         now = time.monotonic()
-        if self._value is not None and self._value[0] > now:
-            return self._value[1]
+        hit = self._values.get(organization_id)
+        if hit is not None and hit[0] > now:
+            return hit[1]
         info = await clients.inference.GetActiveModel(
             inference_pb2.GetActiveModelRequest(), metadata=bearer(token), timeout=settings.rpc_timeout_s
         )
-        self._value = (now + self.ttl, info)
+        if len(self._values) >= self.MAX_ENTRIES:  # bounded: drop the expired ones, or all
+            self._values = {k: v for k, v in self._values.items() if v[0] > now}
+            if len(self._values) >= self.MAX_ENTRIES:
+                self._values.clear()
+        self._values[organization_id] = (now + self.ttl, info)
         return info
 
 
@@ -231,13 +245,15 @@ async def run_prediction(
     upload: Upload,
     idempotency_key: str,
     coalescing: Coalescing | None = None,
+    organization_id: str = "",
 ) -> dict[str, Any]:
-    """Classifies one upload and records it. Raises ApiError (bad input, downstream failure)."""
+    """Classifies one upload and records it. Raises ApiError (bad input, downstream failure).
+    `organization_id`: the caller's (the token's), the key of its cached active model."""
     t0 = time.perf_counter()
     coalescing = coalescing or Coalescing.create(clients, settings, max_items=1)
     check_image_bytes(upload.data, max_bytes=settings.max_image_bytes)
     try:
-        info = await cache.get(clients, settings, token)
+        info = await cache.get(clients, settings, token, organization_id)
     except grpc.aio.AioRpcError as exc:
         raise api_error_from_grpc(exc) from None
 
@@ -252,8 +268,8 @@ async def run_prediction(
         except grpc.aio.AioRpcError as exc:
             # The version we prepared for was swapped out: prepare again for the new one, once.
             if exc.code() == grpc.StatusCode.FAILED_PRECONDITION and attempt == 0:
-                cache.invalidate()
-                info = await cache.get(clients, settings, token)
+                cache.invalidate(organization_id)
+                info = await cache.get(clients, settings, token, organization_id)
                 continue
             raise api_error_from_grpc(exc) from None
         inference_ms = (time.perf_counter() - t_inf) * 1000

@@ -20,6 +20,8 @@ from hemovision_gateway.errors import ApiError, api_error_from_grpc
 API_KEY_PREFIX = "hv_"
 ADMIN_ROLES = ("org_admin", "platform_admin")
 MODEL_ROLES = ("ml_engineer", "platform_admin")
+# "Adapt to our lab": the organization's own admin, or platform staff (training.proto StartAdaptation)
+ADAPT_ROLES = ("org_admin", "ml_engineer", "platform_admin")
 
 Ctx = Annotated[GatewayContext, Depends(get_context)]
 
@@ -129,3 +131,4 @@ async def verified_user(user: CurrentUser) -> Principal:
 VerifiedUser = Annotated[Principal, Depends(verified_user)]
 AdminUser = require_role(*ADMIN_ROLES)
 ModelAdmin = require_role(*MODEL_ROLES)
+AdaptAdmin = require_role(*ADAPT_ROLES)

@@ -192,6 +192,8 @@ def model_version(v: training_pb2.ModelVersion) -> dict[str, Any]:
         "job_id": v.job_id or None,
         "data_hash": v.data_hash,
         "was_active": v.was_active,
+        "organization_id": v.organization_id or None,
+        "stale": v.stale,
         "training_config": MessageToDict(v.training_config) if v.HasField("training_config") else {},
     }
 
@@ -217,6 +219,70 @@ def training_job(j: training_pb2.TrainingJob) -> dict[str, Any]:
             "limit_per_class": c.limit_per_class, "learning_rate": round(float(c.learning_rate), 8),
             "auto_activate": c.auto_activate, "parent_version": c.parent_version,
         },
+    }
+
+
+ADAPTATION_STATUS = {
+    training_pb2.ADAPTATION_STATUS_QUEUED: "queued",
+    training_pb2.ADAPTATION_STATUS_RUNNING: "running",
+    training_pb2.ADAPTATION_STATUS_SUCCEEDED: "succeeded",
+    training_pb2.ADAPTATION_STATUS_REJECTED: "rejected",
+    training_pb2.ADAPTATION_STATUS_FAILED: "failed",
+    training_pb2.ADAPTATION_STATUS_CANCELLED: "cancelled",
+}
+ADAPTATION_FINAL = ("succeeded", "rejected", "failed", "cancelled")
+
+
+def _accuracy(value: float, measured: bool) -> float | None:
+    return round(float(value), 6) if measured else None
+
+
+def adaptation(a: training_pb2.Adaptation) -> dict[str, Any]:
+    # An unspecified status would otherwise be a 500 from the response model: "queued" is what
+    # a service that has not set it yet means.
+    status = ADAPTATION_STATUS.get(a.status, "queued")
+    # proto3 has no "unset" for a double: the figures count once the gate has run (or any is non-zero)
+    measured = status in ("succeeded", "rejected") or any(
+        (a.holdout_accuracy_before, a.holdout_accuracy_after, a.pbc_val_accuracy_before, a.pbc_val_accuracy_after))
+    base = f"/api/v1/adaptations/{a.id}"
+    return {
+        "id": a.id,
+        "status": status,
+        "finished": status in ADAPTATION_FINAL,
+        "organization_id": a.organization_id,
+        "model_name": a.model_name,
+        "base_version": a.base_version or None,
+        "previous_version": a.previous_version or None,
+        "model_version": a.model_version or None,
+        "cells": a.cells,
+        "holdout_cells": a.holdout_cells,
+        "epoch": a.epoch,
+        "total_epochs": a.total_epochs,
+        "progress": round(min(1.0, a.epoch / a.total_epochs), 4) if a.total_epochs else 0.0,
+        "phase": a.phase,
+        "holdout_accuracy_before": _accuracy(a.holdout_accuracy_before, measured),
+        "holdout_accuracy_after": _accuracy(a.holdout_accuracy_after, measured),
+        "pbc_val_accuracy_before": _accuracy(a.pbc_val_accuracy_before, measured),
+        "pbc_val_accuracy_after": _accuracy(a.pbc_val_accuracy_after, measured),
+        "gate_reasons": list(a.gate_reasons),
+        "error": a.error or None,
+        "created_by": a.created_by,
+        "created_at": ts(a.created_at),
+        "started_at": ts(a.started_at),
+        "finished_at": ts(a.finished_at),
+        "links": {"self": base, "cancel": f"{base}/cancel"},
+    }
+
+
+def organization_model(m: training_pb2.OrganizationModel) -> dict[str, Any]:
+    return {
+        "organization_id": m.organization_id,
+        "model_name": m.model_name,
+        "version": m.version,
+        "adapted": m.adapted,
+        "source": "adapted" if m.adapted else "platform",
+        "platform_version": m.platform_version,
+        "stale": m.stale,
     }
 
 

@@ -71,7 +71,7 @@ async def create_prediction(
         ctx.clients, ctx.settings, ctx.model_cache, token=user.token,
         upload=Upload(data=data, filename=file.filename or "", sample_id=sample_id, slide_id=slide_id, note=note),
         idempotency_key=f"api:{key}" if key else str(uuid.uuid4()),
-        coalescing=ctx.coalescing,
+        coalescing=ctx.coalescing, organization_id=user.organization_id,
     )
     await idempotency.remember(ctx, "predictions", user.organization_id, user.user_id, key, 201, body)
     return JSONResponse(body, status_code=201)

@@ -592,6 +592,7 @@ async function pageAdmin() {
   }
   const users = ["org_admin", "platform_admin"].includes(role);
   const models = ["ml_engineer", "platform_admin"].includes(role);
+  const adapt = ADAPT_ROLES.includes(role);  // adapt.js
   render(`<h1>Administration</h1>
     ${users ? `<section class="card"><h2>Users</h2>
       <form id="inv" class="row"><div><label for="ie">Invite by e-mail</label><input id="ie" name="email" type="email" required></div>
@@ -599,6 +600,7 @@ async function pageAdmin() {
       <div><button type="submit">Send invitation</button></div></form>
       <div class="table-wrap"><table><thead><tr><th scope="col">E-mail</th><th scope="col">Role</th><th scope="col">Status</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead><tbody id="users"></tbody></table></div></section>
       <section class="card"><h2>Organizations</h2><div class="table-wrap"><table><thead><tr><th scope="col">Name</th><th scope="col">Users</th><th scope="col">Created</th></tr></thead><tbody id="orgs"></tbody></table></div></section>` : ""}
+    ${adapt ? adaptPanelHtml() : ""}
     <section class="card"><h2>Model versions</h2><div class="table-wrap"><table><thead id="mhead"></thead><tbody id="models"></tbody></table></div></section>
     ${models ? `<section class="card"><h2>Training jobs</h2>
       <form id="tf" class="row"><div><label for="te">Epochs</label><input id="te" name="epochs" type="number" min="1" max="200" value="5"></div>
@@ -631,15 +633,18 @@ async function pageAdmin() {
     let keys = HEADLINE.filter((k) => present.has(k));
     if (!keys.length) keys = Array.from(present).sort().slice(0, 8);
     $("#mhead").innerHTML = `<tr><th scope="col">Version</th><th scope="col">Status</th>${keys.map((k) => `<th scope="col">${esc(nice(k))}</th>`).join("")}<th scope="col">Created</th>${models ? '<th scope="col"><span class="visually-hidden">Actions</span></th>' : ""}</tr>`;
-    $("#models").innerHTML = ms.map((m) => `<tr><td>${esc(m.name)} v${esc(m.version)}</td><td>${m.status === "active" ? '<span class="badge ok">active</span>' : esc(m.status)}</td>
+    // an organization's adapted version is listed (metadata, metrics) but never activated platform-wide
+    const scope = (m) => (m.organization_id ? ' <span class="badge">lab-adapted</span>' : "") + (m.stale ? ' <span class="badge review">stale</span>' : "");
+    $("#models").innerHTML = ms.map((m) => `<tr><td>${esc(m.name)} v${esc(m.version)}${scope(m)}</td><td>${m.status === "active" ? '<span class="badge ok">active</span>' : esc(m.status)}</td>
       ${keys.map((k) => `<td>${m.metrics[k] == null ? "—" : Number(m.metrics[k]).toFixed(4)}</td>`).join("")}<td>${fmtDate(m.created_at)}</td>
-      ${models ? `<td>${m.status === "active" ? "" : `<button class="activate" data-v="${esc(m.version)}" data-n="${esc(m.name)}">${m.was_active ? "Roll back to" : "Activate"} v${esc(m.version)}</button>`}</td>` : ""}</tr>`).join("");
+      ${models ? `<td>${m.status === "active" || m.organization_id ? "" : `<button class="activate" data-v="${esc(m.version)}" data-n="${esc(m.name)}">${m.was_active ? "Roll back to" : "Activate"} v${esc(m.version)}</button>`}</td>` : ""}</tr>`).join("");
     $$(".activate", main).forEach((b) => b.onclick = async () => {
       if (!confirm(`Make ${b.dataset.n} v${b.dataset.v} the active model?`)) return;
       try { await api(`/api/v1/models/${b.dataset.v}/activate`, { method: "POST", json: { name: b.dataset.n, reason: "activated from the admin page" } }); toast(`v${b.dataset.v} is now active`); loadModels(); } catch (e) { toast(e.message); }
     });
   };
   loadModels().catch((e) => { $("#models").innerHTML = `<tr><td class="error">${esc(e.message)}</td></tr>`; });
+  if (adapt) adaptPanel($("#adapt")).catch((e) => toast(e.message));
   if (!models) return;
   const loadJobs = async () => {
     const js = (await api("/api/v1/training-jobs?limit=20")).items;
