@@ -1,4 +1,5 @@
-"""The training registry, as far as inference needs it: which version is active."""
+"""The training registry, as far as inference needs it: which version is active, for the platform
+and for the caller's organization."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ log = logging.getLogger(__name__)
 
 
 class RegistryClient:
-    """TrainingService.GetActiveModelVersion (a public RPC: no token). One channel, deadlines."""
+    """TrainingService.GetActiveModelVersion (a public RPC: no token) and GetOrganizationModel (asked
+    with the caller's own token: the registry answers for the token's organization). One channel,
+    deadlines."""
 
     def __init__(self, address: str, *, timeout_s: float = 3.0) -> None:
         self.address = address
@@ -34,6 +37,22 @@ class RegistryClient:
                 return None
             raise RegistryUnavailable(f"{exc.code().name}: {exc.details()}") from None
         return reply.version or None
+
+    async def organization_version(self, token: str, model_name: str) -> tuple[int | None, bool]:
+        """(version, adapted) for the token's organization: its active adapted version with adapted=True,
+        else the platform's with adapted=False; (None, False) when the registry has none."""
+        try:
+            reply = await self.stub.GetOrganizationModel(
+                training_pb2.GetOrganizationModelRequest(model_name=model_name),
+                metadata=(("authorization", f"Bearer {token}"),),
+                timeout=self.timeout_s,
+                wait_for_ready=False,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+                return None, False
+            raise RegistryUnavailable(f"{exc.code().name}: {exc.details()}") from None
+        return (reply.version or None), bool(reply.adapted and reply.version)
 
     async def close(self) -> None:
         await self.channel.close()

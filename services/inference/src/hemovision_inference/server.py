@@ -91,6 +91,9 @@ async def create_server(
         reconcile_interval_s=settings.reconcile_interval_s,
         load_timeout_s=settings.load_timeout_s,
         on_ready=on_ready,
+        max_org_versions=settings.max_org_versions,
+        org_idle_s=settings.org_idle_s,
+        org_load_timeout_s=settings.org_load_timeout_s,
     )
     input_reference = None
     if settings.input_check:

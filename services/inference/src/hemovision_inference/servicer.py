@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from google.protobuf import json_format
 
+from hemovision_tokens import optional_principal
+
 from hemovision.common.v1 import common_pb2
 from hemovision.inference.v1 import inference_pb2, inference_pb2_grpc
 from hemovision_inference import tensors
@@ -11,6 +13,7 @@ from hemovision_inference.errors import BadTensor
 from hemovision_inference.service import (
     LOW_CONFIDENCE,
     OUT_OF_DISTRIBUTION,
+    Caller,
     ClassifyResult,
     InferenceService,
     ModelMetadata,
@@ -27,15 +30,15 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         self.service = service
 
     async def GetActiveModel(self, request, context):
-        return model_info(self.service.active_model(request.model_name))
+        return model_info(await self.service.active_model(request.model_name, caller=_caller()))
 
     async def Classify(self, request, context):
-        return await self._classify(request, explain=False)
+        return await self._classify(request, context, explain=False)
 
     async def Explain(self, request, context):
-        return await self._classify(request, explain=True)
+        return await self._classify(request, context, explain=True)
 
-    async def _classify(self, request: inference_pb2.ClassifyRequest, *, explain: bool):
+    async def _classify(self, request: inference_pb2.ClassifyRequest, context, *, explain: bool):
         if request.images.dtype != common_pb2.DTYPE_FLOAT32:
             raise BadTensor("images must be DTYPE_FLOAT32")
         try:
@@ -43,9 +46,16 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
         except tensors.TensorError as exc:
             raise BadTensor(str(exc)) from None
         result = await self.service.classify(
-            name=request.model.name, version=request.model.version, images=images, explain=explain
+            name=request.model.name, version=request.model.version, images=images, explain=explain,
+            caller=_caller(), deadline_s=context.time_remaining(),
         )
         return classify_response(result)
+
+
+def _caller() -> Caller | None:
+    """The verified token's organization picks the version (None when auth is off: the platform's)."""
+    principal = optional_principal()
+    return None if principal is None else Caller(organization_id=principal.organization_id, token=principal.token)
 
 
 def classify_response(result: ClassifyResult) -> inference_pb2.ClassifyResponse:

@@ -31,6 +31,12 @@ class Settings(GrpcServiceSettings):
     predict_timeout_s: float = 10.0
     control_timeout_s: float = 3.0
     load_timeout_s: float = 300.0
+    # Organizations' adapted versions (docs/serving.md, "Routing order"): how many may be pinned
+    # beside the platform's, how long one may sit unused before it is unpinned, and how long a cold
+    # one may take to load (its own deadline; a request waits at most its own).
+    max_org_versions: int = 4
+    org_idle_s: float = 600.0
+    org_load_timeout_s: float = 60.0
     max_images: int = 64
     # Back the model's OOD score with the input plausibility check (input_check.py, ood_reference.json).
     input_check: bool = True
