@@ -5,7 +5,7 @@ UV ?= uv
 PYTEST := $(PY) -m pytest
 
 .PHONY: image compose-up help install proto proto-check up down test test-unit test-e2e test-browser lint \
-        bench bench-preprocess bench-serving bench-model bench-shift sanitize-preprocess validate-deploy clean
+        bench bench-preprocess bench-serving bench-model bench-shift bench-adapt sanitize-preprocess validate-deploy clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ bench-serving: ## bare model vs model server vs inference vs gateway, and during
 
 bench-shift: ## every model side by side on PBC val/test under seeded lab shifts + external_dev (docs/model_card.md)
 	$(PY) bench/shift/bench_shift.py --json bench/results/shift.json
+
+bench-adapt: ## "adapt to our lab": external_dev accuracy before/after adapting on 20/50/80 reviewed cells, time, PBC test (docs/training.md)
+	$(PY) bench/adapt/bench_adapt.py --json bench/results/adapt.json --markdown bench/results/adapt.md
 
 bench-ood: ## needs_review OOD evaluation (far/near OOD AUROC, false flags on the PBC test split)
 	$(PY) bench/ood/eval_ood.py

@@ -123,7 +123,7 @@ def run_one(base: Path, lab: tuple[np.ndarray, np.ndarray], n: int, seed: int, c
         row["pbc_test_after"] = accuracy(res.model, *test, spec)
     g = res.gate
     print(json.dumps({k: v for k, v in row.items() if k != "gate"} | {
-        "lr": cfg.learning_rate, "epochs": cfg.epochs, "holdout": [g["holdout_accuracy_before"], g["holdout_accuracy_after"]],
+        "cfg": {k: v for k, v in dataclasses.asdict(cfg).items() if v != getattr(type(cfg)(), k)}, "holdout": [g["holdout_accuracy_before"], g["holdout_accuracy_after"]],
         "pbc_val": [round(g["pbc_val_accuracy_before"], 4), round(g["pbc_val_accuracy_after"], 4)],
         "reasons": g["reasons"]}), flush=True)
     return row
@@ -138,7 +138,10 @@ def main() -> None:
     ap.add_argument("--cells", type=int, nargs="+", default=[20, 50, 80])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--tune", action="store_true")
+    ap.add_argument("--grid", help="JSON list of AdaptConfig overrides to tune over")
+    ap.add_argument("--labs", type=int, nargs="*", help="indices of the simulated labs to tune on (default all)")
     ap.add_argument("--json")
+    ap.add_argument("--markdown", help="also write the table here")
     a = ap.parse_args()
     base = Path(a.model)
     names = list(CLASS_NAMES)
@@ -152,9 +155,12 @@ def main() -> None:
                  "recipe": dataclasses.asdict(cfg)}
     if a.tune:
         labs = simulated_labs(names, spec, 250)
-        grid = [dict(learning_rate=lr, epochs=ep) for lr in (3e-5, 1e-4, 3e-4) for ep in (4, 8)]
+        grid = json.loads(a.grid) if a.grid else [dict(learning_rate=lr, epochs=ep) for lr in (3e-5, 1e-4, 3e-4)
+                                                  for ep in (4, 8)]
         out["tune"] = []
-        for lab_name, lab in labs.items():
+        for i, (lab_name, lab) in enumerate(labs.items()):
+            if a.labs and i not in a.labs:
+                continue
             for g in grid:
                 row = run_one(base, lab, 50, 0, dataclasses.replace(cfg, **g), replay, pbc_val)
                 out["tune"].append({"lab": lab_name, **g, **row})
@@ -165,6 +171,8 @@ def main() -> None:
                        for n in a.cells for seed in range(a.seeds)]
         out["summary"] = summarise(out["runs"])
         print(markdown(out))
+        if a.markdown:
+            Path(a.markdown).write_text(markdown(out) + "\n")
     if a.json:
         Path(a.json).write_text(json.dumps(out, indent=1) + "\n")
 

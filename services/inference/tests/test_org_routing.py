@@ -310,3 +310,30 @@ async def test_pin_request_is_a_valid_tf_serving_model_config():
     assert model.name == "hemovision" and model.base_path == "/models/hemovision"
     assert model.model_platform == "tensorflow"
     assert list(model.model_version_policy.specific.versions) == [1, 7, 12]
+
+
+async def test_an_announced_activation_is_preloaded_before_the_first_request(tmp_path, contract_models):
+    import redis.asyncio as aioredis
+
+    from hemovision_contracts import ORGANIZATION_VERSION_CHANNEL, organization_version_event
+    from hemovision_testkit.fixtures import REDIS_SERVER
+
+    async with org_stack(tmp_path, contract_models, {A: 2}, redis_url=f"{REDIS_SERVER}/0") as s:
+        client = aioredis.Redis.from_url(f"{REDIS_SERVER}/0")
+        try:
+            async def announced() -> bool:  # the subscriber may still be connecting: announce until heard
+                await client.publish(ORGANIZATION_VERSION_CHANNEL, organization_version_event(A, 2))
+                await client.publish(ORGANIZATION_VERSION_CHANNEL, b"not json")  # ignored, logged
+                return 2 in s.orgs.hot
+
+            deadline = time.monotonic() + 20
+            while not await announced():
+                assert time.monotonic() < deadline, "the announcement was never acted on"
+                await asyncio.sleep(0.2)
+        finally:
+            await client.aclose()
+        await until(lambda: s.orgs.hot[2].ready)
+        assert (await s.statuses())[2] == "AVAILABLE"
+        # no request of A's has been served yet; its first one is answered by the warm version
+        assert await s.classify(A) == 2
+        assert await s.classify(B) == 1

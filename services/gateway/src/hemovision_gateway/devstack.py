@@ -135,6 +135,10 @@ def build_env(cfg: StackConfig) -> dict[str, str]:
         "HV_TRAINING_AUTH_ADDR": cfg.addr("auth"),
         "HV_TRAINING_HISTORY_ADDR": cfg.addr("history"),
         "HV_TRAINING_MODEL_BASE": str(cfg.models),
+        "HV_TRAINING_WORK_DIR": str(cfg.var / "training"),
+        # PBC replay + the PBC val check of "adapt to our lab": the data set beside the checkout
+        "HV_TRAINING_REPLAY_DATA_DIR": os.environ.get(
+            "HV_TRAINING_REPLAY_DATA_DIR", str((cfg.root.parent / "shared" / "data" / "pbc_128").resolve())),
         # model server + inference
         "HV_MODEL_SERVER_PORT": str(cfg.port("model-server")),
         "HV_MODEL_SERVER_REST_PORT": str(cfg.port("model-server-rest")),

@@ -129,6 +129,18 @@ class OrgRouting:
             return v
         return v if self._start_load(v) is not None else None
 
+    def preload(self, org: str, version: int) -> None:
+        """The training service announced that `version` became the organization's (activation or
+        rollback): load it now, so its next request finds it warm, and make that request re-ask the
+        registry. Routing still follows only the registry's answer for the caller's token."""
+        entry = self.entries.get(org)
+        if entry is not None:
+            entry.checked_at = float("-inf")
+        if entry is None or entry.version != version:
+            log.info("pre-loading an organization's newly activated version",
+                     extra={"organization_id": org, "version": version})
+            self._start_load(version, spare=1 if entry is not None and entry.version is not None else 0)
+
     def hold(self, version: int) -> None:
         self.inflight[version] += 1
 

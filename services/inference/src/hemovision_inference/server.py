@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import hemovision_grpc_server
@@ -26,6 +28,7 @@ class InferenceServer:
     model_server: ModelServerClient
     registry: RegistryClient | None
     verifier: object | None
+    tasks: list[asyncio.Task] = field(default_factory=list)
 
     @property
     def port(self) -> int:
@@ -33,6 +36,10 @@ class InferenceServer:
 
     async def close(self) -> None:
         """Stops the reconciler and closes the channels (after the gRPC server stopped)."""
+        for task in self.tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         await self.router.stop()
         await self.model_server.close()
         if self.registry is not None:
@@ -123,7 +130,47 @@ async def create_server(
 
     running.stop = stop  # type: ignore[method-assign]
     router.start()
-    return InferenceServer(running, router, model_server, registry_client, verifier)
+    server = InferenceServer(running, router, model_server, registry_client, verifier)
+    if router.orgs is not None and settings.redis_url:
+        server.tasks.append(asyncio.create_task(follow_organization_versions(settings.redis_url, router.orgs),
+                                                name="organization-version-events"))
+    return server
+
+
+async def follow_organization_versions(redis_url: str, orgs, *, retry_s: float = 5.0) -> None:
+    """Pre-loads each organization version the training service announces as activated. Best
+    effort: a missed event only means that organization's next request waits for the load."""
+    import redis.asyncio as aioredis
+
+    from hemovision_contracts import ORGANIZATION_VERSION_CHANNEL, parse_organization_version_event
+
+    client = aioredis.Redis.from_url(redis_url)
+    logged = False
+    try:
+        while True:
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(ORGANIZATION_VERSION_CHANNEL)
+                    logged = False
+                    async for message in pubsub.listen():
+                        if message.get("type") != "message":
+                            continue
+                        try:
+                            org, version = parse_organization_version_event(message["data"])
+                        except ValueError as exc:
+                            log.warning("ignored a malformed organization-version event", extra={"error": str(exc)})
+                            continue
+                        orgs.preload(org, version)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Redis down: try again; requests still load on demand
+                if not logged:
+                    log.warning("organization-version events unavailable; versions load on first request",
+                                extra={"error": str(exc)[:300]})
+                    logged = True
+                await asyncio.sleep(retry_s)
+    finally:
+        await client.aclose()
 
 
 async def serve(settings: Settings) -> None:

@@ -233,7 +233,19 @@ class AdaptationService:
         events = await self.training._tx(run)
         await self.training._forward_audit(events, token=actor.token)
         log.info("organization rolled back", extra={"organization_id": org, "details": events[0].details})
+        back_to = events[0].details["to_version"]
+        if isinstance(back_to, int):
+            await self._announce(org, back_to)
         return await self.organization_model(actor, name)
+
+    async def _announce(self, org: str, version: int) -> None:
+        """Inference replicas pre-load the organization's version (best effort)."""
+        from hemovision_contracts import ORGANIZATION_VERSION_CHANNEL, organization_version_event
+
+        try:
+            await self.training.redis.publish(ORGANIZATION_VERSION_CHANNEL, organization_version_event(org, version))
+        except Exception as exc:
+            log.warning("could not announce the organization's version: %s", exc)
 
 
 def _audit_job(conn, *, actor: Actor, action: str, job: repo.Job) -> list[AuditEvent]:

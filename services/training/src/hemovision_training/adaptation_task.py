@@ -16,7 +16,18 @@ from typing import Any
 from hemovision_training import repository as repo
 from hemovision_training.adaptation import ADAPT_TASK_NAME, CELLS_FILE, read_cells, version_spec
 from hemovision_training.registry import Actor, _audit, register_version
-from hemovision_training.tasks import JobStopped, _db, _finish, _Heartbeat, _next_version, _publish, _set_phase, app, settings
+from hemovision_training.tasks import (
+    JobStopped,
+    _announce_organization_version,
+    _db,
+    _finish,
+    _Heartbeat,
+    _next_version,
+    _publish,
+    _set_phase,
+    app,
+    settings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +107,7 @@ def _run(job_id: str) -> None:
     result.training_info.update({"organization_id": org, "job_id": job_id, "created_by": job.created_by,
                                  "parent_version": base_version})
     version = _next_version(name)
-    path = export_adapted(result, model_base=settings.model_base, version=version)
+    path = export_adapted(result, model_base=settings.model_base, organization_id=org, version=version)
     try:
         _publish_version(job, version=version, path=path, base_version=base_version, figures=figures,
                          metrics=result.metrics)
@@ -104,6 +115,7 @@ def _run(job_id: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
         raise
     _publish(job_id, repo.SUCCEEDED)
+    _announce_organization_version(org, version)
 
 
 def _publish_version(job: repo.Job, *, version: int, path: Path, base_version: int, figures: dict[str, Any],

@@ -299,7 +299,7 @@ def register_existing(conn: Connection, *, model_base: str | Path, name: str) ->
             job_id=training.get("job_id") or None,
             actor=actor,
             # an adapted version stays its organization's (registered, never activated here)
-            organization_id=training.get("organization_id") or None,
+            organization_id=meta.get("organization_id") or None,
         )
         existing[version] = row
         added.append(version)

@@ -88,6 +88,21 @@ def _publish(job_id: str, status: str) -> None:
         log.warning("could not publish job change: %s", exc)
 
 
+def _announce_organization_version(organization_id: str, version: int) -> None:
+    """Tells inference replicas to pre-load an organization's newly activated version (best effort)."""
+    from hemovision_contracts import ORGANIZATION_VERSION_CHANNEL, organization_version_event
+
+    global _redis
+    try:
+        if _redis is None:
+            import redis
+
+            _redis = redis.Redis.from_url(settings.redis_url)
+        _redis.publish(ORGANIZATION_VERSION_CHANNEL, organization_version_event(organization_id, version))
+    except Exception as exc:  # inference then loads it on the organization's first request
+        log.warning("could not announce the organization's new version: %s", exc)
+
+
 @worker_process_init.connect
 def _reset_connections(**_: Any) -> None:
     global _engine, _redis

@@ -58,6 +58,8 @@ class AdaptConfig:
     batch_size: int = 32
     learning_rate: float = 1e-4
     weight_decay: float = 0.01
+    replay_ratio: float = 1.0       # PBC replay draws per lab draw
+    train_from_stage: int = 1       # stages before this one (and the stem) stay frozen; the head always trains
     holdout_share: float = 0.3      # of the lab's cells, at least MIN_HOLDOUT
     replay_pool: int = 4000         # PBC train cells the replay draws from
     val_cells: int = 0              # PBC val cells for calibration and the gate (0 = all)
@@ -189,8 +191,7 @@ def gate(current_correct: np.ndarray, new_correct: np.ndarray, *, current_pbc_va
             "pbc_val_accuracy_before": float(current_pbc_val), "pbc_val_accuracy_after": float(new_pbc_val)}
 
 
-def gate_false_accept_rate(holdout: int, accuracy: float, disagreement: float, *, trials: int = 20000,
-                           seed: int = 0) -> float:
+def gate_false_accept_rate(holdout: int, disagreement: float, *, trials: int = 20000, seed: int = 0) -> float:
     """How often the sign-test rule accepts a version exactly as good as the current one, when the
     two disagree on a ``disagreement`` share of cells (simulated)."""
     rng = np.random.default_rng(seed)
@@ -221,12 +222,16 @@ def fine_tune(model, spec: dict[str, Any], lab_x: np.ndarray, lab_y: np.ndarray,
 
     from .data import make_dataset
 
-    for layer in model.layers:  # keep the base's normalisation statistics and affine parameters
+    for layer in model.layers:
+        # keep the base's normalisation statistics and affine parameters, and the early stages
         if isinstance(layer, (keras.layers.BatchNormalization, keras.layers.GroupNormalization)):
+            layer.trainable = False
+        elif layer.weights and _stage(layer.name) < cfg.train_from_stage:
             layer.trainable = False
     tf.keras.utils.set_random_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    steps = math.ceil(2 * cfg.lab_samples / cfg.batch_size)
+    n_replay = int(round(cfg.lab_samples * cfg.replay_ratio))
+    steps = math.ceil((cfg.lab_samples + n_replay) / cfg.batch_size)
     warm = steps  # one epoch of linear warm-up
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=cfg.learning_rate * 0.1, decay_steps=max(1, cfg.epochs * steps - warm),
@@ -242,7 +247,7 @@ def fine_tune(model, spec: dict[str, Any], lab_x: np.ndarray, lab_y: np.ndarray,
             raise AdaptationCancelled()
         li = rng.choice(len(lab_t), cfg.lab_samples, replace=len(lab_t) < cfg.lab_samples) \
             if len(lab_t) >= cfg.lab_samples else np.resize(rng.permutation(len(lab_t)), cfg.lab_samples)
-        ri = rng.choice(len(replay_t), cfg.lab_samples, replace=len(replay_t) < cfg.lab_samples)
+        ri = rng.choice(len(replay_t), n_replay, replace=len(replay_t) < n_replay)
         x = np.concatenate([lab_t[li], replay_t[ri]])
         y = np.concatenate([lab_y[li], replay_y[ri]]).astype(np.int32)
         ds = make_dataset(x, y, batch_size=cfg.batch_size, training=True, augment=True, spec=spec,
@@ -254,6 +259,16 @@ def fine_tune(model, spec: dict[str, Any], lab_x: np.ndarray, lab_y: np.ndarray,
         if progress is not None:
             progress(epoch, cfg.epochs, row)
     return {"epochs": cfg.epochs, "seconds": time.monotonic() - started, "history": history}
+
+
+def _stage(layer_name: str) -> int:
+    """The stage a layer belongs to: 0 for the stem, k for s{k}b*, a large number for the head."""
+    import re
+
+    m = re.match(r"^(?:m\d+_)?(stem|s(\d+)b)", layer_name)
+    if m is None:
+        return 10 ** 6
+    return 0 if m.group(1) == "stem" else int(m.group(2))
 
 
 @dataclass
@@ -321,8 +336,9 @@ def adapt(base_dir: str | Path, lab_images: np.ndarray, lab_labels: np.ndarray, 
                        ood_threshold=ood_threshold(val_logits), gate=decision, metrics=metrics, training_info=info)
 
 
-def export_adapted(result: AdaptResult, *, model_base: str | Path, version: int | None = None) -> Path:
-    """Publish an adapted version under the base's model name (its scope is the registry's business)."""
+def export_adapted(result: AdaptResult, *, model_base: str | Path, organization_id: str,
+                   version: int | None = None) -> Path:
+    """Publish an adapted version under the base's model name, marked with its organization."""
     from .export import export_model
 
     meta = result.meta
@@ -331,7 +347,7 @@ def export_adapted(result: AdaptResult, *, model_base: str | Path, version: int 
                         metrics=result.metrics, training_info=result.training_info,
                         data_hash=meta.get("data_hash", ""), model_base=model_base,
                         model_name=meta["model_name"], version=version,
-                        gradcam_layer=meta.get("gradcam_layer"))
+                        gradcam_layer=meta.get("gradcam_layer"), organization_id=organization_id)
 
 
 def read_cells_csv(path: str | Path, class_names: Sequence[str] = CLASS_NAMES) -> tuple[np.ndarray, np.ndarray]:

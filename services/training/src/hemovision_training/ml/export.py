@@ -210,13 +210,16 @@ def existing_versions(model_dir: Path) -> list[int]:
 def export_model(keras_model, *, spec: dict[str, Any], temperature: float, review_threshold: float,
                  ood_threshold: float, metrics: dict[str, Any], training_info: dict[str, Any], data_hash: str,
                  model_base: str | os.PathLike, model_name: str = "hemovision", version: int | None = None,
-                 replace: bool = False, gradcam_layer: str | None = None, gradcam: str = "auto") -> Path:
+                 replace: bool = False, gradcam_layer: str | None = None, gradcam: str = "auto",
+                 organization_id: str | None = None) -> Path:
     """Export and publish ``<model_base>/<model_name>/<version>`` atomically; returns its path.
 
     The SavedModel is written to ``<model_base>/<model_name>/.tmp-<version>-<uuid>`` (hidden from
     servers, which only load numeric directories), fsynced, then renamed into place.
     ``version`` defaults to max existing + 1. An existing version is an error unless
     ``replace`` (used for the shipped default): the old directory is renamed away first.
+    ``organization_id``: an adapted version's organization, written into hemovision.json so a
+    model server or registry that reads only the files still knows whose version it is.
     """
     import tensorflow as tf
 
@@ -267,6 +270,8 @@ def export_model(keras_model, *, spec: dict[str, Any], temperature: float, revie
             "data_hash": data_hash,
             "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
+        if organization_id:
+            meta["organization_id"] = organization_id
         (extra / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
         _warmup_records(extra / WARMUP_FILE, model_name, input_size)
         _fsync_tree(tmp)

@@ -1,0 +1,87 @@
+""""Adapt to our lab" end to end through REST, on the system as `make up` runs it, with the default
+recipe: a lab uploads another lab's cells (../shared/data/external_dev) and reviews them, adapts,
+its next prediction carries the new version while another organization's does not change, and
+a rollback puts it back on the platform's version."""
+
+from __future__ import annotations
+
+import csv
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+EXTERNAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "external_dev"
+REVIEWED = 60
+
+
+def _register(client) -> dict:
+    email = f"lab-{uuid.uuid4().hex[:8]}@example.org"
+    password = "correct horse battery staple"
+    reply = client.post("/api/v1/auth/register",
+                        json={"email": email, "password": password, "organization": f"Lab {uuid.uuid4().hex[:6]}"})
+    assert reply.status_code == 201, reply.text
+    tokens = client.post("/api/v1/auth/login", json={"email": email, "password": password}).json()
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def _upload(client, headers, path: Path) -> dict:
+    reply = client.post("/api/v1/predictions", headers=headers, files={"file": (path.name, path.read_bytes(), "image/png")})
+    assert reply.status_code == 201, reply.text
+    return reply.json()
+
+
+def _served_version(client, headers, path: Path, want: int, timeout: float = 120) -> int:
+    """Upload until the answer comes from `want` (routing follows the registry within seconds; a
+    cold version is loaded by the first request), returning the last version seen."""
+    end = time.monotonic() + timeout
+    while True:
+        version = _upload(client, headers, path)["model"]["version"]
+        if version == want or time.monotonic() > end:
+            return version
+        time.sleep(1)
+
+
+def test_review_adapt_predict_rollback(client):
+    if not (EXTERNAL / "labels.csv").is_file():
+        pytest.fail(f"external_dev is required at {EXTERNAL}", pytrace=False)
+    rows = list(csv.DictReader(open(EXTERNAL / "labels.csv")))
+    lab, other = _register(client), _register(client)
+    platform = client.get("/api/v1/organization/model", headers=lab).json()
+    assert platform["adapted"] is False
+
+    # too early: fewer than 20 reviewed cells is a clear 409 with the count
+    early = client.post("/api/v1/adaptations", headers=lab, json={})
+    assert early.status_code == 409 and "20 reviewed cells" in early.json()["error"]["message"]
+
+    for r in rows[:REVIEWED]:
+        pid = _upload(client, lab, EXTERNAL / r["path"])["id"]
+        review = client.post(f"/api/v1/predictions/{pid}/review", headers=lab, json={"label": r["label"]})
+        assert review.status_code == 200, review.text
+
+    started = client.post("/api/v1/adaptations", headers=lab, json={})
+    assert started.status_code == 202, started.text
+    adaptation = started.json()
+    assert adaptation["status"] in ("queued", "running")
+    # private: another organization cannot see it
+    assert client.get(f"/api/v1/adaptations/{adaptation['id']}", headers=other).status_code == 404
+
+    end = time.monotonic() + 900
+    while adaptation["status"] in ("queued", "running"):
+        assert time.monotonic() < end, f"adaptation still {adaptation['status']} ({adaptation.get('phase')})"
+        time.sleep(2)
+        adaptation = client.get(f"/api/v1/adaptations/{adaptation['id']}", headers=lab).json()
+    assert adaptation["status"] == "succeeded", adaptation
+    new = adaptation["model_version"]
+    assert new > platform["version"]
+
+    probe = EXTERNAL / rows[-1]["path"]
+    assert _served_version(client, lab, probe, new) == new
+    assert _upload(client, other, probe)["model"]["version"] == platform["version"]
+    mine = client.get("/api/v1/organization/model", headers=lab).json()
+    assert mine["adapted"] is True and mine["version"] == new
+
+    back = client.post("/api/v1/organization/model/rollback", headers=lab)
+    assert back.status_code == 200 and back.json()["version"] == platform["version"]
+    assert _served_version(client, lab, probe, platform["version"]) == platform["version"]
