@@ -117,7 +117,8 @@ def run_one(base: Path, lab: tuple[np.ndarray, np.ndarray], n: int, seed: int, c
     seconds = time.monotonic() - t0
     row = {"cells": n, "seed": seed, "rest": int(len(rest)), "accuracy_before": before,
            "accuracy_after": accuracy(res.model, x[rest], y[rest], spec), "seconds": round(seconds, 1),
-           "gate_accepted": res.gate["accepted"], "gate": res.gate}
+           "gate_accepted": res.gate["accepted"], "gate": res.gate,
+           "mix": res.training_info["fine_tune"]["mix"]["mix"]}
     if test is not None:
         row["pbc_test_before"] = accuracy(base_model, *test, spec)
         row["pbc_test_after"] = accuracy(res.model, *test, spec)
@@ -148,7 +149,7 @@ def main() -> None:
     _, meta = load_version(base)
     spec = meta["preprocessing"]
     cfg = AdaptConfig()
-    replay = pbc_model_images(DATA / "pbc_128", spec, "train", cfg.replay_pool, 0)
+    replay = pbc_model_images(DATA / "pbc_128", spec, "train", cfg.replay_pool + cfg.guard_cells, 0)
     pbc_val = pbc_model_images(DATA / "pbc_128", spec, "val", cfg.val_cells, 0)
     out: dict = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "model": str(base.relative_to(REPO)
                  if base.is_relative_to(REPO) else base), "date": time.strftime("%Y-%m-%d"),

@@ -1,19 +1,37 @@
 """"Adapt to our lab" end to end through REST, on the system as `make up` runs it, with the default
-recipe: a lab uploads another lab's cells (../shared/data/external_dev) and reviews them, adapts,
-its next prediction carries the new version while another organization's does not change, and
-a rollback puts it back on the platform's version."""
+recipe: a lab uploads its cells and reviews them, adapts, its next prediction carries the new
+version while another organization's does not change, and a rollback puts it back on the
+platform's version. The lab is PBC test cells through a camera that swaps red and blue: the
+shipped model is lost on them, so the adaptation passes its gate with a wide margin (stable);
+bench-adapt measures the curve on a real other lab."""
 
 from __future__ import annotations
 
 import csv
+import io
 import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
-EXTERNAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "external_dev"
+PBC = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pbc_128"
 REVIEWED = 60
+
+
+def lab_cells(n: int) -> list[tuple[str, bytes]]:
+    """(label, PNG) of n PBC test cells (seeded), red and blue swapped."""
+    rows = [r for r in csv.DictReader(open(PBC / "splits.csv")) if r["split"] == "test"]
+    out = []
+    for i in np.random.default_rng(7).permutation(len(rows))[:n]:
+        with Image.open(PBC / rows[i]["path"]) as im:
+            swapped = np.asarray(im.convert("RGB"))[..., ::-1]
+        png = io.BytesIO()
+        Image.fromarray(np.ascontiguousarray(swapped)).save(png, format="PNG")
+        out.append((rows[i]["label"], png.getvalue()))
+    return out
 
 
 def _register(client) -> dict:
@@ -26,27 +44,27 @@ def _register(client) -> dict:
     return {"Authorization": f"Bearer {tokens['access_token']}"}
 
 
-def _upload(client, headers, path: Path) -> dict:
-    reply = client.post("/api/v1/predictions", headers=headers, files={"file": (path.name, path.read_bytes(), "image/png")})
+def _upload(client, headers, png: bytes) -> dict:
+    reply = client.post("/api/v1/predictions", headers=headers, files={"file": ("cell.png", png, "image/png")})
     assert reply.status_code == 201, reply.text
     return reply.json()
 
 
-def _served_version(client, headers, path: Path, want: int, timeout: float = 120) -> int:
+def _served_version(client, headers, png: bytes, want: int, timeout: float = 120) -> int:
     """Upload until the answer comes from `want` (routing follows the registry within seconds; a
     cold version is loaded by the first request), returning the last version seen."""
     end = time.monotonic() + timeout
     while True:
-        version = _upload(client, headers, path)["model"]["version"]
+        version = _upload(client, headers, png)["model"]["version"]
         if version == want or time.monotonic() > end:
             return version
         time.sleep(1)
 
 
 def test_review_adapt_predict_rollback(client):
-    if not (EXTERNAL / "labels.csv").is_file():
-        pytest.fail(f"external_dev is required at {EXTERNAL}", pytrace=False)
-    rows = list(csv.DictReader(open(EXTERNAL / "labels.csv")))
+    if not (PBC / "splits.csv").is_file():
+        pytest.fail(f"the PBC data set is required at {PBC}", pytrace=False)
+    cells = lab_cells(REVIEWED + 1)
     lab, other = _register(client), _register(client)
     platform = client.get("/api/v1/organization/model", headers=lab).json()
     assert platform["adapted"] is False
@@ -55,9 +73,9 @@ def test_review_adapt_predict_rollback(client):
     early = client.post("/api/v1/adaptations", headers=lab, json={})
     assert early.status_code == 409 and "20 reviewed cells" in early.json()["error"]["message"]
 
-    for r in rows[:REVIEWED]:
-        pid = _upload(client, lab, EXTERNAL / r["path"])["id"]
-        review = client.post(f"/api/v1/predictions/{pid}/review", headers=lab, json={"label": r["label"]})
+    for label, png in cells[:REVIEWED]:
+        pid = _upload(client, lab, png)["id"]
+        review = client.post(f"/api/v1/predictions/{pid}/review", headers=lab, json={"label": label})
         assert review.status_code == 200, review.text
 
     started = client.post("/api/v1/adaptations", headers=lab, json={})
@@ -76,7 +94,7 @@ def test_review_adapt_predict_rollback(client):
     new = adaptation["model_version"]
     assert new > platform["version"]
 
-    probe = EXTERNAL / rows[-1]["path"]
+    probe = cells[-1][1]
     assert _served_version(client, lab, probe, new) == new
     assert _upload(client, other, probe)["model"]["version"] == platform["version"]
     mine = client.get("/api/v1/organization/model", headers=lab).json()

@@ -212,10 +212,11 @@ async def test_lru_bound_never_evicts_a_version_with_requests_in_flight(tmp_path
         assert await s.classify(A) == 2  # cold again: waits for the load, does not fail
 
 
-async def test_organization_switch_under_concurrent_requests_has_no_failures(tmp_path, contract_models):
+async def test_two_organizations_switch_under_concurrent_requests_with_no_failures(tmp_path, contract_models):
     async with org_stack(tmp_path, contract_models, {A: 2}) as s:
+        publish_version(contract_models[2], s.base, 4)  # B's adapted version
         assert await s.classify(A) == 2
-        records: dict[str, list[tuple[float, float, int]]] = {A: [], B: []}
+        records: dict[str, list[tuple[float, float, int]]] = {A: [], B: [], C: []}
         failures: list[str] = []
         stop = asyncio.Event()
 
@@ -229,13 +230,16 @@ async def test_organization_switch_under_concurrent_requests_has_no_failures(tmp
                 except grpc.aio.AioRpcError as exc:
                     failures.append(f"{org} {exc.code().name}: {exc.details()}")
 
-        workers = [asyncio.create_task(client(org, i)) for i, org in enumerate([A, B] * 4)]
+        workers = [asyncio.create_task(client(org, i)) for i, org in enumerate([A, B, C] * 3)]
         await asyncio.sleep(1.0)
-        s.registry.organizations[A] = 3  # activation of A's new version
-        await until(lambda: s.orgs.entries[A].version == 3)
+        # both organizations activate a new version at once: A 2 -> 3, B platform -> 4
+        s.registry.organizations[A] = 3
+        s.registry.organizations[B] = 4
+        await until(lambda: s.orgs.entries[A].version == 3 and s.orgs.entries[B].version == 4)
         await asyncio.sleep(1.5)
-        del s.registry.organizations[A]  # rollback to the platform's version
-        await until(lambda: s.orgs.entries[A].version is None)
+        del s.registry.organizations[A]  # and both roll back to the platform's version
+        del s.registry.organizations[B]
+        await until(lambda: s.orgs.entries[A].version is None and s.orgs.entries[B].version is None)
         await asyncio.sleep(1.5)
         stop.set()
         await asyncio.gather(*workers)
@@ -244,18 +248,20 @@ async def test_organization_switch_under_concurrent_requests_has_no_failures(tmp
                    for org, rs in records.items()}
         print("\nORG-SWITCH", {"failures": len(failures), "answers_by_version": answers})
         assert not failures, failures[:5]
-        assert {v for _s, _e, v in records[B]} == {1}
-        switches = [(t, to) for t, org, _old, to in s.orgs.switches if org == A]
-        assert [to for _t, to in switches] == [2, 3, None]
-        answered = [v for _s, _e, v in records[A]]
-        assert {2, 3, 1} <= set(answered)
-        # Every answer came from a version A was routed to while that request was under way.
-        def routed_during(started: float, ended: float) -> set[int]:
-            at_start = next((to for ts, to in reversed(switches) if ts <= started), None)
-            return {v or 1 for v in [at_start, *(to for ts, to in switches if started <= ts <= ended)]}
+        assert {v for _s, _e, v in records[C]} == {1}  # an organization without an adapted version
+        expected = {A: ([2, 3, None], {2, 3, 1}), B: ([4, None], {1, 4})}
+        for org, (path, versions) in expected.items():
+            switches = [(t, to) for t, o, _old, to in s.orgs.switches if o == org]
+            assert [to for _t, to in switches] == path
+            assert versions <= {v for _s, _e, v in records[org]}
 
-        for started, ended, v in records[A]:
-            assert v in routed_during(started, ended), (v, routed_during(started, ended))
+            # Every answer came from a version the organization was routed to while it was under way.
+            def routed_during(started: float, ended: float, switches=switches) -> set[int]:
+                at_start = next((to for ts, to in reversed(switches) if ts <= started), None)
+                return {v or 1 for v in [at_start, *(to for ts, to in switches if started <= ts <= ended)]}
+
+            for started, ended, v in records[org]:
+                assert v in routed_during(started, ended), (org, v, routed_during(started, ended))
         # The old versions drained, then were unpinned.
         await until(lambda: s.router.pinned == {1}, 10)
 

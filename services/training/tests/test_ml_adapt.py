@@ -64,3 +64,28 @@ def test_normalise_inverts_model_image():
     tensor = px.preprocess(img, pspec)
     assert (px.model_image(tensor, pspec) == img).all()
     assert np.abs(adapt.normalise(img[None], spec)[0] - tensor).max() < 1e-5
+
+
+def test_interpolation_keeps_the_guard_cells():
+    import keras
+
+    spec = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Flatten(), keras.layers.Dense(8)])
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (200, 4, 4, 3), dtype=np.uint8)
+    labels = adapt.predict_logits(model, adapt.normalise(images, spec)).argmax(1)  # the base is always right
+    base = model.get_weights()
+    tuned = [w + rng.normal(0, 0.5, w.shape).astype(w.dtype) for w in base]  # a fine-tune that forgot
+    model.set_weights(tuned)
+    cfg = adapt.AdaptConfig(max_guard_drop=0.02)
+    chosen = adapt.interpolate(model, base, (images, labels), spec, cfg)
+    a = chosen["mix"]
+    assert a in (0.0, *cfg.mixes) and a < 1.0 and chosen["guard_accuracy_base"] == 1.0
+    for got, b, t in zip(model.get_weights(), base, tuned):
+        assert np.allclose(got, b + a * (t - b), atol=1e-6)
+    kept = (adapt.predict_logits(model, adapt.normalise(images, spec)).argmax(1) == labels).mean()
+    assert kept >= 1.0 - cfg.max_guard_drop
+    # a fine-tune that forgot nothing is kept whole
+    model.set_weights(base)
+    assert adapt.interpolate(model, base, (images, labels), spec, cfg)["mix"] == 1.0

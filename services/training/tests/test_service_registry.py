@@ -49,7 +49,8 @@ def engine(postgres_url):
 @pytest.fixture
 def clean(engine):
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE training.model_versions, training.audit_log, training.training_jobs"))
+        conn.execute(text("TRUNCATE training.model_versions, training.audit_log, training.training_jobs, "
+                          "training.adaptation_inputs"))
     return engine
 
 

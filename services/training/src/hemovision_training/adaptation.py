@@ -3,10 +3,10 @@
 An adaptation is a training job of kind ``adaptation`` (same table, lifecycle, heartbeat, reaper
 and cancellation as a training job) scoped to one organization. At start the organization's
 reviewed cells are read from history *acting as the caller* (ExportReviewedDataset: the stored
-model images and their labels) and kept with the job, so the worker needs no credentials and
-the job trains on a fixed snapshot. The worker (adaptation_task.py) fine-tunes the platform's
-active version on them (ml/adapt.py), and if the gate accepts, registers the result as the
-organization's active version — one transaction.
+model images and their labels) and kept with the job in the database, so the worker needs no
+credentials and no disk shared with the service, and the job trains on a fixed snapshot. The
+worker (adaptation_task.py) fine-tunes the platform's active version on them (ml/adapt.py) and,
+if the gate accepts, registers the result as the organization's active version in one transaction.
 
 Privacy: every read here is filtered by the caller's organization; another organization's
 adaptation is NOT_FOUND, exactly like one that does not exist.
@@ -20,7 +20,6 @@ import csv
 import io
 import json
 import logging
-import os
 import uuid
 import zipfile
 from collections.abc import Callable
@@ -38,7 +37,6 @@ from hemovision_training.service import TrainingService
 log = logging.getLogger(__name__)
 
 ADAPT_TASK_NAME = "hemovision_training.run_adaptation"
-CELLS_FILE = "cells.zip"
 
 
 class NotEnoughCells(Exception):
@@ -118,9 +116,6 @@ class AdaptationService:
             return self._specs[key]
         return spec
 
-    def job_dir(self, job_id: str) -> Path:
-        return Path(self.settings.work_dir) / "adaptations" / job_id
-
     async def start(self, actor: Actor, model_name: str) -> repo.Job:
         from hemovision_training.errors import AdaptationRefused
         from hemovision_training.ml.adapt import MIN_CELLS, AdaptConfig
@@ -159,16 +154,19 @@ class AdaptationService:
         cfg = AdaptConfig(**{k: v for k, v in self.settings.adapt_overrides.items()
                              if k in AdaptConfig.__dataclass_fields__})
         job_id = str(uuid.uuid4())
-        folder = self.job_dir(job_id)
-        await asyncio.to_thread(_write_atomic, folder / CELLS_FILE, data)
         config = {"model_name": name, "base_version": base.version,
                   "previous_version": current.version if current else 0,
                   "cells": int(len(cells.labels)), "cells_other_spec": cells.other_spec,
                   "class_counts": {CLASS_NAMES[c]: int((cells.labels == c).sum()) for c in np.unique(cells.labels)},
                   "recipe": dataclasses.asdict(cfg)}
-        job = await self.training._tx(repo.insert_job, job_id=job_id, config=config, model_name=name,
-                                      total_epochs=cfg.epochs, created_by=actor.user_id, kind=repo.ADAPTATION,
-                                      organization_id=org)
+        def insert(conn) -> repo.Job:  # the job and its cells in one transaction
+            repo.delete_ended_adaptation_cells(conn)
+            job = repo.insert_job(conn, job_id=job_id, config=config, model_name=name, total_epochs=cfg.epochs,
+                                  created_by=actor.user_id, kind=repo.ADAPTATION, organization_id=org)
+            repo.save_adaptation_cells(conn, job_id=job_id, cells_zip=data)
+            return job
+
+        job = await self.training._tx(insert)
         await self.training.enqueue_job(job_id, task_name=ADAPT_TASK_NAME)
         events = await self.training._tx(_audit_job, actor=actor, action="model.adaptation.start", job=job)
         await self.training._forward_audit(events, token=actor.token)
@@ -255,13 +253,3 @@ def _audit_job(conn, *, actor: Actor, action: str, job: repo.Job) -> list[AuditE
     audit_id = insert_audit(conn, user_id=actor.user_id, organization_id=actor.organization_id, role=actor.role,
                             action=action, target_type="adaptation", target_id=job.id, details=details)
     return [AuditEvent(id=audit_id, action=action, target_type="adaptation", target_id=job.id, details=details)]
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hemovision_training import repository as repo
-from hemovision_training.adaptation import ADAPT_TASK_NAME, CELLS_FILE, read_cells, version_spec
+from hemovision_training.adaptation import ADAPT_TASK_NAME, read_cells, version_spec
 from hemovision_training.registry import Actor, _audit, register_version
 from hemovision_training.tasks import (
     JobStopped,
@@ -54,6 +54,11 @@ def run_adaptation(self, job_id: str) -> None:
         _finish(job_id, repo.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000])
     finally:
         heartbeat.stopped.set()
+        try:  # the organization's cells live in history, not here
+            with _db().begin() as conn:
+                repo.delete_ended_adaptation_cells(conn)
+        except Exception as exc:
+            log.warning("could not drop ended adaptations' cells: %s", exc)
 
 
 def _run(job_id: str) -> None:
@@ -70,7 +75,10 @@ def _run(job_id: str) -> None:
     if spec is None:
         raise RuntimeError(f"base version {base_version} is not readable under {model_dir}")
     _set_phase(job_id, "reading cells")
-    data = (Path(settings.work_dir) / "adaptations" / job_id / CELLS_FILE).read_bytes()
+    with _db().begin() as conn:
+        data = repo.adaptation_cells(conn, job_id=job_id)
+    if data is None:
+        raise RuntimeError("the adaptation's cell snapshot is missing")
     cells = read_cells(data, model_name=name, spec=spec, spec_of=lambda v: version_spec(settings.model_base, name, v),
                        class_names=list(CLASS_NAMES))
     with _db().begin() as conn:

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, insert, select, update
 
-from hemovision_training.tables import audit_log, model_versions, training_jobs
+from hemovision_training.tables import adaptation_inputs, audit_log, model_versions, training_jobs
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 REJECTED = "rejected"  # an adaptation the gate refused
@@ -219,6 +219,22 @@ def reap_lost_jobs(conn: Connection, *, timeout_s: float) -> list[str]:
         .returning(training_jobs.c.id)
     ).all()
     return [r.id for r in rows]
+
+
+def save_adaptation_cells(conn: Connection, *, job_id: str, cells_zip: bytes) -> None:
+    conn.execute(insert(adaptation_inputs).values(job_id=job_id, cells_zip=cells_zip))
+
+
+def adaptation_cells(conn: Connection, *, job_id: str) -> bytes | None:
+    return conn.execute(select(adaptation_inputs.c.cells_zip).where(adaptation_inputs.c.job_id == job_id)
+                        ).scalar_one_or_none()
+
+
+def delete_ended_adaptation_cells(conn: Connection) -> int:
+    """Drops the cell snapshots of every ended adaptation (the worker drops its own at the end;
+    this catches a worker that died)."""
+    ended = select(training_jobs.c.id).where(training_jobs.c.status.in_(sorted(TERMINAL)))
+    return conn.execute(adaptation_inputs.delete().where(adaptation_inputs.c.job_id.in_(ended))).rowcount
 
 
 # ----------------------------------------------------------------------------- registry

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    ForeignKey,
+    LargeBinary,
     Boolean,
     Column,
     DateTime,
@@ -89,6 +91,17 @@ training_jobs = Table(
     Index("ix_training_jobs_org_created", "organization_id", "created_at",
           postgresql_where=text("organization_id IS NOT NULL")),
     Index("ix_training_jobs_running_heartbeat", "heartbeat_at", postgresql_where=text("status = 'running'")),
+)
+
+# The reviewed cells one adaptation trains on (history's export ZIP, read at start with the
+# caller's token), kept in the database so the service and the worker need no shared disk;
+# deleted when the job ends: an organization's cells live in history, not here.
+adaptation_inputs = Table(
+    "adaptation_inputs",
+    metadata,
+    Column("job_id", UUID(as_uuid=False), ForeignKey(f"{SCHEMA}.training_jobs.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("cells_zip", LargeBinary, nullable=False),
 )
 
 # Every activation / force / rollback is written here in the same transaction as the

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects.postgresql import UUID
 
 revision = "0002"
 down_revision = "0001"
@@ -32,9 +33,17 @@ def upgrade() -> None:
     op.add_column("training_jobs", sa.Column("organization_id", sa.String(64), nullable=True), schema=S)
     op.create_index("ix_training_jobs_org_created", "training_jobs", ["organization_id", "created_at"], schema=S,
                     postgresql_where=sa.text("organization_id IS NOT NULL"))
+    op.create_table(
+        "adaptation_inputs",
+        sa.Column("job_id", UUID(as_uuid=False), sa.ForeignKey(f"{S}.training_jobs.id", ondelete="CASCADE"),
+                  primary_key=True),
+        sa.Column("cells_zip", sa.LargeBinary, nullable=False),
+        schema=S,
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("adaptation_inputs", schema=S)
     op.drop_index("ix_training_jobs_org_created", table_name="training_jobs", schema=S)
     op.drop_column("training_jobs", "organization_id", schema=S)
     op.drop_column("training_jobs", "kind", schema=S)
