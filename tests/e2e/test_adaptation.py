@@ -61,6 +61,7 @@ def _served_version(client, headers, png: bytes, want: int, timeout: float = 120
         time.sleep(1)
 
 
+@pytest.mark.timeout(1200)  # a real fine-tune (~3 min alone) on 2 cores beside the whole running system
 def test_review_adapt_predict_rollback(client):
     if not (PBC / "splits.csv").is_file():
         pytest.fail(f"the PBC data set is required at {PBC}", pytrace=False)

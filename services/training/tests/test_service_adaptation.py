@@ -210,6 +210,7 @@ async def test_start_needs_20_usable_cells_and_the_right_role(env, tokens):
     assert list(listed.adaptations) == []
 
 
+@pytest.mark.timeout(900)  # the real fine-tune: ~3 min on 2 cores
 async def test_adapt_activate_private_rollback(env, tokens, worker):
     stub, source, engine = env
     admin_a, user_b = md(tokens, "org_admin", "org-a"), md(tokens, "org_admin", "org-b")
