@@ -292,3 +292,20 @@ async def test_platform_activation_marks_adapted_versions_stale(env, tokens):
     mine = await stub.GetOrganizationModel(S.GetOrganizationModelRequest(), metadata=md(tokens, "lab_user", "org-a"),
                                            timeout=T)
     assert (mine.version, mine.stale) == (2, False)
+
+
+async def test_a_rejected_adaptation_is_stored_and_shown(env, tokens):
+    stub, _, engine = env
+    job_id = "55555555-5555-5555-5555-555555555555"
+    figures = {"holdout_cells": 19, "holdout_accuracy_before": 0.21, "holdout_accuracy_after": 0.42,
+               "pbc_val_accuracy_before": 0.988, "pbc_val_accuracy_after": 0.985,
+               "gate_reasons": ["not better on the held-back cells: 8/19 correct vs 4/19 (sign test p = 0.062 > 0.05)"]}
+    with engine.begin() as conn:
+        repo.insert_job(conn, job_id=job_id, config={"cells": 60, "base_version": 1}, model_name=NAME,
+                        total_epochs=4, created_by="u", kind=repo.ADAPTATION, organization_id="org-r")
+        assert repo.mark_job_running(conn, job_id=job_id)
+        assert repo.finish_job(conn, job_id=job_id, status=repo.REJECTED, extra_metrics=figures, phase="rejected")
+    shown = await stub.GetAdaptation(S.GetAdaptationRequest(id=job_id), metadata=md(tokens, "lab_user", "org-r"),
+                                     timeout=T)
+    assert shown.status == S.ADAPTATION_STATUS_REJECTED and shown.holdout_cells == 19
+    assert list(shown.gate_reasons) == figures["gate_reasons"] and shown.model_version == 0

@@ -30,6 +30,11 @@ def upgrade() -> None:
                     postgresql_where=sa.text("status = 'active'"))
     op.add_column("training_jobs", sa.Column("kind", sa.String(16), nullable=False, server_default="training"),
                   schema=S)
+    # an adaptation the gate refused ends "rejected"
+    op.drop_constraint("ck_training_jobs_status", "training_jobs", schema=S, type_="check")
+    op.create_check_constraint("ck_training_jobs_status", "training_jobs",
+                               "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled', 'rejected')",
+                               schema=S)
     op.add_column("training_jobs", sa.Column("organization_id", sa.String(64), nullable=True), schema=S)
     op.create_index("ix_training_jobs_org_created", "training_jobs", ["organization_id", "created_at"], schema=S,
                     postgresql_where=sa.text("organization_id IS NOT NULL"))
@@ -47,6 +52,10 @@ def downgrade() -> None:
     op.drop_index("ix_training_jobs_org_created", table_name="training_jobs", schema=S)
     op.drop_column("training_jobs", "organization_id", schema=S)
     op.drop_column("training_jobs", "kind", schema=S)
+    op.execute(f"UPDATE \"{S}\".training_jobs SET status = 'failed' WHERE status = 'rejected'")
+    op.drop_constraint("ck_training_jobs_status", "training_jobs", schema=S, type_="check")
+    op.create_check_constraint("ck_training_jobs_status", "training_jobs",
+                               "status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')", schema=S)
     op.drop_index("uq_model_versions_one_active_per_scope", table_name="model_versions", schema=S)
     op.execute(f'DELETE FROM "{S}".model_versions WHERE organization_id IS NOT NULL')
     op.create_index("uq_model_versions_one_active", "model_versions", ["name"], unique=True, schema=S,
