@@ -214,9 +214,9 @@ async def test_start_needs_20_usable_cells_and_the_right_role(env, tokens):
 async def test_adapt_activate_private_rollback(env, tokens, worker):
     stub, source, engine = env
     admin_a, user_b = md(tokens, "org_admin", "org-a"), md(tokens, "org_admin", "org-b")
-    source.by_org["org-a"] = lab_zip(70, seed=1)
+    source.by_org["org-a"] = lab_zip(150, seed=1)  # 45 held back: the gate sees the gain clearly
     started = await stub.StartAdaptation(S.StartAdaptationRequest(), metadata=admin_a, timeout=60)
-    assert started.status == S.ADAPTATION_STATUS_QUEUED and started.cells == 70 and started.base_version == 1
+    assert started.status == S.ADAPTATION_STATUS_QUEUED and started.cells == 150 and started.base_version == 1
     # a second one for the same organization waits for the first
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.StartAdaptation(S.StartAdaptationRequest(), metadata=admin_a, timeout=60)
