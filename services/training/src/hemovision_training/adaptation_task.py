@@ -20,12 +20,11 @@ from hemovision_training.tasks import (
     JobStopped,
     _announce_organization_version,
     _db,
-    _finish,
-    _Heartbeat,
     _next_version,
     _publish,
     _set_phase,
     app,
+    run_job,
     settings,
 )
 
@@ -36,29 +35,15 @@ log = logging.getLogger(__name__)
 def run_adaptation(self, job_id: str) -> None:
     from hemovision_training.ml.adapt import AdaptationCancelled
 
-    with _db().begin() as conn:
-        started = repo.mark_job_running(conn, job_id=job_id)
-    if not started:
-        log.info("adaptation %s is not queued (cancelled, or a redelivered message): skipping", job_id)
-        return
-    _publish(job_id, repo.RUNNING)
-    heartbeat = _Heartbeat(job_id, settings.heartbeat_interval_s)
-    heartbeat.start()
-    try:
-        _run(job_id)
-    except (JobStopped, AdaptationCancelled):
-        log.info("adaptation %s stopped: no longer running", job_id)
-        _publish(job_id, "stopped")
+    run_job(job_id, "adaptation", _run, stopped=(AdaptationCancelled,), after=_drop_ended_cells)
+
+
+def _drop_ended_cells() -> None:
+    try:  # the organization's cells live in history, not here
+        with _db().begin() as conn:
+            repo.delete_ended_adaptation_cells(conn)
     except Exception as exc:
-        log.exception("adaptation %s failed", job_id)
-        _finish(job_id, repo.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000])
-    finally:
-        heartbeat.stopped.set()
-        try:  # the organization's cells live in history, not here
-            with _db().begin() as conn:
-                repo.delete_ended_adaptation_cells(conn)
-        except Exception as exc:
-            log.warning("could not drop ended adaptations' cells: %s", exc)
+        log.warning("could not drop ended adaptations' cells: %s", exc)
 
 
 def _run(job_id: str) -> None:

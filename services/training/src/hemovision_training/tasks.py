@@ -149,32 +149,44 @@ def _next_version(name: str) -> int:
     return max(registered, on_disk) + 1
 
 
-@app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)
-def run_training_job(self, job_id: str) -> None:
+def run_job(job_id: str, what: str, body, *, stopped: tuple = (), describe=None, after=None) -> None:
+    """The lifecycle every job task shares: start only a queued job, heartbeat while ``body(job_id)``
+    runs, a stop (cancelled or reaped) ends quietly, any other error fails the job with
+    ``describe(exc)`` (default: its type and message); ``after()`` runs last, whatever happened."""
     with _db().begin() as conn:
         started = repo.mark_job_running(conn, job_id=job_id)
     if not started:
-        log.info("training job %s is not queued (cancelled, or a redelivered message): skipping", job_id)
+        log.info("%s %s is not queued (cancelled, or a redelivered message): skipping", what, job_id)
         return
     _publish(job_id, repo.RUNNING)
     heartbeat = _Heartbeat(job_id, settings.heartbeat_interval_s)
     heartbeat.start()
     try:
-        _run(job_id)
-    except JobStopped:
-        log.info("training job %s stopped: no longer running", job_id)
+        body(job_id)
+    except (JobStopped, *stopped):
+        log.info("%s %s stopped: no longer running", what, job_id)
         _publish(job_id, "stopped")
     except Exception as exc:
-        from hemovision_training.ml.data import DatasetError
-
-        if isinstance(exc, DatasetError):
-            error = f"invalid data set: {exc}"
-        else:
-            log.exception("training job %s failed", job_id)
+        error = describe(exc) if describe is not None else None
+        if error is None:
+            log.exception("%s %s failed", what, job_id)
             error = f"{type(exc).__name__}: {exc}"
         _finish(job_id, repo.FAILED, error=error[:2000])
     finally:
         heartbeat.stopped.set()
+        if after is not None:
+            after()
+
+
+def _dataset_error(exc: Exception) -> str | None:
+    from hemovision_training.ml.data import DatasetError
+
+    return f"invalid data set: {exc}" if isinstance(exc, DatasetError) else None
+
+
+@app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)
+def run_training_job(self, job_id: str) -> None:
+    run_job(job_id, "training job", _run, describe=_dataset_error)
 
 
 def _run(job_id: str) -> None:
