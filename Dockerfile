@@ -4,7 +4,7 @@
 #   python -m hemovision_<svc> serve            gateway, auth, preprocess, inference, history, reports, training
 #   python -m hemovision_<svc> migrate          auth, history, training (one-off)
 #   python -m hemovision_training register-existing
-#   celery -A hemovision_gateway.worker worker -Q batches
+#   celery -A hemovision_gateway.batches.worker worker -Q batches
 #   python -m hemovision_training worker
 # Build:  docker build -t hemovision:0.1.0 .
 # See docs/deployment.md.
@@ -53,7 +53,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
 
 # 3. fail the build, not the deployment, when a process cannot import
 RUN /opt/venv/bin/python -c "import hemovision_pixels, hemovision_gateway, hemovision_auth, \
-hemovision_preprocess, hemovision_inference, hemovision_history, hemovision_reports, hemovision_training"
+hemovision_preprocess, hemovision_inference, hemovision_model_server, hemovision_history, hemovision_reports, hemovision_training"
 
 # --- runtime: slim, no compilers, non-root -------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

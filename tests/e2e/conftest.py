@@ -68,7 +68,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
     log = var_dir / "devstack.out"
     smtp_port = _free_port()
     cmd = [
-        sys.executable, "-m", "hemovision_gateway.cli", "up",
+        sys.executable, "-m", "hemovision_devstack", "up",
         "--port-offset", str(PORT_OFFSET), "--database-url", database_url,
         "--redis-url", f"{REDIS}/12", "--var-dir", str(var_dir), "--model-base", str(model_base),
     ]

@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from pypdf import PdfReader
 
-from hemovision_gateway.devstack import BASE_PORTS, GRPC_SERVICE_NAMES
+from hemovision_contracts.topology import SERVERS
 
 CLASSES = {"basophil", "eosinophil", "erythroblast", "immature_granulocyte", "lymphocyte", "monocyte",
            "neutrophil", "platelet"}
@@ -114,8 +114,8 @@ def test_logout_revokes(client):
 
 
 async def test_every_grpc_service_is_healthy_and_reflects(system):
-    for name, service in GRPC_SERVICE_NAMES.items():
-        addr = f"127.0.0.1:{BASE_PORTS[name] + system.port_offset}"
+    for name, service in ((s.name, s.health_service) for s in SERVERS.values() if s.health_service):
+        addr = f"127.0.0.1:{SERVERS[name].port + system.port_offset}"
         async with grpc.aio.insecure_channel(addr) as channel:
             reply = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=5)

@@ -132,7 +132,7 @@ class Client:
 
     def platform_admin(self) -> str:
         addr = f"root-{uuid.uuid4().hex[:8]}@hemovision.example"
-        outcome, _ = self.server.service.create_admin_sync(email=addr, password=PASSWORD)
+        outcome, _ = self.server.service.users.create_admin_sync(email=addr, password=PASSWORD)
         assert outcome == "created"
         return addr
 

@@ -117,12 +117,16 @@ async def test_list_users_pagination_and_scope(auth):
         if not cursor:
             break
     assert seen == [admin.id, *(i[2].id for i in invited)]
-    err = await rpc_error(
-        auth.stub.ListUsers(
-            auth_pb2.ListUsersRequest(page=common_pb2.PageRequest(limit=500)), metadata=md(admin_pair.access_token), timeout=5
-        )
+    # the contracts' limit rule: above 200 is lowered to 200, negative or a foreign cursor is refused
+    big = await auth.stub.ListUsers(
+        auth_pb2.ListUsersRequest(page=common_pb2.PageRequest(limit=500)), metadata=md(admin_pair.access_token), timeout=5
     )
-    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert [u.id for u in big.users] == seen and big.next_cursor == ""
+    for bad in (common_pb2.PageRequest(limit=-1), common_pb2.PageRequest(cursor="garbage!")):
+        err = await rpc_error(
+            auth.stub.ListUsers(auth_pb2.ListUsersRequest(page=bad), metadata=md(admin_pair.access_token), timeout=5)
+        )
+        assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
 
     orgs = await auth.stub.ListOrganizations(auth_pb2.ListOrganizationsRequest(), metadata=md(admin_pair.access_token), timeout=5)
     assert [(o.id, o.user_count) for o in orgs.organizations] == [(admin.organization_id, 4)]

@@ -10,8 +10,9 @@ import uuid
 import grpc
 
 from hemovision.training.v1 import training_pb2
+from hemovision_contracts import ADAPTATION_ROLES
 
-ADAPT_ROLES = ("org_admin", "ml_engineer", "platform_admin")
+ADAPT_ROLES = ADAPTATION_ROLES  # as the training service; a test narrows it to play a stricter service
 MIN_REVIEWED = 20
 EPOCHS = 3
 OPEN = (training_pb2.ADAPTATION_STATUS_QUEUED, training_pb2.ADAPTATION_STATUS_RUNNING)

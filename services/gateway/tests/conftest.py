@@ -32,7 +32,7 @@ async def peers(world):
 def settings(peers, redis_url, tmp_path) -> Settings:
     addr, _ = peers
     return Settings(
-        auth_addr=addr, preprocess_addr=addr, inference_addr=addr, history_addr=addr, reports_addr=addr,
+        auth_addr=addr, inference_addr=addr, history_addr=addr, reports_addr=addr,
         training_addr=addr, redis_url=redis_url, upload_dir=str(tmp_path / "uploads"), batch_inline=True,
         service_secret=SERVICE_SECRET, rate_limit_requests=10_000, rate_limit_auth_requests=10_000,
     )

@@ -52,7 +52,6 @@ class World:
     explain_delay: float = 0.0
     explain_calls: list[tuple[str, int]] = field(default_factory=list)  # (caller's user id, images) per Explain
     record_group_sizes: list[int] = field(default_factory=list)  # items per RecordPredictions
-    preprocess_group_sizes: list[int] = field(default_factory=list)  # items per PreprocessBatch
     adaptations: dict[str, training_pb2.Adaptation] = field(default_factory=dict)
     org_versions: dict[str, list[int]] = field(default_factory=dict)  # organization -> its adapted versions
     stale_orgs: set[str] = field(default_factory=set)
@@ -265,24 +264,23 @@ class FakePreprocess(preprocess_pb2_grpc.PreprocessServiceServicer):
 
     async def Preprocess(self, request, context):
         await caller(self.w, context)
-        outcome = self._prepare(request)
+        outcome = self.prepare(request)
         if isinstance(outcome, preprocess_pb2.PreprocessError):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"[{outcome.reason}] {outcome.message}")
         return outcome
 
     async def PreprocessBatch(self, request, context):
         await caller(self.w, context)
-        self.w.preprocess_group_sizes.append(len(request.items))
         response = preprocess_pb2.PreprocessBatchResponse()
         for i, item in enumerate(request.items):
-            outcome = self._prepare(item)
+            outcome = self.prepare(item)
             if isinstance(outcome, preprocess_pb2.PreprocessError):
                 response.results.add(index=i, error=outcome)
             else:
                 response.results.add(index=i, result=outcome)
         return response
 
-    def _prepare(self, request):
+    def prepare(self, request):
         data = request.image
         dims = _png_dims(data)
         if dims and dims[0] * dims[1] > 40_000_000:
@@ -341,6 +339,49 @@ class FakeInference(inference_pb2_grpc.InferenceServiceServicer):
                 heatmap=common_pb2.Tensor(shape=[8, 8], dtype=common_pb2.DTYPE_FLOAT32, data=heat.tobytes()))
                 for image in images],
             model=common_pb2.ModelRef(name="hemovision", version=1), model_ms=3.0)
+
+
+    async def AnalyzeImages(self, request, context):
+        """Like the real service: preprocess each image (the fake's rules), explain the accepted ones."""
+        who = await caller(self.w, context)
+        if self.w.inference_down:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "model server unavailable")
+        if self.w.explain_delay:
+            import asyncio
+
+            await asyncio.sleep(self.w.explain_delay)
+        info = await self.GetActiveModel(inference_pb2.GetActiveModelRequest(), context)
+        prepared = [FakePreprocess(self.w).prepare(preprocess_pb2.PreprocessRequest(
+            image=data, spec=info.preprocessing, want_model_image=request.want_model_image)) for data in request.images]
+        accepted = [p for p in prepared if not isinstance(p, preprocess_pb2.PreprocessError)]
+        if accepted:
+            self.w.explain_calls.append((who.user_id, len(accepted)))
+        probs = {c: 0.01 for c in CLASSES}
+        probs["neutrophil"] = 0.93
+        response = inference_pb2.AnalyzeImagesResponse(model=info, model_ms=3.0, preprocess_ms=1.5)
+        for p in prepared:
+            if isinstance(p, preprocess_pb2.PreprocessError):
+                response.results.add(error=p)
+                continue
+            image = np.frombuffer(p.tensor.data, dtype="<f4")
+            # ood_score = the image's mean pixel: lets tests tell whose answer is whose in a shared call
+            response.results.add(result=inference_pb2.AnalyzedImage(
+                classification=inference_pb2.Classification(
+                    label="neutrophil", confidence=0.93, probabilities=probs, needs_review=False,
+                    ood_score=float(image.mean())),
+                heatmap_png=HEATMAP_PNG if request.want_heatmap else b"", model_image_png=p.model_image_png,
+                sha256=p.sha256, needs_review=bool(p.review_reasons), review_reasons=list(p.review_reasons),
+                decode_ms=p.decode_ms, pixels_ms=p.pixels_ms))
+        return response
+
+
+def _heatmap_png() -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(np.linspace(0, 255, 64, dtype=np.uint8).reshape(8, 8), "L").save(out, format="PNG")
+    return out.getvalue()
+
+
+HEATMAP_PNG = _heatmap_png()
 
 
 class FakeHistory(history_pb2_grpc.HistoryServiceServicer):
@@ -415,6 +456,9 @@ class FakeHistory(history_pb2_grpc.HistoryServiceServicer):
         pred = self._get(p, request.id)
         if pred is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, "prediction not found")
+        classes = list(pred.probabilities) or CLASSES  # like history: the classifying version's classes
+        if request.label not in classes:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"label must be one of {', '.join(classes)}")
         pred.reviewed_label = request.label
         pred.reviewed_by = p.user_id
         pred.review_comment = request.comment

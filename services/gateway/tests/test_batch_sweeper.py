@@ -11,9 +11,9 @@ import time
 import pytest
 import redis
 
-from hemovision_gateway.batch_processing import ItemTask
-from hemovision_gateway.batch_sweeper import TASKS_FILE, items_in_broker, sweep, sweep_once_locked, write_tasks
-from hemovision_gateway.worker import QUEUE, enqueue, make_celery
+from hemovision_gateway.batches.processing import ItemTask
+from hemovision_gateway.batches.sweeper import TASKS_FILE, items_in_broker, sweep, sweep_once_locked, write_tasks
+from hemovision_gateway.batches.worker import QUEUE, enqueue, make_celery
 
 
 @pytest.fixture

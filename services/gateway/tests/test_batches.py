@@ -9,9 +9,8 @@ from pathlib import Path
 
 from gateway_fakes import auth, jpeg_bytes, png_bytes
 
-from hemovision_gateway import batch_storage
-from hemovision_gateway.batch_processing import ItemTask, OnBehalfOfTokens, process_item
-from hemovision_gateway.pipeline import ActiveModelCache
+from hemovision_gateway.batches import storage as batch_storage
+from hemovision_gateway.batches.processing import ItemTask, OnBehalfOfTokens, process_item
 from hemovision_gateway.settings import Settings
 
 
@@ -148,9 +147,9 @@ async def test_redelivered_item_is_recorded_once(client, world, settings, app):
     ctx = app.state.ctx
     task = ItemTask(batch_id=bid, index=0, organization_id=u.organization_id, user_id=u.id, filename="a.png",
                     path=str(path))
-    outcome = await process_item(ctx.clients, settings, ActiveModelCache(2), OnBehalfOfTokens(), ctx.redis, task)
+    outcome = await process_item(ctx.clients, settings, OnBehalfOfTokens(), ctx.redis, task)
     assert outcome == "succeeded"
     assert len([p for p in world.predictions.values() if p.batch_id == bid]) == 1
     assert len([k for k in world.items if k[0] == bid]) == 1
     # And once the file is gone the redelivery is a no-op.
-    assert await process_item(ctx.clients, settings, ActiveModelCache(2), OnBehalfOfTokens(), ctx.redis, task) == "already_done"
+    assert await process_item(ctx.clients, settings, OnBehalfOfTokens(), ctx.redis, task) == "already_done"

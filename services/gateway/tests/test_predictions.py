@@ -180,3 +180,10 @@ async def test_review_delete_export_stats(client, world):
     assert ds.status_code == 200 and ds.content.startswith(b"PK")
     assert (await client.delete(f"/api/v1/predictions/{pid}", headers=auth(token))).status_code == 204
     assert (await client.get(f"/api/v1/predictions/{pid}", headers=auth(token))).status_code == 404
+
+
+def test_every_rejection_reason_has_an_http_status():
+    from hemovision_contracts.image_formats import REJECTION_REASONS
+    from hemovision_gateway.errors import PREPROCESS_REASON_TO_HTTP
+
+    assert set(PREPROCESS_REASON_TO_HTTP) == set(REJECTION_REASONS)

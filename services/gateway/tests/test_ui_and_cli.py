@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import socket
 import threading
@@ -37,6 +38,15 @@ async def test_ui_pages_and_assets(client):
             assert (await client.get(asset)).status_code == 200
         assert "cdn.jsdelivr" not in doc.text and "fonts.googleapis" not in doc.text
     assert "/api/v1/predictions" in (await client.get("/openapi.json")).json()["paths"]
+
+
+async def test_ui_class_filter_comes_from_the_label_set(client):
+    from hemovision_contracts import CLASS_NAMES
+
+    html = (await client.get("/")).text
+    assert '<script src="/ui/classes.js"' in html
+    script = (await client.get("/ui/classes.js")).text
+    assert script == f"window.HV_CLASS_NAMES = {json.dumps(list(CLASS_NAMES))};\n"
 
 
 def test_static_files_listed():

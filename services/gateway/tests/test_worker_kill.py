@@ -29,7 +29,7 @@ def start_worker(addr: str, redis_url: str, upload_dir: str, log) -> subprocess.
         "HV_GATEWAY_UPLOAD_DIR": upload_dir, "HV_GATEWAY_BATCH_VISIBILITY_TIMEOUT_S": "3",
     })
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "hemovision_gateway.worker", "worker", "-Q", "batches",
+        [sys.executable, "-m", "celery", "-A", "hemovision_gateway.batches.worker", "worker", "-Q", "batches",
          "--pool", "solo", "--concurrency", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
          "--without-heartbeat"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -120,8 +120,8 @@ async def test_an_item_whose_message_was_lost_is_enqueued_again(settings, world,
 
     import redis as sync_redis
 
-    from hemovision_gateway.batch_sweeper import _message_item
-    from hemovision_gateway.worker import QUEUE
+    from hemovision_gateway.batches.sweeper import _message_item
+    from hemovision_gateway.batches.worker import QUEUE
 
     addr, _ = peers
     settings = settings.model_copy(update={"batch_inline": False, "batch_visibility_timeout_s": 2,

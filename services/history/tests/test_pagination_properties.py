@@ -15,7 +15,7 @@ from sqlalchemy import update
 from history_factories import probabilities_for
 
 from hemovision_history import domain
-from hemovision_history.repository import HistoryRepository
+from hemovision_history.repository import PredictionRepository
 from hemovision_history.tables import predictions
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -34,11 +34,11 @@ rows_strategy = st.lists(
 @pytest.fixture(scope="module")
 def repo(migrated_url):
     engine = create_db_engine(migrated_url, pool_size=1)
-    yield HistoryRepository(engine)
+    yield PredictionRepository(engine)
     engine.dispose()
 
 
-def _insert(repo: HistoryRepository, org: str, rows) -> list[dict]:  # noqa: ANN001
+def _insert(repo: PredictionRepository, org: str, rows) -> list[dict]:  # noqa: ANN001
     stored = []
     for needs_review, confidence, minute in rows:
         new = domain.NewPrediction(
@@ -57,7 +57,7 @@ def _insert(repo: HistoryRepository, org: str, rows) -> list[dict]:  # noqa: ANN
     return stored
 
 
-def _walk(repo: HistoryRepository, org: str, limit: int, review_queue: bool) -> list[str]:
+def _walk(repo: PredictionRepository, org: str, limit: int, review_queue: bool) -> list[str]:
     seen, cursor = [], ""
     for _ in range(100):
         page = repo.list_predictions(organization_id=org, filter=domain.PredictionFilter(), limit=limit,

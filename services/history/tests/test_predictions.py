@@ -13,6 +13,7 @@ from hemovision.history.v1 import history_pb2
 from sqlalchemy import create_engine, text
 
 from hemovision_history.blobstore import blob_key
+from hemovision_history.servicer import new_prediction_from_pb
 from history_factories import User, make_prediction, png_bytes
 
 T = 10  # seconds: deadline on every test call
@@ -268,6 +269,26 @@ async def test_review_records_who_and_when_and_is_audited(stub, alice):
     assert '"agreed": false' in review[0].details_json
 
 
+async def test_review_labels_are_the_classes_of_the_model_that_classified_the_cell(history, stub, alice):
+    """The reviewer may choose among the classified cell's own classes (its model's metadata, kept
+    as the probabilities' keys), not a list history writes down."""
+    blast_model = make_prediction("lymphocyte", 0.6)
+    blast_model.probabilities.clear()
+    blast_model.probabilities.update({"blast": 0.4, "lymphocyte": 0.6})
+    new = new_prediction_from_pb(blast_model)
+    new.batch_id = None
+    # stored as it is: RecordPrediction takes the platform's label set only
+    [(stored, _)] = history.service.predictions.repo.insert_predictions([dict(
+        prediction_id=str(uuid.uuid4()), organization_id=alice.organization_id, user_id=alice.user_id,
+        idempotency_key=None, image_key=None, heatmap_key=None, new=new)])
+    reviewed = await stub.ReviewPrediction(history_pb2.ReviewPredictionRequest(id=stored.id, label="blast"),
+                                           metadata=alice.metadata, timeout=T)
+    assert reviewed.reviewed_label == "blast"
+    assert await code_of(stub.ReviewPrediction(
+        history_pb2.ReviewPredictionRequest(id=stored.id, label="monocyte"), metadata=alice.metadata, timeout=T
+    )) == grpc.StatusCode.INVALID_ARGUMENT
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
@@ -370,7 +391,7 @@ async def test_record_many_bounds(stub, alice):
 
 async def test_record_many_falls_back_to_one_by_one_when_the_shared_insert_fails(history, stub, alice, blob_root,
                                                                                  monkeypatch):
-    repo = history.service.repo
+    repo = history.service.predictions.repo
     real = repo.insert_predictions
 
     def fail_when_shared(rows):
@@ -394,7 +415,7 @@ async def test_record_many_is_one_cached_insert_statement(history, stub, alice):
     per call cost ~15 % of the history service's CPU per upload."""
     from sqlalchemy import event
 
-    engine = history.service.repo.engine
+    engine = history.service.engine
     inserts: list[str] = []
     cached: list[bool] = []
 

@@ -15,11 +15,13 @@ import pytest
 
 from hemovision.common.v1 import common_pb2
 from hemovision.inference.v1 import inference_pb2, inference_pb2_grpc
-from hemovision_inference import tensors
+from hemovision_contracts import tensors
 from hemovision_inference.server import create_server
 from hemovision_inference.settings import Settings
-from hemovision_inference.testing import FakeRegistry, ModelServerProcess, publish_version
+from hemovision_testkit.contract_model import publish_version
+from hemovision_testkit.model_server import ModelServerProcess
 from hemovision_tokens.testing import TokenFactory
+from inference_fakes import FakeRegistry
 
 CLIENTS = 16
 MIN_SECONDS = 30.0

@@ -67,7 +67,7 @@ def test_a_v2_spec_survives_the_trip_inference_to_preprocess():
     """ModelInfo.preprocessing (built by inference from hemovision.json) is what the preprocess
     service turns back into a spec: a v2 spec must come out running the very same pixels."""
     from hemovision_inference.service import ModelMetadata
-    from hemovision_inference.servicer import model_info
+    from hemovision_inference.model_info import model_info
     from hemovision_pixels import LocateSpec, PreprocessSpec, preprocess_with_info, review_reasons
     from hemovision_preprocess.servicer import spec_from_proto
 

@@ -16,14 +16,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hemovision.common.v1 import common_pb2
 from hemovision.inference.v1 import inference_pb2, inference_pb2_grpc
-from hemovision_inference import tensors
-from hemovision_inference.model_server.server import create_model_server
-from hemovision_inference.model_server.settings import ModelServerSettings
+from hemovision_contracts import tensors
 from hemovision_inference.server import create_server
 from hemovision_inference.service import Caller
 from hemovision_inference.settings import Settings
-from hemovision_inference.testing import FakeRegistry, publish_version
+from hemovision_model_server.server import create_model_server
+from hemovision_model_server.settings import ModelServerSettings
+from hemovision_testkit.contract_model import publish_version
 from hemovision_tokens.testing import TokenFactory
+from inference_fakes import FakeRegistry
 
 SIZE = 32
 A, B, C = "org-a", "org-b", "org-c"

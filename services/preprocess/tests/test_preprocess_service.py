@@ -119,20 +119,6 @@ async def test_missing_and_invalid_spec(stub, pbc_image_bytes):
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-async def test_stream_reports_each_item(stub, pbc_image_bytes):
-    async def requests():
-        yield preprocess_pb2.PreprocessRequest(index=0, image=pbc_image_bytes, spec=spec_proto())
-        yield preprocess_pb2.PreprocessRequest(index=1, image=b"garbage", spec=spec_proto())
-        yield preprocess_pb2.PreprocessRequest(index=2, image=pbc_image_bytes, spec=spec_proto())
-
-    answers = [a async for a in stub.PreprocessStream(requests(), timeout=20)]
-    assert [a.index for a in answers] == [0, 1, 2]
-    assert answers[0].WhichOneof("outcome") == "result"
-    assert answers[1].WhichOneof("outcome") == "error"
-    assert answers[1].error.reason == "not_an_image"
-    assert answers[2].result.tensor.shape == [1, 64, 64, 3]
-
-
 async def test_batch_answers_each_item_in_order(stub, pbc_image_bytes):
     bad_spec = spec_proto()
     bad_spec.input_size = -3
@@ -182,3 +168,14 @@ async def test_token_required_when_verifier_given(pbc_image_bytes):
             assert reply.tensor.shape == [1, 64, 64, 3]
     finally:
         await running.stop(0)
+
+
+def test_every_rejection_reason_is_a_contract_reason():
+    """The pixel library raises only the reasons the contract lists (and the gateway maps)."""
+    import re
+
+    import hemovision_pixels.decode as decode
+    from hemovision_contracts.image_formats import REJECTION_REASONS
+
+    raised = set(re.findall(r'ImageRejected\(\s*"([a-z_]+)"', open(decode.__file__).read()))
+    assert raised and raised <= set(REJECTION_REASONS), raised - set(REJECTION_REASONS)

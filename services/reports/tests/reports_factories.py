@@ -9,11 +9,11 @@ import uuid
 import numpy as np
 from hemovision.common.v1 import common_pb2
 from hemovision.history.v1 import history_pb2
+from hemovision_contracts import CLASS_NAMES
 from hemovision_tokens import bearer_metadata
 from hemovision_tokens.testing import TokenFactory
 from PIL import Image, ImageDraw, ImageFilter
 
-from hemovision_reports import CLASS_NAMES
 
 TOKENS = TokenFactory()
 

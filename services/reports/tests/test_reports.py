@@ -13,11 +13,11 @@ import grpc
 import pytest
 from hemovision.history.v1 import history_pb2
 from hemovision.reports.v1 import reports_pb2
+from hemovision_contracts import CLASS_NAMES
 from pypdf import PdfReader
 
 from reports_factories import caller, cell_png, heatmap_png, prediction
 
-from hemovision_reports import CLASS_NAMES
 from hemovision_reports.rendering import differential_rows
 from hemovision_reports.overlay import heatmap_overlay
 

@@ -2,7 +2,7 @@
 
     verifier = TokenVerifier(AuthKeyProvider(settings.auth_addr), redis_url=settings.redis_url)
     interceptor = TokenInterceptor(verifier, public_methods={"/hemovision.x.v1.XService/Public"})
-    ... in a servicer:  principal = current_principal(); require_role("ml_engineer", "platform_admin")
+    ... in a servicer:  principal = current_principal(); require_role(*hemovision_contracts.PLATFORM_ROLES)
     ... outgoing call:  await stub.Get(req, metadata=bearer_metadata(principal.token), timeout=5)
 """
 
@@ -10,6 +10,7 @@ from hemovision_tokens.interceptor import (
     ALWAYS_PUBLIC_PREFIXES,
     TokenInterceptor,
     bearer_metadata,
+    check_role,
     current_principal,
     optional_principal,
     require_role,
@@ -22,11 +23,6 @@ from hemovision_tokens.principal import (
     ALGORITHM,
     AUDIENCE,
     ISSUER,
-    LAB_USER,
-    ML_ENGINEER,
-    ORG_ADMIN,
-    PLATFORM_ADMIN,
-    ROLES,
     Principal,
     TokenError,
 )
@@ -38,11 +34,6 @@ __all__ = [
     "ALWAYS_PUBLIC_PREFIXES",
     "AUDIENCE",
     "ISSUER",
-    "LAB_USER",
-    "ML_ENGINEER",
-    "ORG_ADMIN",
-    "PLATFORM_ADMIN",
-    "ROLES",
     "AuthKeyProvider",
     "IssuedToken",
     "KeyProvider",
@@ -52,6 +43,7 @@ __all__ = [
     "TokenInterceptor",
     "TokenVerifier",
     "bearer_metadata",
+    "check_role",
     "current_principal",
     "issue_access_token",
     "jti_key",

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable
 from typing import Any
 
 import grpc
 from grpc.aio import ServerInterceptor
 
+from hemovision_contracts import has_role, needs_role_message
 from hemovision_grpc_server import PermissionDenied, ServiceError, Unauthenticated
 from hemovision_grpc_server.interceptors import rewrap_handler
 from hemovision_tokens.principal import Principal, TokenError
@@ -41,12 +42,16 @@ def optional_principal() -> Principal | None:
     return _principal.get()
 
 
-def require_role(*roles: str) -> Principal:
-    """The caller if its role is one of `roles`; PermissionDenied otherwise."""
-    principal = current_principal()
-    if principal.role not in roles:
-        raise PermissionDenied(f"this action needs the role {' or '.join(roles)}")
+def check_role(principal: Principal, roles: Collection[str]) -> Principal:
+    """`principal` if its role is one of `roles`; PermissionDenied otherwise."""
+    if not has_role(principal.role, roles):
+        raise PermissionDenied(needs_role_message(roles))
     return principal
+
+
+def require_role(*roles: str) -> Principal:
+    """The caller of the RPC being served if its role is one of `roles`; PermissionDenied otherwise."""
+    return check_role(current_principal(), roles)
 
 
 def bearer_metadata(token: str) -> tuple[tuple[str, str], ...]:
@@ -86,9 +91,6 @@ class TokenInterceptor(ServerInterceptor):
     def __init__(self, verifier: TokenVerifier, public_methods: Iterable[str] = ()) -> None:
         self._verifier = verifier
         self._public = frozenset(public_methods)
-
-    def is_public(self, method: str) -> bool:
-        return method in self._public or method.startswith(ALWAYS_PUBLIC_PREFIXES)
 
     async def _authenticate(self, context: grpc.aio.ServicerContext, public: bool) -> Principal | None:
         token = _bearer(context)

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from hemovision_tokens.principal import ALGORITHM, AUDIENCE, ISSUER, ROLES
+from hemovision_contracts import ROLES
+from hemovision_tokens.principal import ALGORITHM, AUDIENCE, ISSUER
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,6 @@ ISSUER = "hemovision-auth"
 AUDIENCE = "hemovision"
 ALGORITHM = "EdDSA"
 
-LAB_USER = "lab_user"
-ORG_ADMIN = "org_admin"
-ML_ENGINEER = "ml_engineer"
-PLATFORM_ADMIN = "platform_admin"
-ROLES = (LAB_USER, ORG_ADMIN, ML_ENGINEER, PLATFORM_ADMIN)
-
 
 class TokenError(Exception):
     """A token that must not be accepted; `.message` is safe to show to the caller."""
@@ -29,7 +23,7 @@ class Principal:
 
     user_id: str
     organization_id: str  # "" for platform roles without an organization
-    role: str  # lab_user | org_admin | ml_engineer | platform_admin
+    role: str  # one of hemovision_contracts.ROLES
     email: str
     jti: str
     expires_at: float  # unix time
@@ -37,14 +31,6 @@ class Principal:
     token: str  # the raw JWT, to forward to downstream services
     email_verified: bool = True  # the `ev` claim; False only when auth requires verification and it is pending
     issued_at: float = 0.0  # the `iat` claim
-
-    def has_role(self, *roles: str) -> bool:
-        return self.role in roles
-
-    @property
-    def is_platform(self) -> bool:
-        """True for the platform-wide roles (ml_engineer, platform_admin)."""
-        return self.role in (ML_ENGINEER, PLATFORM_ADMIN)
 
     def __repr__(self) -> str:  # never print the raw token in logs
         return (

@@ -14,6 +14,7 @@ import uuid
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from hemovision_contracts import LAB_USER, is_platform_role
 from hemovision_tokens.issuing import issue_access_token
 from hemovision_tokens.keys import StaticKeyProvider
 from hemovision_tokens.principal import AUDIENCE, ISSUER
@@ -36,7 +37,7 @@ class TokenFactory:
         *,
         user_id: str | None = None,
         organization_id: str | None = None,
-        role: str = "lab_user",
+        role: str = LAB_USER,
         email: str = "user@example.org",
         ttl: float = 900,
         act: str | None = None,
@@ -44,9 +45,9 @@ class TokenFactory:
         now: float | None = None,
     ) -> str:
         """A signed access token; user/organization ids default to fresh UUIDs
-        (organization "" for ml_engineer/platform_admin). A negative ttl gives an expired token."""
+        (organization "" for the platform roles). A negative ttl gives an expired token."""
         if organization_id is None:
-            organization_id = "" if role in ("ml_engineer", "platform_admin") else str(uuid.uuid4())
+            organization_id = "" if is_platform_role(role) else str(uuid.uuid4())
         return issue_access_token(
             self.private_key,
             self.kid,

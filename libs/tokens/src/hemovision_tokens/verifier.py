@@ -11,8 +11,9 @@ import jwt
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from hemovision_contracts import ROLES
 from hemovision_tokens.keys import KeyProvider
-from hemovision_tokens.principal import ALGORITHM, AUDIENCE, ISSUER, ROLES, Principal, TokenError
+from hemovision_tokens.principal import ALGORITHM, AUDIENCE, ISSUER, Principal, TokenError
 from hemovision_tokens.revocation import jti_key, user_key
 
 log = logging.getLogger(__name__)

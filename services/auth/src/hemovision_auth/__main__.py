@@ -47,7 +47,7 @@ def create_admin(settings: Settings, args: argparse.Namespace) -> int:
         password = getpass.getpass("Password for the platform_admin: ")
     service = _service(settings)
     try:
-        outcome, user_id = service.create_admin_sync(email=args.email, password=password, promote=args.promote)
+        outcome, user_id = service.users.create_admin_sync(email=args.email, password=password, promote=args.promote)
     except ServiceError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 1

@@ -1,18 +1,41 @@
-"""argon2id password hashing (argon2-cffi)."""
+"""How auth keeps what callers prove themselves with: passwords (policy, argon2id via argon2-cffi)
+and random secrets (refresh tokens, API keys, link tokens) as SHA-256."""
 
 from __future__ import annotations
+
+import asyncio
+import hashlib
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from hemovision_auth.errors import InvalidArgument
+
+MAX_PASSWORD_LENGTH = 256
+
+
+def sha256_hex(secret: str) -> str:
+    """The stored form of a random 256-bit secret: high entropy needs no salt and no slow hash."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
 
 class Passwords:
-    def __init__(self, *, time_cost: int, memory_kib: int, parallelism: int) -> None:
+    def __init__(self, *, time_cost: int, memory_kib: int, parallelism: int, min_length: int = 10) -> None:
         self._hasher = PasswordHasher(
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID
         )
+        self.min_length = min_length
         # Verified against when the e-mail is unknown, so both paths cost the same.
         self._dummy = self._hasher.hash("not-a-real-password-just-for-timing")
+
+    def check(self, password: str, field: str = "password") -> None:
+        """InvalidArgument unless `password` meets the length policy."""
+        if not password:
+            raise InvalidArgument(f"{field} is required")
+        if len(password) < self.min_length:
+            raise InvalidArgument(f"{field} must be at least {self.min_length} characters long")
+        if len(password) > MAX_PASSWORD_LENGTH:
+            raise InvalidArgument(f"{field} must be at most {MAX_PASSWORD_LENGTH} characters long")
 
     def hash(self, password: str) -> str:
         return self._hasher.hash(password)
@@ -25,3 +48,10 @@ class Passwords:
 
     def needs_rehash(self, password_hash: str) -> bool:
         return self._hasher.check_needs_rehash(password_hash)
+
+    # argon2 takes tens of milliseconds of CPU: off the event loop.
+    async def hash_async(self, password: str) -> str:
+        return await asyncio.to_thread(self.hash, password)
+
+    async def verify_async(self, password_hash: str | None, password: str) -> bool:
+        return await asyncio.to_thread(self.verify, password_hash, password)

@@ -123,14 +123,6 @@ def delete_user(conn: Connection, *, user_id: uuid.UUID) -> None:
     conn.execute(delete(users).where(users.c.id == user_id))
 
 
-def count_active_org_admins(conn: Connection, *, organization_id: uuid.UUID) -> int:
-    return conn.execute(
-        select(func.count(users.c.id)).where(
-            users.c.organization_id == organization_id, users.c.role == "org_admin", users.c.active.is_(True)
-        )
-    ).scalar_one()
-
-
 # -- refresh tokens -------------------------------------------------------------------------------
 
 

@@ -55,6 +55,7 @@ def build_service(settings: Settings, *, engine: Engine, redis: Any, mailer: Mai
         time_cost=settings.argon2_time_cost,
         memory_kib=settings.argon2_memory_kib,
         parallelism=settings.argon2_parallelism,
+        min_length=settings.password_min_length,
     )
     return AuthService(settings, engine=engine, redis=redis, mailer=mailer, keys=keys, passwords=passwords)
 

@@ -1,4 +1,4 @@
-"""AuthServiceServicer: protobuf <-> domain objects; the logic is in service.py."""
+"""AuthServiceServicer: protobuf <-> domain objects; each RPC calls the AuthService part that owns it (service.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from google.protobuf import empty_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from hemovision.auth.v1 import auth_pb2, auth_pb2_grpc
-from hemovision.common.v1 import common_pb2
 from hemovision_auth.domain import AccessToken, ApiKey, Organization, TokenPair, User
 from hemovision_auth.service import AuthService
+from hemovision_contracts import role_from_proto, role_to_proto
 from hemovision_tokens import current_principal
 
 SERVICE_NAME = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
@@ -31,14 +31,6 @@ PUBLIC_METHODS = {
     )
 }
 
-ROLE_TO_PB = {
-    "lab_user": common_pb2.ROLE_LAB_USER,
-    "org_admin": common_pb2.ROLE_ORG_ADMIN,
-    "ml_engineer": common_pb2.ROLE_ML_ENGINEER,
-    "platform_admin": common_pb2.ROLE_PLATFORM_ADMIN,
-}
-PB_TO_ROLE = {v: k for k, v in ROLE_TO_PB.items()}
-
 
 def _ts(value: datetime | None) -> Timestamp | None:
     if value is None:
@@ -54,7 +46,7 @@ def user_pb(user: User) -> auth_pb2.User:
         email=user.email,
         organization_id=user.organization_id,
         organization_name=user.organization_name,
-        role=ROLE_TO_PB[user.role],
+        role=role_to_proto(user.role),
         active=user.active,
         email_verified=user.email_verified,
         created_at=_ts(user.created_at),
@@ -87,33 +79,29 @@ def _org(org: Organization) -> auth_pb2.Organization:
     return auth_pb2.Organization(id=org.id, name=org.name, user_count=org.user_count, created_at=_ts(org.created_at))
 
 
-def _role(value: int) -> str:
-    return PB_TO_ROLE.get(value, "")
-
-
 class AuthServiceServicer(auth_pb2_grpc.AuthServiceServicer):
     def __init__(self, service: AuthService) -> None:
         self.service = service
 
     async def Register(self, request, context):
         return user_pb(
-            await self.service.register(
+            await self.service.organizations.register(
                 email=request.email, password=request.password, organization_name=request.organization_name
             )
         )
 
     async def Login(self, request, context):
-        return _pair(await self.service.login(email=request.email, password=request.password))
+        return _pair(await self.service.sessions.login(email=request.email, password=request.password))
 
     async def Refresh(self, request, context):
-        return _pair(await self.service.refresh(refresh_token=request.refresh_token))
+        return _pair(await self.service.sessions.refresh(refresh_token=request.refresh_token))
 
     async def Logout(self, request, context):
-        await self.service.logout(current_principal(), refresh_token=request.refresh_token)
+        await self.service.sessions.logout(current_principal(), refresh_token=request.refresh_token)
         return empty_pb2.Empty()
 
     async def GetPublicKeys(self, request, context):
-        keys = await self.service.public_keys()
+        keys = await self.service.sessions.public_keys()
         settings = self.service.settings
         return auth_pb2.PublicKeySet(
             keys=[
@@ -132,80 +120,90 @@ class AuthServiceServicer(auth_pb2_grpc.AuthServiceServicer):
         )
 
     async def RotateSigningKey(self, request, context):
-        k = await self.service.rotate_signing_key(current_principal())
+        k = await self.service.sessions.rotate_signing_key(current_principal())
         return auth_pb2.PublicKey(
             kid=k.kid, algorithm=k.algorithm, public_key_pem=k.public_key_pem, created_at=_ts(k.created_at), current=True
         )
 
     async def GetMe(self, request, context):
-        return user_pb(await self.service.get_me(current_principal()))
+        return user_pb(await self.service.users.get_me(current_principal()))
 
     async def GetUser(self, request, context):
-        return user_pb(await self.service.get_user(current_principal(), user_id=request.user_id))
+        return user_pb(await self.service.users.get_user(current_principal(), user_id=request.user_id))
 
     async def ListUsers(self, request, context):
-        page = await self.service.list_users(current_principal(), limit=request.page.limit, cursor=request.page.cursor)
+        page = await self.service.users.list_users(
+            current_principal(), limit=request.page.limit, cursor=request.page.cursor
+        )
         return auth_pb2.ListUsersResponse(users=[user_pb(u) for u in page.items], next_cursor=page.next_cursor)
 
     async def SetUserRole(self, request, context):
         return user_pb(
-            await self.service.set_user_role(current_principal(), user_id=request.user_id, role=_role(request.role))
+            await self.service.users.set_user_role(
+                current_principal(), user_id=request.user_id, role=role_from_proto(request.role)
+            )
         )
 
     async def SetUserActive(self, request, context):
         return user_pb(
-            await self.service.set_user_active(current_principal(), user_id=request.user_id, active=request.active)
+            await self.service.users.set_user_active(
+                current_principal(), user_id=request.user_id, active=request.active
+            )
         )
 
     async def DeleteUser(self, request, context):
-        await self.service.delete_user(current_principal(), user_id=request.user_id)
+        await self.service.users.delete_user(current_principal(), user_id=request.user_id)
         return empty_pb2.Empty()
 
     async def ChangePassword(self, request, context):
-        await self.service.change_password(
+        await self.service.users.change_password(
             current_principal(), current_password=request.current_password, new_password=request.new_password
         )
         return empty_pb2.Empty()
 
     async def InviteUser(self, request, context):
-        inv = await self.service.invite_user(current_principal(), email=request.email, role=_role(request.role))
-        return auth_pb2.Invitation(id=inv.id, email=inv.email, role=ROLE_TO_PB[inv.role], expires_at=_ts(inv.expires_at))
+        inv = await self.service.invitations.invite_user(
+            current_principal(), email=request.email, role=role_from_proto(request.role)
+        )
+        return auth_pb2.Invitation(
+            id=inv.id, email=inv.email, role=role_to_proto(inv.role), expires_at=_ts(inv.expires_at)
+        )
 
     async def AcceptInvitation(self, request, context):
-        return user_pb(await self.service.accept_invitation(token=request.token, password=request.password))
+        return user_pb(await self.service.invitations.accept_invitation(token=request.token, password=request.password))
 
     async def RequestEmailVerification(self, request, context):
-        await self.service.request_email_verification(current_principal())
+        await self.service.email_flows.request_email_verification(current_principal())
         return empty_pb2.Empty()
 
     async def VerifyEmail(self, request, context):
-        return user_pb(await self.service.verify_email(token=request.token))
+        return user_pb(await self.service.email_flows.verify_email(token=request.token))
 
     async def RequestPasswordReset(self, request, context):
-        await self.service.request_password_reset(email=request.email)
+        await self.service.email_flows.request_password_reset(email=request.email)
         return empty_pb2.Empty()
 
     async def ResetPassword(self, request, context):
-        await self.service.reset_password(token=request.token, new_password=request.new_password)
+        await self.service.email_flows.reset_password(token=request.token, new_password=request.new_password)
         return empty_pb2.Empty()
 
     async def CreateApiKey(self, request, context):
-        return _api_key(await self.service.create_api_key(current_principal(), name=request.name))
+        return _api_key(await self.service.api_keys.create_api_key(current_principal(), name=request.name))
 
     async def ListApiKeys(self, request, context):
-        keys = await self.service.list_api_keys(current_principal())
+        keys = await self.service.api_keys.list_api_keys(current_principal())
         return auth_pb2.ListApiKeysResponse(keys=[_api_key(k) for k in keys])
 
     async def RevokeApiKey(self, request, context):
-        await self.service.revoke_api_key(current_principal(), key_id=request.key_id)
+        await self.service.api_keys.revoke_api_key(current_principal(), key_id=request.key_id)
         return empty_pb2.Empty()
 
     async def ExchangeApiKey(self, request, context):
-        return _access(await self.service.exchange_api_key(api_key=request.api_key))
+        return _access(await self.service.api_keys.exchange_api_key(api_key=request.api_key))
 
     async def IssueOnBehalfOfToken(self, request, context):
         return _access(
-            await self.service.issue_on_behalf_of(
+            await self.service.sessions.issue_on_behalf_of(
                 service_id=request.service_id,
                 service_secret=request.service_secret,
                 user_id=request.user_id,
@@ -214,7 +212,7 @@ class AuthServiceServicer(auth_pb2_grpc.AuthServiceServicer):
         )
 
     async def ListOrganizations(self, request, context):
-        page = await self.service.list_organizations(
+        page = await self.service.organizations.list_organizations(
             current_principal(), limit=request.page.limit, cursor=request.page.cursor
         )
         return auth_pb2.ListOrganizationsResponse(

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from hemovision_contracts.topology import default_port
 from hemovision_grpc_server import GrpcServiceSettings
 
 _DEV_KEY_SECRET = "development-only-key-encryption-secret"
@@ -15,7 +16,7 @@ _DEV_KEY_SECRET = "development-only-key-encryption-secret"
 class Settings(GrpcServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HV_AUTH_")
 
-    port: int = 50051
+    port: int = default_port("auth")
     # "development" allows built-in secrets; anything else requires them to be set.
     environment: Literal["development", "test", "production"] = "development"
 

@@ -17,8 +17,15 @@ from sqlalchemy import (
     func,
 )
 
+from hemovision_contracts import ORGANIZATION_ROLES, ROLES
+
 SCHEMA = "auth"
-ROLE_CHECK = "role IN ('lab_user', 'org_admin', 'ml_engineer', 'platform_admin')"
+
+
+def _role_in(roles: tuple[str, ...]) -> str:
+    """The CHECK of a role column (migration 0001 wrote the same list out)."""
+    return "role IN (" + ", ".join(f"'{role}'" for role in roles) + ")"
+
 
 metadata = MetaData(schema=SCHEMA)
 
@@ -44,7 +51,7 @@ users = Table(
     Column("email_verified", Boolean, nullable=False, server_default="false"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("password_changed_at", DateTime(timezone=True), nullable=True),
-    CheckConstraint(ROLE_CHECK, name="ck_users_role"),
+    CheckConstraint(_role_in(ROLES), name="ck_users_role"),
 )
 
 refresh_tokens = Table(
@@ -103,7 +110,7 @@ invitations = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("accepted_at", DateTime(timezone=True), nullable=True),
-    CheckConstraint("role IN ('lab_user', 'org_admin')", name="ck_invitations_role"),
+    CheckConstraint(_role_in(ORGANIZATION_ROLES), name="ck_invitations_role"),
 )
 
 email_tokens = Table(

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging("gateway", settings.log_level)
     configure_tracing("gateway")
     if args.command == "worker":
-        from hemovision_gateway.worker import app
+        from hemovision_gateway.batches.worker import app
 
         app.worker_main(["worker", "-Q", "batches", "--concurrency", str(args.concurrency),
                          "--loglevel", settings.log_level, "-n", "batches@%h"])

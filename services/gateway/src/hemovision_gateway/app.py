@@ -12,12 +12,12 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from hemovision_gateway.batch_processing import OnBehalfOfTokens
+from hemovision_gateway.batches.processing import OnBehalfOfTokens
 from hemovision_gateway.clients import Clients
 from hemovision_gateway.context import GatewayContext
 from hemovision_gateway.errors import COMMON_ERROR_RESPONSES, install_error_handlers
 from hemovision_gateway.limits import BodyLimitMiddleware
-from hemovision_gateway.pipeline import ActiveModelCache, Coalescing
+from hemovision_gateway.pipeline import Coalescing
 from hemovision_gateway.routes import accounts, adaptations, admin, batches, health, models, predictions, ui
 from hemovision_gateway.settings import Settings
 
@@ -78,17 +78,16 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None,
 
             v = TokenVerifier(AuthKeyProvider(settings.auth_addr), redis_url=None, redis=r)
         app.state.ctx = GatewayContext(settings=settings, clients=c, redis=r, verifier=v,
-                                       model_cache=ActiveModelCache(settings.active_model_cache_s),
                                        coalescing=Coalescing.create(c, settings))
         app.state.obo_tokens = OnBehalfOfTokens()
         app.state.background = set()
         app.state.celery = None
         if not settings.batch_inline:
-            from hemovision_gateway.worker import make_celery
+            from hemovision_gateway.batches.worker import make_celery
 
             app.state.celery = make_celery(settings)
             if settings.batch_sweep_interval_s > 0 and settings.broker_url.startswith(("redis://", "rediss://")):
-                from hemovision_gateway.batch_sweeper import run_forever
+                from hemovision_gateway.batches.sweeper import run_forever
 
                 sweeper = asyncio.create_task(run_forever(settings, app.state.celery))
                 app.state.background.add(sweeper)

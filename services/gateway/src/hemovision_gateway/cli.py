@@ -7,6 +7,7 @@
     hemovision adapt start --wait                      # adapt to our lab (org_admin), follow it to the end
     hemovision adapt rollback                          # back to the previous version
     hemovision admin create --email admin@lab.example  # bootstraps the first platform_admin (via auth)
+    hemovision up | down                               # the whole system locally (added by hemovision-devstack)
 
 The gateway URL comes from --url or HV_GATEWAY_URL (default http://127.0.0.1:8000); the token
 from HV_TOKEN, else from the file `hemovision login` wrote.
@@ -21,14 +22,18 @@ import os
 import subprocess
 import sys
 import time
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import httpx
 
-from hemovision_gateway import devstack
-
 TOKEN_FILE = Path(os.environ.get("HV_TOKEN_FILE", Path.home() / ".config" / "hemovision" / "token"))
 
+
+# Subcommands other installed distributions add to `hemovision`: each entry point is a function
+# that adds its subparsers (hemovision-devstack adds `up` and `down`). The gateway imports none
+# of them, so its image and its operators' installs carry no dev-stack code.
+COMMANDS_ENTRY_POINTS = "hemovision.commands"
 
 HEADLINE_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "ece", "roc_auc_ovr_macro")
 
@@ -253,14 +258,6 @@ def cmd_admin_create(args) -> int:
     return subprocess.call(command)
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    return devstack.up(devstack.config_from_args(args))
-
-
-def cmd_down(args: argparse.Namespace) -> int:
-    return devstack.down(devstack.config_from_args(args))
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hemovision", description="HemoVision command line")
     parser.add_argument("--url", default=os.environ.get("HV_GATEWAY_URL", "http://127.0.0.1:8000"),
@@ -321,11 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="hemovision")
     p.set_defaults(func=cmd_adapt_rollback)
 
-    for name, helptext in (("up", "run the whole system locally (Ctrl-C stops it)"),
-                           ("down", "stop a system started by `hemovision up`")):
-        p = sub.add_parser(name, help=helptext)
-        devstack.add_arguments(p)
-        p.set_defaults(func=cmd_up if name == "up" else cmd_down)
+    for plugin in entry_points(group=COMMANDS_ENTRY_POINTS):
+        plugin.load()(sub)
 
     admin = sub.add_parser("admin", help="administration").add_subparsers(dest="admin_command", required=True)
     p = admin.add_parser("create", help="create the first platform_admin (delegates to hemovision_auth)")

@@ -11,22 +11,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hemovision.auth.v1 import auth_pb2_grpc
 from hemovision.history.v1 import history_pb2_grpc
 from hemovision.inference.v1 import inference_pb2_grpc
-from hemovision.preprocess.v1 import preprocess_pb2_grpc
 from hemovision.reports.v1 import reports_pb2_grpc
 from hemovision.training.v1 import training_pb2_grpc
+from hemovision_contracts.topology import SERVERS, addr_setting
 from hemovision_grpc_server import create_channel
 
 from hemovision_gateway.settings import Settings
 
-# Health service name each peer publishes (grpc.health.v1).
-SERVICE_NAMES = {
-    "auth": "hemovision.auth.v1.AuthService",
-    "preprocess": "hemovision.preprocess.v1.PreprocessService",
-    "inference": "hemovision.inference.v1.InferenceService",
-    "history": "hemovision.history.v1.HistoryService",
-    "reports": "hemovision.reports.v1.ReportsService",
-    "training": "hemovision.training.v1.TrainingService",
-}
+PEERS = SERVERS["gateway"].peers
 
 
 @dataclass
@@ -37,23 +29,11 @@ class Clients:
 
     @classmethod
     def connect(cls, settings: Settings) -> Clients:
-        addrs = {
-            "auth": settings.auth_addr,
-            "preprocess": settings.preprocess_addr,
-            "inference": settings.inference_addr,
-            "history": settings.history_addr,
-            "reports": settings.reports_addr,
-            "training": settings.training_addr,
-        }
-        return cls(channels={name: create_channel(addr) for name, addr in addrs.items()})
+        return cls(channels={peer: create_channel(getattr(settings, addr_setting(peer))) for peer in PEERS})
 
     @property
     def auth(self) -> auth_pb2_grpc.AuthServiceStub:
         return auth_pb2_grpc.AuthServiceStub(self.channels["auth"])
-
-    @property
-    def preprocess(self) -> preprocess_pb2_grpc.PreprocessServiceStub:
-        return preprocess_pb2_grpc.PreprocessServiceStub(self.channels["preprocess"])
 
     @property
     def inference(self) -> inference_pb2_grpc.InferenceServiceStub:
@@ -77,7 +57,7 @@ class Clients:
         async def check(name: str) -> tuple[str, str]:
             stub = health_pb2_grpc.HealthStub(self.channels[name])
             try:
-                reply = await stub.Check(health_pb2.HealthCheckRequest(service=SERVICE_NAMES[name]), timeout=timeout)
+                reply = await stub.Check(health_pb2.HealthCheckRequest(service=SERVERS[name].health_service), timeout=timeout)
                 return name, health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
             except grpc.aio.AioRpcError as exc:
                 return name, exc.code().name

@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from fastapi import Request
 
 from hemovision_gateway.clients import Clients
-from hemovision_gateway.pipeline import ActiveModelCache, Coalescing
+from hemovision_gateway.pipeline import Coalescing
 from hemovision_gateway.settings import Settings
 
 
@@ -20,7 +20,6 @@ class GatewayContext:
     clients: Clients
     redis: aioredis.Redis
     verifier: Any
-    model_cache: ActiveModelCache = field(default_factory=lambda: ActiveModelCache(2.0))
     coalescing: Coalescing | None = None
     started_at: float = field(default_factory=time.time)
 

@@ -76,7 +76,8 @@ GRPC_TO_HTTP: dict[grpc.StatusCode, HttpStatus] = {
     grpc.StatusCode.DATA_LOSS: HttpStatus(502, "upstream_error"),
 }
 
-# The preprocess service's PreprocessError reasons (preprocess.proto) -> HTTP status.
+# The pixel pipeline's rejection reasons (hemovision_contracts.image_formats.REJECTION_REASONS,
+# tests check the table covers them all) -> HTTP status.
 PREPROCESS_REASON_TO_HTTP: dict[str, int] = {
     "empty": 422,
     "truncated": 422,

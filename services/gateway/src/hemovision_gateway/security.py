@@ -12,16 +12,13 @@ from fastapi import Depends, Request
 from redis.exceptions import RedisError
 
 from hemovision.auth.v1 import auth_pb2
+from hemovision_contracts import ADAPTATION_ROLES, PLATFORM_ROLES, USER_ADMIN_ROLES, has_role, needs_role_message
 from hemovision_tokens import Principal, TokenError
 
 from hemovision_gateway.context import GatewayContext, get_context
 from hemovision_gateway.errors import ApiError, api_error_from_grpc
 
 API_KEY_PREFIX = "hv_"
-ADMIN_ROLES = ("org_admin", "platform_admin")
-MODEL_ROLES = ("ml_engineer", "platform_admin")
-# "Adapt to our lab": the organization's own admin, or platform staff (training.proto StartAdaptation)
-ADAPT_ROLES = ("org_admin", "ml_engineer", "platform_admin")
 
 Ctx = Annotated[GatewayContext, Depends(get_context)]
 
@@ -112,14 +109,20 @@ CurrentUser = Annotated[Principal, Depends(current_user)]
 
 
 def require_role(*roles: str):
-    """A dependency that answers 403 unless the caller has one of `roles`."""
+    """A dependency that answers 403 unless the caller has one of `roles` (an early, clear refusal;
+    the service called checks again)."""
 
     async def check(user: CurrentUser) -> Principal:
-        if user.role not in roles:
-            raise ApiError(403, "permission_denied", f"this needs the role {' or '.join(roles)}")
+        if not has_role(user.role, roles):
+            raise ApiError(403, "permission_denied", needs_role_message(roles))
         return user
 
     return Annotated[Principal, Depends(check)]
+
+
+def role_pattern(roles: tuple[str, ...]) -> str:
+    """The pattern of a request field that takes one of these role names."""
+    return "^(" + "|".join(roles) + ")$"
 
 
 async def verified_user(user: CurrentUser) -> Principal:
@@ -129,6 +132,6 @@ async def verified_user(user: CurrentUser) -> Principal:
 
 
 VerifiedUser = Annotated[Principal, Depends(verified_user)]
-AdminUser = require_role(*ADMIN_ROLES)
-ModelAdmin = require_role(*MODEL_ROLES)
-AdaptAdmin = require_role(*ADAPT_ROLES)
+AdminUser = require_role(*USER_ADMIN_ROLES)
+ModelAdmin = require_role(*PLATFORM_ROLES)
+AdaptAdmin = require_role(*ADAPTATION_ROLES)

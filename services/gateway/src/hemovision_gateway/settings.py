@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hemovision_contracts.topology import default_addr, default_port
+
 MB = 1024 * 1024
 
 
@@ -14,16 +16,15 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HV_GATEWAY_", env_file=".env", extra="ignore", populate_by_name=True)
 
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = default_port("gateway")
     log_level: str = "INFO"
 
     # Peers (host:port).
-    auth_addr: str = "127.0.0.1:50051"
-    preprocess_addr: str = "127.0.0.1:50052"
-    inference_addr: str = "127.0.0.1:50053"
-    history_addr: str = "127.0.0.1:50054"
-    reports_addr: str = "127.0.0.1:50055"
-    training_addr: str = "127.0.0.1:50056"
+    auth_addr: str = default_addr("auth")
+    inference_addr: str = default_addr("inference")
+    history_addr: str = default_addr("history")
+    reports_addr: str = default_addr("reports")
+    training_addr: str = default_addr("training")
 
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0",
@@ -53,17 +54,13 @@ class Settings(BaseSettings):
     # Stricter limit for anonymous auth endpoints (login/register/reset) per IP.
     rate_limit_auth_requests: int = 60
 
-    # Concurrent uploads of one caller share one Preprocess, one Explain and one history call of
-    # at most this many items (1 = every upload its own calls).
+    # Concurrent uploads of one caller share one AnalyzeImages and one history call of at most
+    # this many items (1 = every upload its own calls).
     coalesce_max_items: int = Field(default=32, ge=1, le=64)
-    # Groups of one caller running at once, per stage. One each measured best on two cores
-    # (make bench-serving, c32: 111 vs 102 uploads/s with 2/2): what waits meanwhile forms the next,
-    # bigger group instead of competing for the same cores.
-    coalesce_preprocess_in_flight: int = Field(default=1, ge=1, le=16)
-    coalesce_explain_in_flight: int = Field(default=1, ge=1, le=16)
+    # Groups of one caller running at once, per stage (docs/serving.md, benchmarks): what waits
+    # meanwhile forms the next, bigger group instead of competing for the same cores.
+    coalesce_analyze_in_flight: int = Field(default=1, ge=1, le=16)
     coalesce_record_in_flight: int = Field(default=1, ge=1, le=16)
-    # How long GetActiveModel answers are reused.
-    active_model_cache_s: float = 2.0
     # How long Idempotency-Key answers are kept.
     idempotency_ttl_s: int = 24 * 3600
 

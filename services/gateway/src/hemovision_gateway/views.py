@@ -6,23 +6,9 @@ from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from hemovision_contracts import confidence_holds
-from hemovision.common.v1 import common_pb2
+from hemovision_contracts import CLASS_NAMES, confidence_holds, role_from_proto
 from hemovision.history.v1 import history_pb2
 from hemovision.training.v1 import training_pb2
-
-CLASS_NAMES = (
-    "basophil", "eosinophil", "erythroblast", "immature_granulocyte",
-    "lymphocyte", "monocyte", "neutrophil", "platelet",
-)
-
-ROLE_NAMES = {
-    common_pb2.ROLE_LAB_USER: "lab_user",
-    common_pb2.ROLE_ORG_ADMIN: "org_admin",
-    common_pb2.ROLE_ML_ENGINEER: "ml_engineer",
-    common_pb2.ROLE_PLATFORM_ADMIN: "platform_admin",
-}
-ROLE_VALUES = {v: k for k, v in ROLE_NAMES.items()}
 
 
 def ts(value: Timestamp | None) -> str | None:
@@ -33,7 +19,7 @@ def ts(value: Timestamp | None) -> str | None:
 
 
 def role_name(role: int) -> str:
-    return ROLE_NAMES.get(role, "unknown")
+    return role_from_proto(role) or "unknown"
 
 
 def user(u) -> dict[str, Any]:
@@ -63,10 +49,9 @@ def _rounded(m, digits: int = 6) -> dict[str, float]:
 
 
 def probabilities(m) -> dict[str, float]:
-    probs = _rounded(m)
-    ordered = {name: probs.pop(name, 0.0) for name in CLASS_NAMES}
-    ordered.update(probs)
-    return ordered
+    """The prediction's own classes (its model's), by name: the order of the model's output
+    units, which the label set numbers alphabetically."""
+    return dict(sorted(_rounded(m).items()))
 
 
 def prediction(p: history_pb2.Prediction) -> dict[str, Any]:

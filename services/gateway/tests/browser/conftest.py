@@ -64,7 +64,7 @@ def _start_fake_system(tmp: Path) -> tuple[Target, callable]:
         asyncio.set_event_loop(loop)
         server, grpc_port, _ = loop.run_until_complete(start_fakes(world))
         addr = f"127.0.0.1:{grpc_port}"
-        settings = Settings(auth_addr=addr, preprocess_addr=addr, inference_addr=addr, history_addr=addr,
+        settings = Settings(auth_addr=addr, inference_addr=addr, history_addr=addr,
                             reports_addr=addr, training_addr=addr, redis_url="redis://127.0.0.1:6379/12",
                             upload_dir=str(tmp / "uploads"), batch_inline=True, service_secret=SERVICE_SECRET)
         app = create_app(settings, verifier=world.factory.verifier())

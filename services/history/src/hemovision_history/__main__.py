@@ -36,9 +36,9 @@ async def purge(settings: Settings) -> int:
 
     service = build_service(settings)
     try:
-        return await service.purge_expired()
+        return await service.retention.purge_expired()
     finally:
-        service.repo.engine.dispose()
+        service.engine.dispose()
 
 
 async def _serve(settings: Settings) -> None:

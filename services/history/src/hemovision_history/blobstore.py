@@ -11,11 +11,15 @@ readable and deletable.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -59,6 +63,17 @@ class BlobStore(Protocol):
     def delete(self, key: str) -> None:
         """Removes `key`; a missing key is not an error."""
         ...
+
+
+def delete_blobs(store: BlobStore, keys: Iterable[str | None]) -> None:
+    """Deletes the given keys (None skipped). Called once the row is gone or never written: a
+    blob that cannot be deleted is an orphan, logged rather than failing the request."""
+    for key in keys:
+        if key:
+            try:
+                store.delete(key)
+            except Exception:  # noqa: BLE001
+                log.exception("could not delete blob %s", key)
 
 
 def _temp_file_beside(path: Path) -> tuple[int, str]:

@@ -8,10 +8,13 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-ROLE_LAB_USER = "lab_user"
-ROLE_ORG_ADMIN = "org_admin"
-ROLE_ML_ENGINEER = "ml_engineer"
-ROLE_PLATFORM_ADMIN = "platform_admin"
+
+@dataclass(frozen=True)
+class StoragePolicy:
+    """What history keeps of the pixels (HV_HISTORY_STORE_IMAGES, HV_HISTORY_RETENTION_DAYS)."""
+
+    store_images: bool = True
+    retention_days: int = 0  # stored images and heatmaps older than this are purged; 0 keeps them
 
 
 @dataclass(frozen=True)

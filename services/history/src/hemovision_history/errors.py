@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hemovision_contracts import needs_role_message
 from hemovision_grpc_server import InvalidArgument, NotFound, PermissionDenied
 
 
@@ -36,7 +37,7 @@ class NoOrganization(PermissionDenied):
 
 class RoleRequired(PermissionDenied):
     def __init__(self, roles: tuple[str, ...]) -> None:
-        super().__init__(f"requires role: {', '.join(roles)}")
+        super().__init__(needs_role_message(roles))
 
 
 __all__ = [

@@ -1,95 +1,48 @@
-"""Keyset (seek) pagination with opaque cursors.
+"""Keyset (seek) pagination in SQL: the sort keys of each listing and the "rows after" clause.
 
-A cursor is url-safe base64 of JSON {"o": <order name>, "k": [<sort key values of the
-last row>]}. The next page is "rows strictly after that key in the same order", so
-pages stay stable while new rows arrive, and every page is an index range scan.
+The limit rule and the cursor format are hemovision_contracts.pagination's; this module maps
+their refusals to history's errors. The next page is "rows strictly after the last row's key in
+the same order", so pages stay stable while new rows arrive, and every page is an index range scan.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, literal, or_
 
+from hemovision_contracts import pagination
 from hemovision_history.errors import InvalidCursor, InvalidRequest
-
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 200
 
 
 def page_limit(limit: int) -> int:
-    """0 = the default; 1..200; above 200 is clamped; negative is an error."""
-    if limit < 0:
-        raise InvalidRequest("page.limit must be between 0 and 200")
-    return DEFAULT_LIMIT if limit == 0 else min(limit, MAX_LIMIT)
+    """0 = the default (50); above 200 is lowered to 200; negative is an error."""
+    try:
+        return pagination.page_limit(limit)
+    except pagination.InvalidPage as exc:
+        raise InvalidRequest(str(exc)) from None
 
 
 @dataclass(frozen=True)
 class SortKey:
-    """One column of an ordering; `kind` says how its value travels in the cursor."""
+    """One column of an ordering; `kind` says how its value travels in the cursor
+    (a hemovision_contracts.pagination kind: "ts", "uuid", "str", "int", "float", "bool")."""
 
     column: Any
     descending: bool
-    kind: str  # "ts" | "str" | "float" | "bool" | "int"
-
-
-def _dump(value: Any, kind: str) -> Any:
-    if kind == "ts":
-        return value.isoformat()
-    if kind == "str":
-        return str(value)
-    return value
-
-
-def _load(value: Any, kind: str) -> Any:
-    if kind == "ts":
-        if not isinstance(value, str):
-            raise ValueError
-        parsed = datetime.fromisoformat(value)
-        if parsed.tzinfo is None:
-            raise ValueError
-        return parsed
-    if kind == "str":
-        if not isinstance(value, str):
-            raise ValueError
-        return value
-    if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError
-        return float(value)
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise ValueError
-        return value
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError
-        return value
-    raise ValueError
+    kind: str
 
 
 def encode_cursor(order: str, keys: Sequence[SortKey], values: Sequence[Any]) -> str:
-    payload = {"o": order, "k": [_dump(v, k.kind) for k, v in zip(keys, values, strict=True)]}
-    raw = json.dumps(payload, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return pagination.encode_cursor(order, [k.kind for k in keys], values)
 
 
 def decode_cursor(cursor: str, order: str, keys: Sequence[SortKey]) -> list[Any]:
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        payload = json.loads(raw)
-        if not isinstance(payload, dict) or payload.get("o") != order:
-            raise ValueError
-        values = payload.get("k")
-        if not isinstance(values, list) or len(values) != len(keys):
-            raise ValueError
-        return [_load(v, k.kind) for k, v in zip(keys, values, strict=True)]
-    except (ValueError, TypeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return pagination.decode_cursor(cursor, order, [k.kind for k in keys])
+    except pagination.InvalidPage as exc:
         raise InvalidCursor() from exc
 
 

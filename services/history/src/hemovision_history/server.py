@@ -13,8 +13,8 @@ from sqlalchemy import Engine
 
 from hemovision_history import SERVICE_NAME
 from hemovision_history.blobstore import BlobStore, blob_store_from_settings
-from hemovision_history.repository import HistoryRepository
-from hemovision_history.service import HistoryService, StoragePolicy
+from hemovision_history.domain import StoragePolicy
+from hemovision_history.service import HistoryService
 from hemovision_history.servicer import HistoryServicer
 from hemovision_history.settings import Settings
 
@@ -43,8 +43,8 @@ class HistoryServer:
 
 def build_service(settings: Settings, *, engine: Engine | None = None, blobs: BlobStore | None = None) -> HistoryService:
     engine = engine or create_db_engine(settings.database_url, pool_size=settings.db_pool_size)
-    return HistoryService(
-        HistoryRepository(engine),
+    return HistoryService.create(
+        engine,
         blobs or blob_store_from_settings(settings),
         StoragePolicy(store_images=settings.store_images, retention_days=settings.retention_days),
     )

@@ -1,4 +1,4 @@
-"""HistoryServicer: protobuf <-> domain objects only; everything else is in service.py."""
+"""HistoryServicer: protobuf <-> domain objects only; everything else is in service/."""
 
 from __future__ import annotations
 
@@ -181,7 +181,7 @@ class HistoryServicer(history_pb2_grpc.HistoryServiceServicer):
         self.service = service
 
     async def RecordPrediction(self, request, context):  # noqa: ANN001, N802
-        stored = await self.service.record_prediction(
+        stored = await self.service.predictions.record(
             _caller(),
             idempotency_key=request.idempotency_key,
             prediction=new_prediction_from_pb(request.prediction),
@@ -191,7 +191,7 @@ class HistoryServicer(history_pb2_grpc.HistoryServiceServicer):
         return prediction_to_pb(stored)
 
     async def RecordPredictions(self, request, context):  # noqa: ANN001, N802
-        outcomes = await self.service.record_predictions(
+        outcomes = await self.service.predictions.record_many(
             _caller(),
             [
                 {
@@ -212,10 +212,10 @@ class HistoryServicer(history_pb2_grpc.HistoryServiceServicer):
         return response
 
     async def GetPrediction(self, request, context):  # noqa: ANN001, N802
-        return prediction_to_pb(await self.service.get_prediction(_caller(), request.id))
+        return prediction_to_pb(await self.service.predictions.get(_caller(), request.id))
 
     async def ListPredictions(self, request, context):  # noqa: ANN001, N802
-        page = await self.service.list_predictions(
+        page = await self.service.predictions.page(
             _caller(),
             filter=filter_from_pb(request.filter),
             limit=request.page.limit,
@@ -227,22 +227,22 @@ class HistoryServicer(history_pb2_grpc.HistoryServiceServicer):
         )
 
     async def DeletePrediction(self, request, context):  # noqa: ANN001, N802
-        await self.service.delete_prediction(_caller(), request.id)
+        await self.service.predictions.delete(_caller(), request.id)
         return empty_pb2.Empty()
 
     async def ReviewPrediction(self, request, context):  # noqa: ANN001, N802
-        reviewed = await self.service.review_prediction(
+        reviewed = await self.service.review.record(
             _caller(), request.id, label=request.label, comment=request.comment
         )
         return prediction_to_pb(reviewed)
 
     async def GetPredictionBlob(self, request, context):  # noqa: ANN001, N802
         kind = _BLOB_KIND.get(request.kind, "")
-        data = await self.service.get_prediction_blob(_caller(), request.prediction_id, kind)
+        data = await self.service.predictions.blob(_caller(), request.prediction_id, kind)
         return history_pb2.Blob(content_type="image/png", data=data)
 
     async def CreateBatch(self, request, context):  # noqa: ANN001, N802
-        batch = await self.service.create_batch(
+        batch = await self.service.batches.create(
             _caller(),
             idempotency_key=request.idempotency_key,
             total=request.total,
@@ -253,15 +253,15 @@ class HistoryServicer(history_pb2_grpc.HistoryServiceServicer):
         return batch_to_pb(batch)
 
     async def GetBatch(self, request, context):  # noqa: ANN001, N802
-        return batch_to_pb(await self.service.get_batch(_caller(), request.id))
+        return batch_to_pb(await self.service.batches.get(_caller(), request.id))
 
     async def ListBatches(self, request, context):  # noqa: ANN001, N802
-        page = await self.service.list_batches(_caller(), limit=request.page.limit, cursor=request.page.cursor)
+        page = await self.service.batches.page(_caller(), limit=request.page.limit, cursor=request.page.cursor)
         return history_pb2.ListBatchesResponse(items=[batch_to_pb(b) for b in page.items], next_cursor=page.next_cursor)
 
     async def RecordBatchItem(self, request, context):  # noqa: ANN001, N802
         item = request.item
-        recorded = await self.service.record_batch_item(
+        recorded = await self.service.batches.record_item(
             _caller(),
             batch_id=item.batch_id,
             index=item.index,
@@ -273,16 +273,16 @@ class HistoryServicer(history_pb2_grpc.HistoryServiceServicer):
         return item_to_pb(recorded)
 
     async def ListBatchItems(self, request, context):  # noqa: ANN001, N802
-        page = await self.service.list_batch_items(
+        page = await self.service.batches.item_page(
             _caller(), request.batch_id, limit=request.page.limit, cursor=request.page.cursor
         )
         return history_pb2.ListBatchItemsResponse(items=[item_to_pb(i) for i in page.items], next_cursor=page.next_cursor)
 
     async def GetStatistics(self, request, context):  # noqa: ANN001, N802
-        return statistics_to_pb(await self.service.statistics(_caller(), filter_from_pb(request.filter)))
+        return statistics_to_pb(await self.service.predictions.statistics(_caller(), filter_from_pb(request.filter)))
 
     async def RecordAuditEvent(self, request, context):  # noqa: ANN001, N802
-        event = await self.service.record_audit_event(
+        event = await self.service.audit.record(
             _caller(),
             action=request.action,
             target_type=request.target_type,
@@ -292,13 +292,13 @@ class HistoryServicer(history_pb2_grpc.HistoryServiceServicer):
         return audit_to_pb(event)
 
     async def ListAuditEvents(self, request, context):  # noqa: ANN001, N802
-        page = await self.service.list_audit_events(
+        page = await self.service.audit.page(
             _caller(), action_prefix=request.action_prefix, limit=request.page.limit, cursor=request.page.cursor
         )
         return history_pb2.ListAuditEventsResponse(items=[audit_to_pb(e) for e in page.items], next_cursor=page.next_cursor)
 
     async def ExportReviewedDataset(self, request, context) -> AsyncIterator[history_pb2.DataChunk]:  # noqa: ANN001, N802
-        chunks = self.service.export_reviewed_dataset(
+        chunks = self.service.review.export_dataset(
             _caller(),
             created_start=_from_ts(request.created, "start"),
             created_end=_from_ts(request.created, "end"),

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
+from hemovision_contracts.topology import default_addr, default_port
 from hemovision_grpc_server import GrpcServiceSettings
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/hemovision"
@@ -17,7 +18,7 @@ class Settings(GrpcServiceSettings):
 
     model_config = SettingsConfigDict(env_prefix="HV_HISTORY_")
 
-    port: int = 50054
+    port: int = default_port("history")
     # HV_HISTORY_DATABASE_URL overrides the shared HV_DATABASE_URL.
     database_url: str = Field(
         default=DEFAULT_DATABASE_URL,
@@ -28,7 +29,7 @@ class Settings(GrpcServiceSettings):
         validation_alias=AliasChoices("HV_HISTORY_REDIS_URL", "HV_REDIS_URL"),
     )
     # Auth service (public keys for token verification).
-    auth_addr: str = "127.0.0.1:50051"
+    auth_addr: str = default_addr("auth")
     # >= the default thread pool (cores + 4) that runs the queries: a smaller pool opens and closes an
     # overflow connection per request under load.
     db_pool_size: int = 8

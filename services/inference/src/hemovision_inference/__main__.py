@@ -1,8 +1,6 @@
-"""`python -m hemovision_inference [serve|model-server]` (console script hemovision-inference).
-
-serve         the InferenceService (gRPC, port 50053)
-model-server  the embedded TF-Serving-compatible model server (gRPC 8500, REST 8501)
-"""
+"""`python -m hemovision_inference [serve]` (console script hemovision-inference): the
+InferenceService (gRPC, port 50053). The model server it calls is hemovision_model_server
+(or tensorflow/serving when deployed)."""
 
 from __future__ import annotations
 
@@ -14,28 +12,18 @@ import sys
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     command = args[0] if args else "serve"
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from hemovision_telemetry import configure_logging, configure_tracing
-
-    if command == "model-server":
-        from hemovision_inference.model_server.server import serve_model_server
-        from hemovision_inference.model_server.settings import ModelServerSettings
-
-        settings = ModelServerSettings()
-        configure_logging("model-server", settings.log_level)
-        configure_tracing("model-server")
-        asyncio.run(serve_model_server(settings))
-    elif command == "serve":
-        from hemovision_inference.server import serve
-        from hemovision_inference.settings import Settings
-
-        settings = Settings()
-        configure_logging("inference", settings.log_level)
-        configure_tracing("inference")
-        asyncio.run(serve(settings))
-    else:
+    if command != "serve":
         print(__doc__, file=sys.stderr)
         raise SystemExit(2)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the TF Serving client protos import TensorFlow
+    from hemovision_inference.server import serve
+    from hemovision_inference.settings import Settings
+    from hemovision_telemetry import configure_logging, configure_tracing
+
+    settings = Settings()
+    configure_logging("inference", settings.log_level)
+    configure_tracing("inference")
+    asyncio.run(serve(settings))
 
 
 if __name__ == "__main__":

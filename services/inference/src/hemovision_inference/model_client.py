@@ -22,7 +22,7 @@ from tensorflow_serving.apis import (
 from tensorflow_serving.config import model_server_config_pb2
 
 import hemovision_grpc_server
-from hemovision_inference import tensors
+import hemovision_tensor_proto as tensors
 from hemovision_inference.errors import ModelServerUnavailable, SignatureMissing, VersionNotLoaded
 
 AVAILABLE = get_model_status_pb2.ModelVersionStatus.AVAILABLE

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import hemovision_grpc_server
 from hemovision.inference.v1 import inference_pb2_grpc
+from hemovision_inference.analysis import ImageAnalyzer
 from hemovision_inference.model_client import ModelServerClient
+from hemovision_inference.preprocess_client import PreprocessClient
 from hemovision_inference.registry import RegistryClient
 from hemovision_inference.service import InferenceService, ModelRouter
 from hemovision_inference.servicer import InferenceServicer
@@ -28,6 +30,7 @@ class InferenceServer:
     model_server: ModelServerClient
     registry: RegistryClient | None
     verifier: object | None
+    preprocess: PreprocessClient | None = None
     tasks: list[asyncio.Task] = field(default_factory=list)
 
     @property
@@ -42,6 +45,8 @@ class InferenceServer:
                 await task
         await self.router.stop()
         await self.model_server.close()
+        if self.preprocess is not None:
+            await self.preprocess.close()
         if self.registry is not None:
             await self.registry.close()
         if self.verifier is not None and hasattr(self.verifier, "close"):
@@ -114,10 +119,14 @@ async def create_server(
         max_images=settings.max_images,
         input_reference=input_reference,
     )
+    preprocess = (PreprocessClient(settings.preprocess_addr, timeout_s=settings.preprocess_timeout_s)
+                  if settings.preprocess_addr else None)
+    analyzer = ImageAnalyzer(service, preprocess, max_images=settings.max_images) if preprocess else None
     running = await hemovision_grpc_server.create_server(
         settings,
         service_names=[SERVICE_NAME],
-        register=lambda s: inference_pb2_grpc.add_InferenceServiceServicer_to_server(InferenceServicer(service), s),
+        register=lambda s: inference_pb2_grpc.add_InferenceServiceServicer_to_server(
+            InferenceServicer(service, analyzer), s),
         interceptors=interceptors,
         serving=False,
     )
@@ -130,7 +139,7 @@ async def create_server(
 
     running.stop = stop  # type: ignore[method-assign]
     router.start()
-    server = InferenceServer(running, router, model_server, registry_client, verifier)
+    server = InferenceServer(running, router, model_server, registry_client, verifier, preprocess)
     if router.orgs is not None and settings.redis_url:
         server.tasks.append(asyncio.create_task(follow_organization_versions(settings.redis_url, router.orgs),
                                                 name="organization-version-events"))

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hemovision_inference.errors import BadTensor, ModelNotFound, VersionNotLoaded
-from hemovision_inference.router import Caller, ModelMetadata, ModelRouter, read_metadata
+from hemovision_inference.router import Caller, ModelMetadata, ModelRouter, Route, read_metadata
 
 __all__ = ["Caller", "ClassifyResult", "InferenceService", "ModelMetadata", "ModelRouter", "build_results",
            "energy_score", "read_metadata"]
@@ -64,7 +64,7 @@ class InferenceService:
             return None, float("inf")
         return ref.distance(images, meta.preprocessing["mean"], meta.preprocessing["std"]), ref.threshold
 
-    def _name(self, name: str) -> str:
+    def check_name(self, name: str) -> str:
         name = name or self.model_name
         if name != self.model_name:
             raise ModelNotFound(f"unknown model {name!r}; this service serves {self.model_name!r}")
@@ -72,7 +72,7 @@ class InferenceService:
 
     async def active_model(self, name: str = "", caller: Caller | None = None) -> ModelMetadata:
         """The version the caller's requests go to now (its organization's, else the platform's)."""
-        self._name(name)
+        self.check_name(name)
         return self.router.metadata(await self.router.version_for(caller))
 
     async def classify(
@@ -87,24 +87,32 @@ class InferenceService:
     ) -> ClassifyResult:
         """version 0: the caller's organization's version, else the platform's. `deadline_s`: the
         request's time left; a cold organization load is waited for at most that minus SERVE_MARGIN_S."""
-        name = self._name(name)
-        wait_s = None if deadline_s is None else max(0.0, deadline_s - SERVE_MARGIN_S)
-        route = await self.router.route(version, caller, wait_s)
+        name = self.check_name(name)
+        route = await self.router.route(version, caller, self.load_wait_s(deadline_s))
         try:
-            try:
-                return await self._classify(name, route.version, images, explain)
-            except VersionNotLoaded:
-                platform = self.router.active
-                if not route.adapted or platform is None or not self.router.compatible(route.version, platform):
-                    raise
-                # The model server lost the organization's version (it restarted): never a failed
-                # request because of adaptation; it is loaded again for the next one.
-                self.router.orgs.lost(route.version)
-                log.warning("organization version not on the model server; served by the platform version",
-                            extra={"version": route.version, "platform_version": platform})
-                return await self._classify(name, platform, images, explain)
+            return await self.serve(route, name, images, explain)
         finally:
             self.router.release(route)
+
+    @staticmethod
+    def load_wait_s(deadline_s: float | None) -> float | None:
+        """How long a request may wait for its organization's cold version to load."""
+        return None if deadline_s is None else max(0.0, deadline_s - SERVE_MARGIN_S)
+
+    async def serve(self, route: Route, name: str, images: np.ndarray, explain: bool) -> ClassifyResult:
+        """Runs the model for a route the caller holds (router.route ... router.release)."""
+        try:
+            return await self._classify(name, route.version, images, explain)
+        except VersionNotLoaded:
+            platform = self.router.active
+            if not route.adapted or platform is None or not self.router.compatible(route.version, platform):
+                raise
+            # The model server lost the organization's version (it restarted): never a failed
+            # request because of adaptation; it is loaded again for the next one.
+            self.router.orgs.lost(route.version)
+            log.warning("organization version not on the model server; served by the platform version",
+                        extra={"version": route.version, "platform_version": platform})
+            return await self._classify(name, platform, images, explain)
 
     async def _classify(self, name: str, version: int, images: np.ndarray, explain: bool) -> ClassifyResult:
         meta = self.router.metadata(version)

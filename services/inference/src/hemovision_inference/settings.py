@@ -5,19 +5,22 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
+from hemovision_contracts.topology import default_addr, default_port
 from hemovision_grpc_server import GrpcServiceSettings
 
 
 class Settings(GrpcServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HV_INFERENCE_")
 
-    port: int = 50053
+    port: int = default_port("inference")
     # TF Serving gRPC API: the embedded model server, or a real tensorflow/serving.
-    model_server_addr: str = "127.0.0.1:8500"
+    model_server_addr: str = default_addr("model-server")
     # Base path a real TF Serving sees for the model (sent in HandleReloadConfigRequest); "" = its default.
     model_server_base_path: str = ""
-    training_addr: str = "127.0.0.1:50056"
-    auth_addr: str = "127.0.0.1:50051"
+    training_addr: str = default_addr("training")
+    # AnalyzeImages (the short route) has the preprocess service prepare the caller's images.
+    preprocess_addr: str = default_addr("preprocess")
+    auth_addr: str = default_addr("auth")
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0", validation_alias=AliasChoices("HV_INFERENCE_REDIS_URL", "HV_REDIS_URL")
     )
@@ -29,6 +32,7 @@ class Settings(GrpcServiceSettings):
     drain_seconds: float = 30.0
     # Deadlines: Predict, control calls (status/reload/registry), and the wait for a new version to load.
     predict_timeout_s: float = 10.0
+    preprocess_timeout_s: float = 10.0
     control_timeout_s: float = 3.0
     load_timeout_s: float = 300.0
     # Organizations' adapted versions (docs/serving.md, "Routing order"): how many may be pinned

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from hemovision_contracts.image_formats import sniff_format
 from hemovision_pixels import (
     ImageRejected,
     PreprocessSpec,
@@ -42,16 +43,6 @@ class PreparedImage:
     review_reasons: tuple[str, ...] = ()  # from the spec's standardisation steps (v2)
     cell_found: bool = False
     cell_zoom: float = 1.0
-
-
-def _detect_format(data: bytes) -> str:
-    if len(data) >= 132 and data[128:132] == b"DICM":
-        return "DICOM"
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            return im.format or "UNKNOWN"
-    except Exception:
-        return "UNKNOWN"
 
 
 class PreprocessCore:
@@ -120,7 +111,7 @@ class PreprocessCore:
             original_width=int(image.shape[1]),
             original_height=int(image.shape[0]),
             sha256=hashlib.sha256(data).hexdigest(),
-            format=_detect_format(data),
+            format=sniff_format(data) or "UNKNOWN",
             thumbnail_jpeg=thumb,
             model_image_png=model_png,
             decode_ms=(t1 - t0) * 1000,

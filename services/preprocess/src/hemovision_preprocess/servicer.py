@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import grpc
 from google.protobuf import json_format
 
@@ -105,28 +103,3 @@ class PreprocessServicer(preprocess_pb2_grpc.PreprocessServiceServicer):
             else:
                 response.results[i].result.CopyFrom(_response(outcome))
         return response
-
-    async def PreprocessStream(
-        self, request_iterator: AsyncIterator[preprocess_pb2.PreprocessRequest], context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[preprocess_pb2.PreprocessStreamResponse]:
-        async for request in request_iterator:
-            try:
-                prepared = await self.core.prepare(
-                    request.image,
-                    self._spec(request),
-                    want_thumbnail=request.want_thumbnail,
-                    want_model_image=request.want_model_image,
-                )
-            except ImageInvalid as exc:
-                yield preprocess_pb2.PreprocessStreamResponse(
-                    index=request.index,
-                    error=preprocess_pb2.PreprocessError(reason=exc.reason, message=exc.detail),
-                )
-                continue
-            except InvalidArgument as exc:
-                yield preprocess_pb2.PreprocessStreamResponse(
-                    index=request.index,
-                    error=preprocess_pb2.PreprocessError(reason="invalid_request", message=exc.message),
-                )
-                continue
-            yield preprocess_pb2.PreprocessStreamResponse(index=request.index, result=_response(prepared))

@@ -5,14 +5,15 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
+from hemovision_contracts.topology import default_addr, default_port
 from hemovision_grpc_server import GrpcServiceSettings
 
 
 class Settings(GrpcServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HV_PREPROCESS_")
 
-    port: int = 50052
-    auth_addr: str = "127.0.0.1:50051"
+    port: int = default_port("preprocess")
+    auth_addr: str = default_addr("auth")
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0", validation_alias=AliasChoices("HV_PREPROCESS_REDIS_URL", "HV_REDIS_URL")
     )

@@ -9,7 +9,7 @@ import io
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from hemovision_contracts import confidence_holds
+from hemovision_contracts import CLASS_NAMES, WHITE_BLOOD_CELL_CLASSES, confidence_holds
 from hemovision.history.v1 import history_pb2
 from reportlab.graphics.charts.barcharts import HorizontalBarChart
 from reportlab.graphics.shapes import Drawing, String
@@ -21,15 +21,10 @@ from reportlab.lib.units import cm, mm
 from reportlab.pdfgen import canvas as pdf_canvas
 from reportlab.platypus import Image, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from hemovision_reports import CLASS_NAMES
-
 FOOTER = "For Research Use Only. Not for use in diagnostic procedures."
 PAGE_W, PAGE_H = A4
 MARGIN = 1.6 * cm
 CONTENT_W = PAGE_W - 2 * MARGIN
-# Leukocyte classes: the WBC differential's denominator (erythroblasts are reported per
-# 100 WBC, platelets are not white cells).
-WBC_CLASSES = ("basophil", "eosinophil", "immature_granulocyte", "lymphocyte", "monocyte", "neutrophil")
 
 INK = colors.HexColor("#1f2933")
 MUTED = colors.HexColor("#616e7c")
@@ -147,14 +142,15 @@ def _kv_table(rows: list[tuple[str, str]], widths: tuple[float, float]) -> Table
 
 
 def probability_chart(probabilities: dict[str, float], label: str, *, width: float, height: float) -> Drawing:
-    """Horizontal bars of the eight class probabilities (percent), the model's label highlighted."""
+    """Horizontal bars of the class probabilities (percent), the model's label highlighted. The
+    classes are the keys of `probabilities`: those of the model that classified the cell."""
     drawing = Drawing(width, height)
     chart = HorizontalBarChart()
     chart.x = 3.3 * cm
     chart.y = 0.8 * cm
     chart.width = width - chart.x - 1.3 * cm
     chart.height = height - chart.y - 0.2 * cm
-    names = list(reversed(CLASS_NAMES))  # first class on top
+    names = sorted(probabilities, reverse=True)  # first class (in output-unit order) on top
     chart.data = [[100.0 * float(probabilities.get(c, 0.0)) for c in names]]
     chart.categoryAxis.categoryNames = [pretty(c) for c in names]
     chart.categoryAxis.labels.fontName = "Helvetica"
@@ -300,14 +296,15 @@ class BatchReportData:
 
 
 def differential_rows(label_counts: dict[str, int]) -> list[tuple[str, int, float, float | None]]:
-    """(class, count, % of classified cells, % of WBC or None) for the eight classes."""
+    """(class, count, % of classified cells, % of WBC or None) for every class of the platform's
+    label set, those no cell was given included."""
     total = sum(label_counts.get(c, 0) for c in CLASS_NAMES)
-    wbc = sum(label_counts.get(c, 0) for c in WBC_CLASSES)
+    wbc = sum(label_counts.get(c, 0) for c in WHITE_BLOOD_CELL_CLASSES)
     rows = []
     for c in CLASS_NAMES:
         n = label_counts.get(c, 0)
         of_all = 100.0 * n / total if total else 0.0
-        of_wbc = (100.0 * n / wbc if wbc else 0.0) if c in WBC_CLASSES else None
+        of_wbc = (100.0 * n / wbc if wbc else 0.0) if c in WHITE_BLOOD_CELL_CLASSES else None
         rows.append((c, n, of_all, of_wbc))
     return rows
 
@@ -316,7 +313,7 @@ def batch_report(data: BatchReportData) -> RenderedPdf:
     b = data.batch
     counts = {c: int(b.label_counts.get(c, 0)) for c in CLASS_NAMES}
     classified = sum(counts.values())
-    wbc = sum(counts[c] for c in WBC_CLASSES)
+    wbc = sum(counts[c] for c in WHITE_BLOOD_CELL_CLASSES)
     status = history_pb2.BatchStatus.Name(b.status).removeprefix("BATCH_STATUS_").lower()
     story: list = [
         Paragraph("HemoVision - batch report (WBC differential)", H1),

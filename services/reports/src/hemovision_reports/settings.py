@@ -5,17 +5,18 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
+from hemovision_contracts.topology import default_addr, default_port
 from hemovision_grpc_server import GrpcServiceSettings
 
 
 class Settings(GrpcServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HV_REPORTS_")
 
-    port: int = 50055
+    port: int = default_port("reports")
     # Where the predictions, batches and stored images come from.
-    history_addr: str = "127.0.0.1:50054"
+    history_addr: str = default_addr("history")
     # Auth: public keys for token verification, and GetMe for the organization's name.
-    auth_addr: str = "127.0.0.1:50051"
+    auth_addr: str = default_addr("auth")
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("HV_REPORTS_REDIS_URL", "HV_REDIS_URL"),

@@ -27,13 +27,13 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from hemovision_contracts import PLATFORM_ADMIN
 from hemovision_training import repository as repo
 from hemovision_training.errors import ForbiddenForRole, QualityGateRefused, VersionNotFound
 
 log = logging.getLogger(__name__)
 
 METADATA_RELPATH = Path("assets.extra") / "hemovision.json"
-PLATFORM_ADMIN = "platform_admin"
 
 
 @dataclass(frozen=True)

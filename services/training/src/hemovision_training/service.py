@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 from sqlalchemy import Engine
 
+from hemovision_contracts import is_platform_role
 from hemovision_training import registry
 from hemovision_training import repository as repo
 from hemovision_training.errors import (
@@ -35,8 +36,6 @@ from hemovision_training.settings import Settings
 log = logging.getLogger(__name__)
 
 TASK_NAME = "hemovision_training.run_training_job"
-# Roles that see every organization's adapted versions' metadata (never their cells).
-PLATFORM_STAFF = ("ml_engineer", "platform_admin")
 _MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,99}$")
 
 
@@ -278,12 +277,12 @@ class TrainingService:
         """Platform versions and the caller's organization's adapted ones; platform staff see every
         organization's adapted versions (metadata and metrics, never their cells)."""
         return await self._tx(repo.list_versions, name=self._name(name), organization_id=actor.organization_id,
-                              every_organization=actor.role in PLATFORM_STAFF)
+                              every_organization=is_platform_role(actor.role))
 
     async def get_version(self, actor: Actor, name: str, version: int) -> repo.ModelVersion:
         row = await self._tx(repo.get_version, name=self._name(name), version=version)
         if row is None or not (row.organization_id is None or row.organization_id == actor.organization_id
-                               or actor.role in PLATFORM_STAFF):
+                               or is_platform_role(actor.role)):
             raise VersionNotFound(self._name(name), version)
         return row
 

@@ -8,7 +8,8 @@ from typing import Any
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from hemovision.training.v1 import training_pb2, training_pb2_grpc
-from hemovision_tokens import ML_ENGINEER, ORG_ADMIN, PLATFORM_ADMIN, current_principal, require_role
+from hemovision_contracts import ADAPTATION_ROLES, PLATFORM_ROLES
+from hemovision_tokens import current_principal, require_role
 from hemovision_training import repository as repo
 from hemovision_training.adaptation import AdaptationService, OrganizationModel
 from hemovision_training.registry import Actor
@@ -34,9 +35,6 @@ ADAPTATION_STATUS = {
     repo.FAILED: training_pb2.ADAPTATION_STATUS_FAILED,
     repo.CANCELLED: training_pb2.ADAPTATION_STATUS_CANCELLED,
 }
-TRAINERS = (ML_ENGINEER, PLATFORM_ADMIN)
-# Who may adapt the model to their own organization, and roll it back.
-ADAPTERS = (ORG_ADMIN, ML_ENGINEER, PLATFORM_ADMIN)
 
 
 def _ts(value) -> timestamp_pb2.Timestamp | None:
@@ -150,7 +148,7 @@ class TrainingServiceServicer(training_pb2_grpc.TrainingServiceServicer):
         self._revoke = revoke
 
     async def StartTrainingJob(self, request, context):
-        require_role(*TRAINERS)
+        require_role(*PLATFORM_ROLES)
         c = request.config
         job = await self._service.start_job(
             _actor(),
@@ -170,21 +168,21 @@ class TrainingServiceServicer(training_pb2_grpc.TrainingServiceServicer):
         return job_to_proto(job)
 
     async def GetTrainingJob(self, request, context):
-        require_role(*TRAINERS)
+        require_role(*PLATFORM_ROLES)
         return job_to_proto(await self._service.get_job(request.id, kind=repo.TRAINING))
 
     async def ListTrainingJobs(self, request, context):
-        require_role(*TRAINERS)
+        require_role(*PLATFORM_ROLES)
         jobs = await self._service.list_jobs(request.limit)
         return training_pb2.ListTrainingJobsResponse(jobs=[job_to_proto(j) for j in jobs])
 
     async def WatchTrainingJob(self, request, context):
-        require_role(*TRAINERS)
+        require_role(*PLATFORM_ROLES)
         async for job in self._service.watch_job(request.id):
             yield job_to_proto(job)
 
     async def CancelTrainingJob(self, request, context):
-        require_role(*TRAINERS)
+        require_role(*PLATFORM_ROLES)
         await self._service.get_job(request.id, kind=repo.TRAINING)  # adaptations are cancelled as such
         return job_to_proto(await self._service.cancel_job(_actor(), request.id, revoke=self._revoke))
 
@@ -200,14 +198,14 @@ class TrainingServiceServicer(training_pb2_grpc.TrainingServiceServicer):
         return version_to_proto(await self._service.get_active(request.model_name))
 
     async def ActivateModelVersion(self, request, context):
-        require_role(*TRAINERS)
+        require_role(*PLATFORM_ROLES)
         version = await self._service.activate(
             _actor(), request.model_name, request.version, force=request.force, reason=request.reason
         )
         return version_to_proto(version)
 
     async def StartAdaptation(self, request, context):
-        require_role(*ADAPTERS)
+        require_role(*ADAPTATION_ROLES)
         return adaptation_to_proto(await self._adaptations.start(_actor(), request.model_name))
 
     async def GetAdaptation(self, request, context):
@@ -218,12 +216,12 @@ class TrainingServiceServicer(training_pb2_grpc.TrainingServiceServicer):
         return training_pb2.ListAdaptationsResponse(adaptations=[adaptation_to_proto(j) for j in jobs])
 
     async def CancelAdaptation(self, request, context):
-        require_role(*ADAPTERS)
+        require_role(*ADAPTATION_ROLES)
         return adaptation_to_proto(await self._adaptations.cancel(_actor(), request.id, revoke=self._revoke))
 
     async def GetOrganizationModel(self, request, context):
         return organization_model_to_proto(await self._adaptations.organization_model(_actor(), request.model_name))
 
     async def RollbackOrganizationModel(self, request, context):
-        require_role(*ADAPTERS)
+        require_role(*ADAPTATION_ROLES)
         return organization_model_to_proto(await self._adaptations.rollback(_actor(), request.model_name))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
+from hemovision_contracts.topology import default_addr, default_port
 from hemovision_grpc_server import GrpcServiceSettings
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/hemovision"
@@ -15,7 +16,7 @@ class Settings(GrpcServiceSettings):
 
     model_config = SettingsConfigDict(env_prefix="HV_TRAINING_")
 
-    port: int = 50056
+    port: int = default_port("training")
     # HV_TRAINING_DATABASE_URL overrides the shared HV_DATABASE_URL.
     database_url: str = Field(
         default=DEFAULT_DATABASE_URL,
@@ -30,9 +31,9 @@ class Settings(GrpcServiceSettings):
     model_base: str = Field(default="models", validation_alias=AliasChoices("HV_TRAINING_MODEL_BASE", "HV_MODEL_BASE"))
     model_name: str = Field(default="hemovision", validation_alias=AliasChoices("HV_TRAINING_MODEL_NAME", "HV_MODEL_NAME"))
     # Auth service (public keys for token verification).
-    auth_addr: str = "127.0.0.1:50051"
+    auth_addr: str = default_addr("auth")
     # History service (audit events). Empty = only the local training.audit_log.
-    history_addr: str = "127.0.0.1:50054"
+    history_addr: str = default_addr("history")
     history_timeout_s: float = 3.0
     db_pool_size: int = 5
 

@@ -9,11 +9,12 @@ from fastapi import APIRouter, Depends, Response, status
 from pydantic import BaseModel, Field
 
 from hemovision.auth.v1 import auth_pb2
+from hemovision_contracts import LAB_USER, ORGANIZATION_ROLES, role_to_proto
 
 from hemovision_gateway import views
 from hemovision_gateway.clients import bearer
 from hemovision_gateway.errors import ApiError
-from hemovision_gateway.security import AdminUser, Ctx, CurrentUser, rate_limit_anonymous
+from hemovision_gateway.security import AdminUser, Ctx, CurrentUser, rate_limit_anonymous, role_pattern
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 Anonymous = Annotated[None, Depends(rate_limit_anonymous)]
@@ -63,7 +64,7 @@ class PasswordBody(BaseModel):
 
 class InviteBody(BaseModel):
     email: str = Field(min_length=3, max_length=320, examples=["colleague@lab.example"])
-    role: str = Field(default="lab_user", pattern="^(lab_user|org_admin)$")
+    role: str = Field(default=LAB_USER, pattern=role_pattern(ORGANIZATION_ROLES))
 
 
 class ApiKeyBody(BaseModel):
@@ -164,7 +165,7 @@ async def reset_password(body: ResetBody, ctx: Ctx, _: Anonymous) -> Response:
 async def invite(body: InviteBody, user: AdminUser, ctx: Ctx) -> dict:
     """An org_admin invites a colleague into the organization by e-mail."""
     inv = await ctx.clients.auth.InviteUser(
-        auth_pb2.InviteUserRequest(email=body.email, role=views.ROLE_VALUES[body.role]),
+        auth_pb2.InviteUserRequest(email=body.email, role=role_to_proto(body.role)),
         metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s,
     )
     return {"id": inv.id, "email": inv.email, "role": views.role_name(inv.role), "expires_at": views.ts(inv.expires_at)}

@@ -147,6 +147,4 @@ async def rollback_organization_model(user: AdaptAdmin, ctx: Ctx,
     m = await ctx.clients.training.RollbackOrganizationModel(
         training_pb2.RollbackOrganizationModelRequest(model_name=body.model_name), metadata=bearer(user.token),
         timeout=ctx.settings.rpc_timeout_s)
-    # this process prepares the organization's next upload for the version now serving it
-    ctx.model_cache.invalidate(user.organization_id)
     return OrganizationModel.model_validate(views.organization_model(m))

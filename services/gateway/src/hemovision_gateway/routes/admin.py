@@ -11,10 +11,11 @@ from pydantic import BaseModel, Field
 from hemovision.auth.v1 import auth_pb2
 from hemovision.common.v1 import common_pb2
 from hemovision.history.v1 import history_pb2
+from hemovision_contracts import ROLES, role_to_proto
 
 from hemovision_gateway import views
 from hemovision_gateway.clients import bearer
-from hemovision_gateway.security import AdminUser, Ctx
+from hemovision_gateway.security import AdminUser, Ctx, role_pattern
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
@@ -38,14 +39,14 @@ async def get_user(user_id: str, user: AdminUser, ctx: Ctx) -> dict:
 
 
 class RoleBody(BaseModel):
-    role: str = Field(pattern="^(lab_user|org_admin|ml_engineer|platform_admin)$", examples=["org_admin"])
+    role: str = Field(pattern=role_pattern(ROLES), examples=["org_admin"])
 
 
 @router.post("/users/{user_id}/role")
 async def set_role(user_id: str, body: RoleBody, user: AdminUser, ctx: Ctx) -> dict:
     """org_admin: lab_user <-> org_admin in its organization; platform_admin: any role."""
     u = await ctx.clients.auth.SetUserRole(
-        auth_pb2.SetUserRoleRequest(user_id=user_id, role=views.ROLE_VALUES[body.role]),
+        auth_pb2.SetUserRoleRequest(user_id=user_id, role=role_to_proto(body.role)),
         metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s)
     return views.user(u)
 

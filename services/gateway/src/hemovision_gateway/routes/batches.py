@@ -17,8 +17,9 @@ from hemovision.common.v1 import common_pb2
 from hemovision.history.v1 import history_pb2
 from hemovision.reports.v1 import reports_pb2
 
-from hemovision_gateway import batch_storage, batch_sweeper, idempotency, views
-from hemovision_gateway.batch_processing import ItemTask, channel_name, fail_item, process_item, record_item
+from hemovision_gateway import idempotency, views
+from hemovision_gateway.batches import storage as batch_storage, sweeper as batch_sweeper
+from hemovision_gateway.batches.processing import ItemTask, channel_name, fail_item, process_item, record_item
 from hemovision_gateway.clients import bearer
 from hemovision_gateway.errors import ApiError, ErrorBody, api_error_from_grpc
 from hemovision_gateway.security import Ctx, CurrentUser, VerifiedUser
@@ -108,7 +109,7 @@ async def schedule(request: Request, task: ItemTask) -> None:
         async def run() -> None:
             for attempt in range(4):
                 try:
-                    await process_item(ctx.clients, ctx.settings, ctx.model_cache, app.state.obo_tokens, ctx.redis,
+                    await process_item(ctx.clients, ctx.settings, app.state.obo_tokens, ctx.redis,
                                        task, final_attempt=attempt == 3)
                     return
                 except Exception as exc:  # noqa: BLE001 - retried like the worker does
@@ -124,7 +125,7 @@ async def schedule(request: Request, task: ItemTask) -> None:
         app.state.background.add(t)
         t.add_done_callback(app.state.background.discard)
         return
-    from hemovision_gateway.worker import enqueue
+    from hemovision_gateway.batches.worker import enqueue
 
     await asyncio.to_thread(enqueue, app.state.celery, task)
 

@@ -58,7 +58,6 @@ async def activate_model(version: int, user: ModelAdmin, ctx: Ctx, body: Activat
         training_pb2.ActivateModelVersionRequest(model_name=body.name, version=version, force=body.force,
                                                  reason=body.reason),
         metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s)
-    ctx.model_cache.invalidate()
     return views.model_version(v)
 
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from hemovision.common.v1 import common_pb2
 from hemovision.history.v1 import history_pb2
 from hemovision.reports.v1 import reports_pb2
+from hemovision_contracts import CLASS_NAMES
 
 from hemovision_gateway import idempotency, views
 from hemovision_gateway.clients import bearer
@@ -68,10 +69,10 @@ async def create_prediction(
         return replayed
     data = await read_limited(file, ctx.settings.max_image_bytes)
     body = await run_prediction(
-        ctx.clients, ctx.settings, ctx.model_cache, token=user.token,
+        ctx.clients, ctx.settings, token=user.token,
         upload=Upload(data=data, filename=file.filename or "", sample_id=sample_id, slide_id=slide_id, note=note),
         idempotency_key=f"api:{key}" if key else str(uuid.uuid4()),
-        coalescing=ctx.coalescing, organization_id=user.organization_id,
+        coalescing=ctx.coalescing,
     )
     await idempotency.remember(ctx, "predictions", user.organization_id, user.user_id, key, 201, body)
     return JSONResponse(body, status_code=201)
@@ -93,8 +94,8 @@ def build_filter(
     reviewed: bool | None = None,
     batch_id: str | None = None,
 ) -> history_pb2.PredictionFilter:
-    if label and label not in views.CLASS_NAMES:
-        raise ApiError(422, "validation_error", f"label must be one of {', '.join(views.CLASS_NAMES)}")
+    if label and label not in CLASS_NAMES:
+        raise ApiError(422, "validation_error", f"label must be one of {', '.join(CLASS_NAMES)}")
     f = history_pb2.PredictionFilter(label=label or "", model_version=model_version or 0,
                                      sample_id=sample_id or "", batch_id=batch_id or "")
     if date_from or date_to:
@@ -160,7 +161,7 @@ async def review_queue(
 
 EXPORT_COLUMNS = ["id", "created_at", "label", "confidence", "needs_review", "review_reasons", "reviewed_label",
                   "reviewed_by", "reviewed_at", "model_name", "model_version", "sample_id", "slide_id", "batch_id",
-                  "filename", *[f"p_{c}" for c in views.CLASS_NAMES]]
+                  "filename", *[f"p_{c}" for c in CLASS_NAMES]]
 
 
 def _csv_safe(value: object) -> object:
@@ -191,7 +192,7 @@ async def export_csv(user: CurrentUser, ctx: Ctx, filters: Annotated[Filters, De
                     p.id, views.ts(p.created_at), p.label, f"{p.confidence:.6f}", p.needs_review,
                     ";".join(p.review_reasons), p.reviewed_label, p.reviewed_by, views.ts(p.reviewed_at) or "",
                     p.model.name, p.model.version, p.sample_id, p.slide_id, p.batch_id, p.filename,
-                    *[f"{p.probabilities.get(c, 0.0):.6f}" for c in views.CLASS_NAMES]]])
+                    *[f"{p.probabilities.get(c, 0.0):.6f}" for c in CLASS_NAMES]]])
             yield buf.getvalue()
             buf.seek(0)
             buf.truncate()
@@ -263,9 +264,8 @@ class ReviewBody(BaseModel):
 
 @router.post("/predictions/{prediction_id}/review")
 async def review_prediction(prediction_id: str, body: ReviewBody, user: CurrentUser, ctx: Ctx) -> dict:
-    """Confirms (same label) or corrects the model's label; the record keeps both."""
-    if body.label not in views.CLASS_NAMES:
-        raise ApiError(422, "validation_error", f"label must be one of {', '.join(views.CLASS_NAMES)}")
+    """Confirms (same label) or corrects the model's label; the record keeps both. The label must
+    be one of the classes of the version that classified the cell (history checks it: 422)."""
     p = await ctx.clients.history.ReviewPrediction(
         history_pb2.ReviewPredictionRequest(id=prediction_id, label=body.label, comment=body.comment),
         metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s)

@@ -3,8 +3,9 @@
    /verify-email, /reset-password and /accept-invitation with ?token=. */
 "use strict";
 
-const CLASSES = ["basophil", "eosinophil", "erythroblast", "immature_granulocyte",
-  "lymphocyte", "monocyte", "neutrophil", "platelet"];
+/* The platform's label set, for the class filter (/ui/classes.js, from hemovision_contracts).
+   A prediction's own classes are the keys of its probabilities; counts name every class. */
+const CLASSES = window.HV_CLASS_NAMES || [];
 const COLORS = ["#6b4fbb", "#d9822b", "#b3263a", "#2a9d8f", "#1a5fd1", "#8a6d3b", "#4a8f2a", "#7d7d7d"];
 const main = document.getElementById("main");
 
@@ -150,8 +151,8 @@ function onSubmit(form, fn) {
   });
 }
 
-const labelOptions = (selected = "", blank = "Any class") =>
-  `<option value="">${esc(blank)}</option>` + CLASSES.map((c) => `<option value="${c}" ${c === selected ? "selected" : ""}>${nice(c)}</option>`).join("");
+const labelOptions = (classes, selected = "", blank = "Any class") =>
+  `<option value="">${esc(blank)}</option>` + classes.map((c) => `<option value="${c}" ${c === selected ? "selected" : ""}>${nice(c)}</option>`).join("");
 
 /* ---------- navigation ---------- */
 function navLinks() {
@@ -323,7 +324,7 @@ function pageUpload() {
 
 /* ---------- result ---------- */
 function probBars(probs, top) {
-  return `<div class="bars" role="list" aria-label="Class probabilities">` + CLASSES.map((c) => {
+  return `<div class="bars" role="list" aria-label="Class probabilities">` + Object.keys(probs).map((c) => {
     const p = probs[c] || 0;
     return `<span role="listitem" id="pl-${c}">${nice(c)}</span>
       <div class="bar ${c === top ? "top" : ""}" role="meter" aria-labelledby="pl-${c}" aria-valuemin="0" aria-valuemax="100" aria-valuenow="${(100 * p).toFixed(1)}"><span style="width:${(100 * p).toFixed(2)}%"></span></div>
@@ -357,7 +358,7 @@ async function pageResult(id) {
     </section>
   </div>
   <section class="card"><h2>Review</h2>
-    <form id="rf" class="row"><div><label for="rl">Reviewer's label</label><select id="rl" name="label">${labelOptions(p.review ? p.review.label : p.label, "—")}</select></div>
+    <form id="rf" class="row"><div><label for="rl">Reviewer's label</label><select id="rl" name="label">${labelOptions(Object.keys(p.probabilities), p.review ? p.review.label : p.label, "—")}</select></div>
     <div><label for="rc">Comment</label><input id="rc" name="comment" type="text" maxlength="2000"></div>
     <div><button type="submit">Save review</button></div></form>
   </section>
@@ -385,7 +386,7 @@ async function pageHistory() {
   render(`<h1>History</h1>
   <section class="card"><form id="ff">
     <div class="row">
-      <div><label for="label">Class</label><select id="label" name="label">${labelOptions(q.get("label") || "")}</select></div>
+      <div><label for="label">Class</label><select id="label" name="label">${labelOptions(CLASSES, q.get("label") || "")}</select></div>
       <div><label for="from">From</label><input id="from" name="from" type="date" value="${esc(q.get("from") || "")}"></div>
       <div><label for="to">To</label><input id="to" name="to" type="date" value="${esc(q.get("to") || "")}"></div>
       <div><label for="needs_review">Needs review</label>${yesno("needs_review", q.get("needs_review"))}</div>
@@ -443,7 +444,7 @@ async function pageReview() {
   $("#queue").innerHTML = page.items.map((x) => `<section class="card row" data-id="${esc(x.id)}" aria-label="cell ${esc(x.id.slice(0, 8))}">
     <div style="flex:0 0 80px">${x.has_image ? `<img class="thumb" style="width:72px;height:72px" alt="cell" data-src="${esc(x.links.image)}">` : ""}</div>
     <div><strong>${esc(nice(x.label))}</strong> ${pct(x.confidence)} ${x.needs_review ? '<span class="badge review">needs review</span>' : ""}<br><a href="#/result/${esc(x.id)}">details</a></div>
-    <div><label for="l-${esc(x.id)}">Reviewer's label</label><select id="l-${esc(x.id)}">${labelOptions(x.label, "—")}</select></div>
+    <div><label for="l-${esc(x.id)}">Reviewer's label</label><select id="l-${esc(x.id)}">${labelOptions(Object.keys(x.probabilities), x.label, "—")}</select></div>
     <div><button class="save">Save</button></div></section>`).join("");
   $$("img[data-src]", main).forEach((img) => blobUrl(img.dataset.src).then((u) => { img.src = u; }).catch(() => { }));
   $$(".save", main).forEach((b) => b.onclick = async () => {
@@ -480,7 +481,7 @@ async function pageDashboard() {
   render(`<h1>Dashboard</h1><div id="dash">Loading…</div>`, "Dashboard");
   let s;
   try { s = await api("/api/v1/stats"); } catch (e) { $("#dash").innerHTML = `<p class="error">${esc(e.message)}</p>`; return; }
-  const classData = CLASSES.map((c) => ({ label: nice(c), short: c.slice(0, 4), value: s.label_counts[c] || 0 }));
+  const classData = Object.entries(s.label_counts).map(([c, n]) => ({ label: nice(c), short: c.slice(0, 4), value: n }));
   $("#dash").innerHTML = `<div class="grid">
       <section class="card"><h2>Predictions</h2><p class="kpi">${s.total}</p></section>
       <section class="card"><h2>Mean confidence</h2><p class="kpi">${pct(s.mean_confidence)}</p></section>
@@ -524,7 +525,7 @@ async function pageBatch(id) {
     $("#bp").value = b.progress;
     $("#bstat").textContent = `${b.status}: ${b.done} of ${b.total} done (${b.succeeded} classified, ${b.failed} failed, ${b.needs_review} flagged)`;
     $("#diff").innerHTML = `<div class="table-wrap"><table><thead><tr><th scope="col">Class</th><th scope="col">Count</th><th scope="col">Percent</th></tr></thead><tbody>` +
-      CLASSES.map((c) => `<tr><td>${nice(c)}</td><td>${b.label_counts[c] || 0}</td><td>${(b.differential_percent[c] || 0).toFixed(1)}%</td></tr>`).join("") + `</tbody></table></div>`;
+      Object.keys(b.label_counts).map((c) => `<tr><td>${nice(c)}</td><td>${b.label_counts[c] || 0}</td><td>${(b.differential_percent[c] || 0).toFixed(1)}%</td></tr>`).join("") + `</tbody></table></div>`;
   };
   const full = async () => {
     const b = await api(`/api/v1/batches/${id}`);

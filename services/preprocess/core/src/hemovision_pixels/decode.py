@@ -30,32 +30,16 @@ if Image.MAX_IMAGE_PIXELS is None or Image.MAX_IMAGE_PIXELS > DEFAULT_MAX_PIXELS
 # Openers Pillow may try; a JPEG with extra frames comes back as format "MPO".
 OPENERS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP")
 
-# reason -> the HTTP status a front end should answer with.
-HTTP_STATUS = {
-    "empty": 422,
-    "too_large": 413,
-    "too_many_pixels": 413,
-    "not_an_image": 415,
-    "unsupported_type": 415,
-    "multi_frame": 422,
-    "truncated": 422,
-    "corrupt": 422,
-    "polyglot": 422,
-}
-
 
 class ImageRejected(ValueError):
-    """The upload is not an image we accept. `reason` is one of HTTP_STATUS's keys;
+    """The upload is not an image we accept. `reason` is one of
+    hemovision_contracts.image_formats.REJECTION_REASONS (the front end maps it to HTTP);
     str(exc) is a sentence a person can act on."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
-
-    @property
-    def http_status(self) -> int:
-        return HTTP_STATUS.get(self.reason, 422)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.reason, self.message))

@@ -15,14 +15,11 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
+from hemovision_contracts import CLASS_NAMES  # the training label set: the class folders, in output-unit order
 
-CLASS_NAMES: tuple[str, ...] = (
-    "basophil", "eosinophil", "erythroblast", "immature_granulocyte",
-    "lymphocyte", "monocyte", "neutrophil", "platelet",
-)
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
@@ -373,9 +370,3 @@ def make_lab_dataset(x: np.ndarray, copies: Sequence[np.ndarray], y: np.ndarray,
     mean_l, std_l = spec["mean"], spec["std"]
     ds = ds.map(lambda xb, yb, wb: (augment_batch(xb, mean_l, std_l, aug_cfg), yb, wb), num_parallel_calls=1)
     return ds.prefetch(2)
-
-
-def iter_files(data_dir: str | os.PathLike, paths: Iterable[str]) -> Iterable[bytes]:
-    root = Path(data_dir)
-    for p in paths:
-        yield (root / p).read_bytes()

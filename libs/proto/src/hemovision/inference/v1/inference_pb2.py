@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from hemovision.common.v1 import common_pb2 as hemovision_dot_common_dot_v1_dot_common__pb2
+from hemovision.preprocess.v1 import preprocess_pb2 as hemovision_dot_preprocess_dot_v1_dot_preprocess__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'hemovision/inference/v1/inference.proto\x12\x17hemovision.inference.v1\x1a!hemovision/common/v1/common.proto\"+\n\x15GetActiveModelRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\"\xe6\x01\n\tModelInfo\x12-\n\x05model\x18\x01 \x01(\x0b\x32\x1e.hemovision.common.v1.ModelRef\x12\x13\n\x0b\x63lass_names\x18\x02 \x03(\t\x12\x12\n\ninput_size\x18\x03 \x01(\x05\x12;\n\rpreprocessing\x18\x04 \x01(\x0b\x32$.hemovision.common.v1.PreprocessSpec\x12\x13\n\x0btemperature\x18\x05 \x01(\x02\x12\x18\n\x10review_threshold\x18\x06 \x01(\x02\x12\x15\n\rood_threshold\x18\x07 \x01(\x02\"n\n\x0f\x43lassifyRequest\x12-\n\x05model\x18\x01 \x01(\x0b\x32\x1e.hemovision.common.v1.ModelRef\x12,\n\x06images\x18\x02 \x01(\x0b\x32\x1c.hemovision.common.v1.Tensor\"\xd3\x02\n\x0e\x43lassification\x12\r\n\x05label\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\x12Q\n\rprobabilities\x18\x03 \x03(\x0b\x32:.hemovision.inference.v1.Classification.ProbabilitiesEntry\x12\x14\n\x0cneeds_review\x18\x04 \x01(\x08\x12=\n\x0ereview_reasons\x18\x05 \x03(\x0e\x32%.hemovision.inference.v1.ReviewReason\x12\x11\n\tood_score\x18\x06 \x01(\x02\x12-\n\x07heatmap\x18\x07 \x01(\x0b\x32\x1c.hemovision.common.v1.Tensor\x1a\x34\n\x12ProbabilitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\"\x8d\x01\n\x10\x43lassifyResponse\x12\x38\n\x07results\x18\x01 \x03(\x0b\x32\'.hemovision.inference.v1.Classification\x12-\n\x05model\x18\x02 \x01(\x0b\x32\x1e.hemovision.common.v1.ModelRef\x12\x10\n\x08model_ms\x18\x03 \x01(\x01*v\n\x0cReviewReason\x12\x1d\n\x19REVIEW_REASON_UNSPECIFIED\x10\x00\x12 \n\x1cREVIEW_REASON_LOW_CONFIDENCE\x10\x01\x12%\n!REVIEW_REASON_OUT_OF_DISTRIBUTION\x10\x02\x32\xb9\x02\n\x10InferenceService\x12\x64\n\x0eGetActiveModel\x12..hemovision.inference.v1.GetActiveModelRequest\x1a\".hemovision.inference.v1.ModelInfo\x12_\n\x08\x43lassify\x12(.hemovision.inference.v1.ClassifyRequest\x1a).hemovision.inference.v1.ClassifyResponse\x12^\n\x07\x45xplain\x12(.hemovision.inference.v1.ClassifyRequest\x1a).hemovision.inference.v1.ClassifyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'hemovision/inference/v1/inference.proto\x12\x17hemovision.inference.v1\x1a!hemovision/common/v1/common.proto\x1a)hemovision/preprocess/v1/preprocess.proto\"j\n\x14\x41nalyzeImagesRequest\x12\x0e\n\x06images\x18\x01 \x03(\x0c\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x14\n\x0cwant_heatmap\x18\x03 \x01(\x08\x12\x18\n\x10want_model_image\x18\x04 \x01(\x08\"\xe2\x01\n\rAnalyzedImage\x12?\n\x0e\x63lassification\x18\x01 \x01(\x0b\x32\'.hemovision.inference.v1.Classification\x12\x13\n\x0bheatmap_png\x18\x02 \x01(\x0c\x12\x17\n\x0fmodel_image_png\x18\x03 \x01(\x0c\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x14\n\x0cneeds_review\x18\x05 \x01(\x08\x12\x16\n\x0ereview_reasons\x18\x06 \x03(\t\x12\x11\n\tdecode_ms\x18\x07 \x01(\x01\x12\x11\n\tpixels_ms\x18\x08 \x01(\x01\"\x8f\x01\n\x0cImageOutcome\x12\x38\n\x06result\x18\x01 \x01(\x0b\x32&.hemovision.inference.v1.AnalyzedImageH\x00\x12:\n\x05\x65rror\x18\x02 \x01(\x0b\x32).hemovision.preprocess.v1.PreprocessErrorH\x00\x42\t\n\x07outcome\"\xab\x01\n\x15\x41nalyzeImagesResponse\x12\x36\n\x07results\x18\x01 \x03(\x0b\x32%.hemovision.inference.v1.ImageOutcome\x12\x31\n\x05model\x18\x02 \x01(\x0b\x32\".hemovision.inference.v1.ModelInfo\x12\x10\n\x08model_ms\x18\x03 \x01(\x01\x12\x15\n\rpreprocess_ms\x18\x04 \x01(\x01\"+\n\x15GetActiveModelRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\"\xe6\x01\n\tModelInfo\x12-\n\x05model\x18\x01 \x01(\x0b\x32\x1e.hemovision.common.v1.ModelRef\x12\x13\n\x0b\x63lass_names\x18\x02 \x03(\t\x12\x12\n\ninput_size\x18\x03 \x01(\x05\x12;\n\rpreprocessing\x18\x04 \x01(\x0b\x32$.hemovision.common.v1.PreprocessSpec\x12\x13\n\x0btemperature\x18\x05 \x01(\x02\x12\x18\n\x10review_threshold\x18\x06 \x01(\x02\x12\x15\n\rood_threshold\x18\x07 \x01(\x02\"n\n\x0f\x43lassifyRequest\x12-\n\x05model\x18\x01 \x01(\x0b\x32\x1e.hemovision.common.v1.ModelRef\x12,\n\x06images\x18\x02 \x01(\x0b\x32\x1c.hemovision.common.v1.Tensor\"\xd3\x02\n\x0e\x43lassification\x12\r\n\x05label\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\x02\x12Q\n\rprobabilities\x18\x03 \x03(\x0b\x32:.hemovision.inference.v1.Classification.ProbabilitiesEntry\x12\x14\n\x0cneeds_review\x18\x04 \x01(\x08\x12=\n\x0ereview_reasons\x18\x05 \x03(\x0e\x32%.hemovision.inference.v1.ReviewReason\x12\x11\n\tood_score\x18\x06 \x01(\x02\x12-\n\x07heatmap\x18\x07 \x01(\x0b\x32\x1c.hemovision.common.v1.Tensor\x1a\x34\n\x12ProbabilitiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\"\x8d\x01\n\x10\x43lassifyResponse\x12\x38\n\x07results\x18\x01 \x03(\x0b\x32\'.hemovision.inference.v1.Classification\x12-\n\x05model\x18\x02 \x01(\x0b\x32\x1e.hemovision.common.v1.ModelRef\x12\x10\n\x08model_ms\x18\x03 \x01(\x01*v\n\x0cReviewReason\x12\x1d\n\x19REVIEW_REASON_UNSPECIFIED\x10\x00\x12 \n\x1cREVIEW_REASON_LOW_CONFIDENCE\x10\x01\x12%\n!REVIEW_REASON_OUT_OF_DISTRIBUTION\x10\x02\x32\xa9\x03\n\x10InferenceService\x12\x64\n\x0eGetActiveModel\x12..hemovision.inference.v1.GetActiveModelRequest\x1a\".hemovision.inference.v1.ModelInfo\x12_\n\x08\x43lassify\x12(.hemovision.inference.v1.ClassifyRequest\x1a).hemovision.inference.v1.ClassifyResponse\x12^\n\x07\x45xplain\x12(.hemovision.inference.v1.ClassifyRequest\x1a).hemovision.inference.v1.ClassifyResponse\x12n\n\rAnalyzeImages\x12-.hemovision.inference.v1.AnalyzeImagesRequest\x1a..hemovision.inference.v1.AnalyzeImagesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,20 +35,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CLASSIFICATION_PROBABILITIESENTRY']._loaded_options = None
   _globals['_CLASSIFICATION_PROBABILITIESENTRY']._serialized_options = b'8\001'
-  _globals['_REVIEWREASON']._serialized_start=979
-  _globals['_REVIEWREASON']._serialized_end=1097
-  _globals['_GETACTIVEMODELREQUEST']._serialized_start=103
-  _globals['_GETACTIVEMODELREQUEST']._serialized_end=146
-  _globals['_MODELINFO']._serialized_start=149
-  _globals['_MODELINFO']._serialized_end=379
-  _globals['_CLASSIFYREQUEST']._serialized_start=381
-  _globals['_CLASSIFYREQUEST']._serialized_end=491
-  _globals['_CLASSIFICATION']._serialized_start=494
-  _globals['_CLASSIFICATION']._serialized_end=833
-  _globals['_CLASSIFICATION_PROBABILITIESENTRY']._serialized_start=781
-  _globals['_CLASSIFICATION_PROBABILITIESENTRY']._serialized_end=833
-  _globals['_CLASSIFYRESPONSE']._serialized_start=836
-  _globals['_CLASSIFYRESPONSE']._serialized_end=977
-  _globals['_INFERENCESERVICE']._serialized_start=1100
-  _globals['_INFERENCESERVICE']._serialized_end=1413
+  _globals['_REVIEWREASON']._serialized_start=1679
+  _globals['_REVIEWREASON']._serialized_end=1797
+  _globals['_ANALYZEIMAGESREQUEST']._serialized_start=146
+  _globals['_ANALYZEIMAGESREQUEST']._serialized_end=252
+  _globals['_ANALYZEDIMAGE']._serialized_start=255
+  _globals['_ANALYZEDIMAGE']._serialized_end=481
+  _globals['_IMAGEOUTCOME']._serialized_start=484
+  _globals['_IMAGEOUTCOME']._serialized_end=627
+  _globals['_ANALYZEIMAGESRESPONSE']._serialized_start=630
+  _globals['_ANALYZEIMAGESRESPONSE']._serialized_end=801
+  _globals['_GETACTIVEMODELREQUEST']._serialized_start=803
+  _globals['_GETACTIVEMODELREQUEST']._serialized_end=846
+  _globals['_MODELINFO']._serialized_start=849
+  _globals['_MODELINFO']._serialized_end=1079
+  _globals['_CLASSIFYREQUEST']._serialized_start=1081
+  _globals['_CLASSIFYREQUEST']._serialized_end=1191
+  _globals['_CLASSIFICATION']._serialized_start=1194
+  _globals['_CLASSIFICATION']._serialized_end=1533
+  _globals['_CLASSIFICATION_PROBABILITIESENTRY']._serialized_start=1481
+  _globals['_CLASSIFICATION_PROBABILITIESENTRY']._serialized_end=1533
+  _globals['_CLASSIFYRESPONSE']._serialized_start=1536
+  _globals['_CLASSIFYRESPONSE']._serialized_end=1677
+  _globals['_INFERENCESERVICE']._serialized_start=1800
+  _globals['_INFERENCESERVICE']._serialized_end=2225
 # @@protoc_insertion_point(module_scope)

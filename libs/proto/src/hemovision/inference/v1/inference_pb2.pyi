@@ -1,4 +1,5 @@
 from hemovision.common.v1 import common_pb2 as _common_pb2
+from hemovision.preprocess.v1 import preprocess_pb2 as _preprocess_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -16,6 +17,58 @@ class ReviewReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 REVIEW_REASON_UNSPECIFIED: ReviewReason
 REVIEW_REASON_LOW_CONFIDENCE: ReviewReason
 REVIEW_REASON_OUT_OF_DISTRIBUTION: ReviewReason
+
+class AnalyzeImagesRequest(_message.Message):
+    __slots__ = ("images", "model_name", "want_heatmap", "want_model_image")
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    WANT_HEATMAP_FIELD_NUMBER: _ClassVar[int]
+    WANT_MODEL_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedScalarFieldContainer[bytes]
+    model_name: str
+    want_heatmap: bool
+    want_model_image: bool
+    def __init__(self, images: _Optional[_Iterable[bytes]] = ..., model_name: _Optional[str] = ..., want_heatmap: _Optional[bool] = ..., want_model_image: _Optional[bool] = ...) -> None: ...
+
+class AnalyzedImage(_message.Message):
+    __slots__ = ("classification", "heatmap_png", "model_image_png", "sha256", "needs_review", "review_reasons", "decode_ms", "pixels_ms")
+    CLASSIFICATION_FIELD_NUMBER: _ClassVar[int]
+    HEATMAP_PNG_FIELD_NUMBER: _ClassVar[int]
+    MODEL_IMAGE_PNG_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    NEEDS_REVIEW_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_REASONS_FIELD_NUMBER: _ClassVar[int]
+    DECODE_MS_FIELD_NUMBER: _ClassVar[int]
+    PIXELS_MS_FIELD_NUMBER: _ClassVar[int]
+    classification: Classification
+    heatmap_png: bytes
+    model_image_png: bytes
+    sha256: str
+    needs_review: bool
+    review_reasons: _containers.RepeatedScalarFieldContainer[str]
+    decode_ms: float
+    pixels_ms: float
+    def __init__(self, classification: _Optional[_Union[Classification, _Mapping]] = ..., heatmap_png: _Optional[bytes] = ..., model_image_png: _Optional[bytes] = ..., sha256: _Optional[str] = ..., needs_review: _Optional[bool] = ..., review_reasons: _Optional[_Iterable[str]] = ..., decode_ms: _Optional[float] = ..., pixels_ms: _Optional[float] = ...) -> None: ...
+
+class ImageOutcome(_message.Message):
+    __slots__ = ("result", "error")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    result: AnalyzedImage
+    error: _preprocess_pb2.PreprocessError
+    def __init__(self, result: _Optional[_Union[AnalyzedImage, _Mapping]] = ..., error: _Optional[_Union[_preprocess_pb2.PreprocessError, _Mapping]] = ...) -> None: ...
+
+class AnalyzeImagesResponse(_message.Message):
+    __slots__ = ("results", "model", "model_ms", "preprocess_ms")
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_MS_FIELD_NUMBER: _ClassVar[int]
+    PREPROCESS_MS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ImageOutcome]
+    model: ModelInfo
+    model_ms: float
+    preprocess_ms: float
+    def __init__(self, results: _Optional[_Iterable[_Union[ImageOutcome, _Mapping]]] = ..., model: _Optional[_Union[ModelInfo, _Mapping]] = ..., model_ms: _Optional[float] = ..., preprocess_ms: _Optional[float] = ...) -> None: ...
 
 class GetActiveModelRequest(_message.Message):
     __slots__ = ("model_name",)

@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class InferenceServiceStub:
-    """Classifies model-ready tensors with the version the registry marks active.
+    """Classifies images (AnalyzeImages) or model-ready tensors with the version the caller's
+    organization or the registry marks active.
     """
 
     def __init__(self, channel):
@@ -50,10 +51,16 @@ class InferenceServiceStub:
                 request_serializer=hemovision_dot_inference_dot_v1_dot_inference__pb2.ClassifyRequest.SerializeToString,
                 response_deserializer=hemovision_dot_inference_dot_v1_dot_inference__pb2.ClassifyResponse.FromString,
                 _registered_method=True)
+        self.AnalyzeImages = channel.unary_unary(
+                '/hemovision.inference.v1.InferenceService/AnalyzeImages',
+                request_serializer=hemovision_dot_inference_dot_v1_dot_inference__pb2.AnalyzeImagesRequest.SerializeToString,
+                response_deserializer=hemovision_dot_inference_dot_v1_dot_inference__pb2.AnalyzeImagesResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServiceServicer:
-    """Classifies model-ready tensors with the version the registry marks active.
+    """Classifies images (AnalyzeImages) or model-ready tensors with the version the caller's
+    organization or the registry marks active.
     """
 
     def GetActiveModel(self, request, context):
@@ -79,6 +86,19 @@ class InferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AnalyzeImages(self, request, context):
+        """The short route (docs/serving.md): encoded images in, answers out. Inference picks the
+        caller's version (its organization's adapted one, else the platform's), has the preprocess
+        service prepare the images with that version's spec (pinned by version, cached here),
+        classifies them (with a Grad-CAM heatmap rendered as a PNG if asked) and answers per image:
+        a result, or that image's preprocessing error. A version swapped out between preprocessing
+        and the model call is retried once here, on the new version. 1 to 64 images per call, at
+        most 16 MiB in all (else INVALID_ARGUMENT); UNAVAILABLE when a peer is down.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -97,6 +117,11 @@ def add_InferenceServiceServicer_to_server(servicer, server):
                     request_deserializer=hemovision_dot_inference_dot_v1_dot_inference__pb2.ClassifyRequest.FromString,
                     response_serializer=hemovision_dot_inference_dot_v1_dot_inference__pb2.ClassifyResponse.SerializeToString,
             ),
+            'AnalyzeImages': grpc.unary_unary_rpc_method_handler(
+                    servicer.AnalyzeImages,
+                    request_deserializer=hemovision_dot_inference_dot_v1_dot_inference__pb2.AnalyzeImagesRequest.FromString,
+                    response_serializer=hemovision_dot_inference_dot_v1_dot_inference__pb2.AnalyzeImagesResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'hemovision.inference.v1.InferenceService', rpc_method_handlers)
@@ -106,7 +131,8 @@ def add_InferenceServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class InferenceService:
-    """Classifies model-ready tensors with the version the registry marks active.
+    """Classifies images (AnalyzeImages) or model-ready tensors with the version the caller's
+    organization or the registry marks active.
     """
 
     @staticmethod
@@ -180,6 +206,33 @@ class InferenceService:
             '/hemovision.inference.v1.InferenceService/Explain',
             hemovision_dot_inference_dot_v1_dot_inference__pb2.ClassifyRequest.SerializeToString,
             hemovision_dot_inference_dot_v1_dot_inference__pb2.ClassifyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AnalyzeImages(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hemovision.inference.v1.InferenceService/AnalyzeImages',
+            hemovision_dot_inference_dot_v1_dot_inference__pb2.AnalyzeImagesRequest.SerializeToString,
+            hemovision_dot_inference_dot_v1_dot_inference__pb2.AnalyzeImagesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from hemovision.common.v1 import common_pb2 as hemovision_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)hemovision/preprocess/v1/preprocess.proto\x12\x18hemovision.preprocess.v1\x1a!hemovision/common/v1/common.proto\"T\n\x16PreprocessBatchRequest\x12:\n\x05items\x18\x01 \x03(\x0b\x32+.hemovision.preprocess.v1.PreprocessRequest\"^\n\x17PreprocessBatchResponse\x12\x43\n\x07results\x18\x01 \x03(\x0b\x32\x32.hemovision.preprocess.v1.PreprocessStreamResponse\"\x97\x01\n\x11PreprocessRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x32\n\x04spec\x18\x02 \x01(\x0b\x32$.hemovision.common.v1.PreprocessSpec\x12\x16\n\x0ewant_thumbnail\x18\x03 \x01(\x08\x12\x18\n\x10want_model_image\x18\x04 \x01(\x08\x12\r\n\x05index\x18\x05 \x01(\x05\"\xa9\x02\n\x12PreprocessResponse\x12,\n\x06tensor\x18\x01 \x01(\x0b\x32\x1c.hemovision.common.v1.Tensor\x12\x16\n\x0eoriginal_width\x18\x02 \x01(\x05\x12\x17\n\x0foriginal_height\x18\x03 \x01(\x05\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x05 \x01(\t\x12\x16\n\x0ethumbnail_jpeg\x18\x06 \x01(\x0c\x12\x17\n\x0fmodel_image_png\x18\x07 \x01(\x0c\x12\x11\n\tdecode_ms\x18\x08 \x01(\x01\x12\x11\n\tpixels_ms\x18\t \x01(\x01\x12\x16\n\x0ereview_reasons\x18\n \x03(\t\x12\x12\n\ncell_found\x18\x0b \x01(\x08\x12\x11\n\tcell_zoom\x18\x0c \x01(\x02\"2\n\x0fPreprocessError\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xb0\x01\n\x18PreprocessStreamResponse\x12\r\n\x05index\x18\x01 \x01(\x05\x12>\n\x06result\x18\x02 \x01(\x0b\x32,.hemovision.preprocess.v1.PreprocessResponseH\x00\x12:\n\x05\x65rror\x18\x03 \x01(\x0b\x32).hemovision.preprocess.v1.PreprocessErrorH\x00\x42\t\n\x07outcome2\xed\x02\n\x11PreprocessService\x12g\n\nPreprocess\x12+.hemovision.preprocess.v1.PreprocessRequest\x1a,.hemovision.preprocess.v1.PreprocessResponse\x12w\n\x10PreprocessStream\x12+.hemovision.preprocess.v1.PreprocessRequest\x1a\x32.hemovision.preprocess.v1.PreprocessStreamResponse(\x01\x30\x01\x12v\n\x0fPreprocessBatch\x12\x30.hemovision.preprocess.v1.PreprocessBatchRequest\x1a\x31.hemovision.preprocess.v1.PreprocessBatchResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)hemovision/preprocess/v1/preprocess.proto\x12\x18hemovision.preprocess.v1\x1a!hemovision/common/v1/common.proto\"T\n\x16PreprocessBatchRequest\x12:\n\x05items\x18\x01 \x03(\x0b\x32+.hemovision.preprocess.v1.PreprocessRequest\"^\n\x17PreprocessBatchResponse\x12\x43\n\x07results\x18\x01 \x03(\x0b\x32\x32.hemovision.preprocess.v1.PreprocessStreamResponse\"\x8e\x01\n\x11PreprocessRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x32\n\x04spec\x18\x02 \x01(\x0b\x32$.hemovision.common.v1.PreprocessSpec\x12\x16\n\x0ewant_thumbnail\x18\x03 \x01(\x08\x12\x18\n\x10want_model_image\x18\x04 \x01(\x08J\x04\x08\x05\x10\x06\"\xa9\x02\n\x12PreprocessResponse\x12,\n\x06tensor\x18\x01 \x01(\x0b\x32\x1c.hemovision.common.v1.Tensor\x12\x16\n\x0eoriginal_width\x18\x02 \x01(\x05\x12\x17\n\x0foriginal_height\x18\x03 \x01(\x05\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x05 \x01(\t\x12\x16\n\x0ethumbnail_jpeg\x18\x06 \x01(\x0c\x12\x17\n\x0fmodel_image_png\x18\x07 \x01(\x0c\x12\x11\n\tdecode_ms\x18\x08 \x01(\x01\x12\x11\n\tpixels_ms\x18\t \x01(\x01\x12\x16\n\x0ereview_reasons\x18\n \x03(\t\x12\x12\n\ncell_found\x18\x0b \x01(\x08\x12\x11\n\tcell_zoom\x18\x0c \x01(\x02\"2\n\x0fPreprocessError\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\"\xb0\x01\n\x18PreprocessStreamResponse\x12\r\n\x05index\x18\x01 \x01(\x05\x12>\n\x06result\x18\x02 \x01(\x0b\x32,.hemovision.preprocess.v1.PreprocessResponseH\x00\x12:\n\x05\x65rror\x18\x03 \x01(\x0b\x32).hemovision.preprocess.v1.PreprocessErrorH\x00\x42\t\n\x07outcome2\xf4\x01\n\x11PreprocessService\x12g\n\nPreprocess\x12+.hemovision.preprocess.v1.PreprocessRequest\x1a,.hemovision.preprocess.v1.PreprocessResponse\x12v\n\x0fPreprocessBatch\x12\x30.hemovision.preprocess.v1.PreprocessBatchRequest\x1a\x31.hemovision.preprocess.v1.PreprocessBatchResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,13 +37,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREPROCESSBATCHRESPONSE']._serialized_start=192
   _globals['_PREPROCESSBATCHRESPONSE']._serialized_end=286
   _globals['_PREPROCESSREQUEST']._serialized_start=289
-  _globals['_PREPROCESSREQUEST']._serialized_end=440
-  _globals['_PREPROCESSRESPONSE']._serialized_start=443
-  _globals['_PREPROCESSRESPONSE']._serialized_end=740
-  _globals['_PREPROCESSERROR']._serialized_start=742
-  _globals['_PREPROCESSERROR']._serialized_end=792
-  _globals['_PREPROCESSSTREAMRESPONSE']._serialized_start=795
-  _globals['_PREPROCESSSTREAMRESPONSE']._serialized_end=971
-  _globals['_PREPROCESSSERVICE']._serialized_start=974
-  _globals['_PREPROCESSSERVICE']._serialized_end=1339
+  _globals['_PREPROCESSREQUEST']._serialized_end=431
+  _globals['_PREPROCESSRESPONSE']._serialized_start=434
+  _globals['_PREPROCESSRESPONSE']._serialized_end=731
+  _globals['_PREPROCESSERROR']._serialized_start=733
+  _globals['_PREPROCESSERROR']._serialized_end=783
+  _globals['_PREPROCESSSTREAMRESPONSE']._serialized_start=786
+  _globals['_PREPROCESSSTREAMRESPONSE']._serialized_end=962
+  _globals['_PREPROCESSSERVICE']._serialized_start=965
+  _globals['_PREPROCESSSERVICE']._serialized_end=1209
 # @@protoc_insertion_point(module_scope)

@@ -20,18 +20,16 @@ class PreprocessBatchResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[PreprocessStreamResponse, _Mapping]]] = ...) -> None: ...
 
 class PreprocessRequest(_message.Message):
-    __slots__ = ("image", "spec", "want_thumbnail", "want_model_image", "index")
+    __slots__ = ("image", "spec", "want_thumbnail", "want_model_image")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     WANT_THUMBNAIL_FIELD_NUMBER: _ClassVar[int]
     WANT_MODEL_IMAGE_FIELD_NUMBER: _ClassVar[int]
-    INDEX_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     spec: _common_pb2.PreprocessSpec
     want_thumbnail: bool
     want_model_image: bool
-    index: int
-    def __init__(self, image: _Optional[bytes] = ..., spec: _Optional[_Union[_common_pb2.PreprocessSpec, _Mapping]] = ..., want_thumbnail: _Optional[bool] = ..., want_model_image: _Optional[bool] = ..., index: _Optional[int] = ...) -> None: ...
+    def __init__(self, image: _Optional[bytes] = ..., spec: _Optional[_Union[_common_pb2.PreprocessSpec, _Mapping]] = ..., want_thumbnail: _Optional[bool] = ..., want_model_image: _Optional[bool] = ...) -> None: ...
 
 class PreprocessResponse(_message.Message):
     __slots__ = ("tensor", "original_width", "original_height", "sha256", "format", "thumbnail_jpeg", "model_image_png", "decode_ms", "pixels_ms", "review_reasons", "cell_found", "cell_zoom")

@@ -40,11 +40,6 @@ class PreprocessServiceStub:
                 request_serializer=hemovision_dot_preprocess_dot_v1_dot_preprocess__pb2.PreprocessRequest.SerializeToString,
                 response_deserializer=hemovision_dot_preprocess_dot_v1_dot_preprocess__pb2.PreprocessResponse.FromString,
                 _registered_method=True)
-        self.PreprocessStream = channel.stream_stream(
-                '/hemovision.preprocess.v1.PreprocessService/PreprocessStream',
-                request_serializer=hemovision_dot_preprocess_dot_v1_dot_preprocess__pb2.PreprocessRequest.SerializeToString,
-                response_deserializer=hemovision_dot_preprocess_dot_v1_dot_preprocess__pb2.PreprocessStreamResponse.FromString,
-                _registered_method=True)
         self.PreprocessBatch = channel.unary_unary(
                 '/hemovision.preprocess.v1.PreprocessService/PreprocessBatch',
                 request_serializer=hemovision_dot_preprocess_dot_v1_dot_preprocess__pb2.PreprocessBatchRequest.SerializeToString,
@@ -64,16 +59,8 @@ class PreprocessServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def PreprocessStream(self, request_iterator, context):
-        """Many images over one stream; each answer carries its request's index and either
-        a result or that item's error, so one bad image does not end the stream.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def PreprocessBatch(self, request, context):
-        """1 to 64 images in one call (the gateway groups one caller's concurrent uploads this
+        """1 to 64 images in one call (inference's AnalyzeImages sends one caller's images this
         way): one answer per item, in request order, each a result or that item's error.
         A request that is malformed as a whole (no items, too many) -> INVALID_ARGUMENT.
         """
@@ -88,11 +75,6 @@ def add_PreprocessServiceServicer_to_server(servicer, server):
                     servicer.Preprocess,
                     request_deserializer=hemovision_dot_preprocess_dot_v1_dot_preprocess__pb2.PreprocessRequest.FromString,
                     response_serializer=hemovision_dot_preprocess_dot_v1_dot_preprocess__pb2.PreprocessResponse.SerializeToString,
-            ),
-            'PreprocessStream': grpc.stream_stream_rpc_method_handler(
-                    servicer.PreprocessStream,
-                    request_deserializer=hemovision_dot_preprocess_dot_v1_dot_preprocess__pb2.PreprocessRequest.FromString,
-                    response_serializer=hemovision_dot_preprocess_dot_v1_dot_preprocess__pb2.PreprocessStreamResponse.SerializeToString,
             ),
             'PreprocessBatch': grpc.unary_unary_rpc_method_handler(
                     servicer.PreprocessBatch,
@@ -128,33 +110,6 @@ class PreprocessService:
             '/hemovision.preprocess.v1.PreprocessService/Preprocess',
             hemovision_dot_preprocess_dot_v1_dot_preprocess__pb2.PreprocessRequest.SerializeToString,
             hemovision_dot_preprocess_dot_v1_dot_preprocess__pb2.PreprocessResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def PreprocessStream(request_iterator,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.stream_stream(
-            request_iterator,
-            target,
-            '/hemovision.preprocess.v1.PreprocessService/PreprocessStream',
-            hemovision_dot_preprocess_dot_v1_dot_preprocess__pb2.PreprocessRequest.SerializeToString,
-            hemovision_dot_preprocess_dot_v1_dot_preprocess__pb2.PreprocessStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

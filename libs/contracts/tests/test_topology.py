@@ -1,0 +1,34 @@
+import importlib
+
+import pytest
+
+from hemovision_contracts.topology import (
+    HEMOVISION_GRPC_SERVICES,
+    SERVERS,
+    addr_env,
+    addr_setting,
+    callers_of,
+    default_addr,
+    env_prefix,
+)
+
+
+@pytest.mark.parametrize("name", HEMOVISION_GRPC_SERVICES)
+def test_health_name_is_the_proto_service(name):
+    module = importlib.import_module(f"hemovision.{name}.v1.{name}_pb2")
+    assert SERVERS[name].health_service in {s.full_name for s in module.DESCRIPTOR.services_by_name.values()}
+
+
+def test_peers_are_servers_and_ports_unique():
+    for server in SERVERS.values():
+        assert set(server.peers) <= set(SERVERS) - {server.name}
+    ports = [s.port for s in SERVERS.values()]
+    assert len(ports) == len(set(ports))
+
+
+def test_names_derived_as_the_settings_read_them():
+    assert env_prefix("model-server") == "HV_MODEL_SERVER_"
+    assert addr_setting("model-server") == "model_server_addr"
+    assert addr_env("inference", "preprocess") == "HV_INFERENCE_PREPROCESS_ADDR"
+    assert default_addr("preprocess") == "127.0.0.1:50052"
+    assert set(callers_of("preprocess")) == {"inference"}  # the short route: only inference prepares images

@@ -1,0 +1,56 @@
+"""The `up` / `down` commands: `hemovision up|down` (through the gateway CLI's `hemovision.commands`
+entry points), `hemovision-devstack up|down` and `python -m hemovision_devstack up|down`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from hemovision_devstack.plan import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, StackConfig
+from hemovision_devstack.supervisor import down, up
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--database-url", default=os.environ.get("HV_DATABASE_URL", DEFAULT_DATABASE_URL))
+    parser.add_argument("--redis-url", default=os.environ.get("HV_REDIS_URL", DEFAULT_REDIS_URL))
+    parser.add_argument("--port-offset", type=int, default=int(os.environ.get("HV_PORT_OFFSET", "0")))
+    parser.add_argument("--model-base", type=Path, default=None)
+    parser.add_argument("--var-dir", type=Path, default=None)
+    parser.add_argument("--no-workers", action="store_true", help="do not start the Celery workers")
+
+
+def config_from_args(args: argparse.Namespace) -> StackConfig:
+    return StackConfig(
+        root=Path.cwd(),
+        database_url=args.database_url,
+        redis_url=args.redis_url,
+        port_offset=args.port_offset,
+        model_base=args.model_base,
+        var_dir=args.var_dir,
+        workers=not args.no_workers,
+    )
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    return up(config_from_args(args))
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    return down(config_from_args(args))
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Adds `up` and `down` (each with its arguments and `func`) to a command line's subcommands."""
+    for name, helptext, func in (("up", "run the whole system locally (Ctrl-C stops it)", cmd_up),
+                                 ("down", "stop a system started by `hemovision up`", cmd_down)):
+        parser = subparsers.add_parser(name, help=helptext)
+        add_arguments(parser)
+        parser.set_defaults(func=func)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hemovision-devstack", description="the whole HemoVision system locally")
+    add_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)

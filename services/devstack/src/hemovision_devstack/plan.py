@@ -1,0 +1,166 @@
+"""What `hemovision up` runs: its configuration, every process's environment, the start order.
+
+Ports, peer addresses, health names and the start order all come from the service topology
+(hemovision_contracts.topology), shifted by --port-offset.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hemovision_contracts.topology import LOCALHOST, MODEL_SERVER_REST_PORT, SERVERS, addr_env, env_prefix
+
+DEFAULT_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/hemovision"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+MODEL_SERVER_REST = "model-server-rest"
+# Every port the stack binds, before --port-offset.
+BASE_PORTS = {**{s.name: s.port for s in SERVERS.values()}, MODEL_SERVER_REST: MODEL_SERVER_REST_PORT}
+
+
+@dataclass
+class StackConfig:
+    root: Path
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str = DEFAULT_REDIS_URL
+    port_offset: int = 0
+    model_base: Path | None = None
+    var_dir: Path | None = None
+    python: str = sys.executable
+    startup_timeout: float = 180.0
+    grace_seconds: float = 10.0
+    workers: bool = True
+
+    def port(self, name: str) -> int:
+        return BASE_PORTS[name] + self.port_offset
+
+    def addr(self, name: str) -> str:
+        return f"{LOCALHOST}:{self.port(name)}"
+
+    @property
+    def var(self) -> Path:
+        return (self.var_dir or self.root / "var").resolve()
+
+    @property
+    def models(self) -> Path:
+        return (self.model_base or self.root / "models").resolve()
+
+    @property
+    def state_file(self) -> Path:
+        return self.var / "run" / "devstack.json"
+
+
+@dataclass
+class Proc:
+    """One process of the stack and how to tell it is ready."""
+
+    name: str
+    argv: list[str]
+    health: tuple[str, ...] | None = None  # ("grpc", addr, service) | ("http", url)
+    popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+
+def _dev_secret(var: Path, name: str) -> str:
+    """A random development secret kept under var/ so restarts keep issued credentials valid."""
+    path = var / "secrets" / name
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+def topology_env(cfg: StackConfig) -> dict[str, str]:
+    """HV_<SVC>_PORT of every server and HV_<SVC>_<PEER>_ADDR of every edge, on this machine."""
+    env = {"HV_MODEL_SERVER_REST_PORT": str(cfg.port(MODEL_SERVER_REST))}
+    for server in SERVERS.values():
+        env[env_prefix(server.name) + "PORT"] = str(cfg.port(server.name))
+        for peer in server.peers:
+            env[addr_env(server.name, peer)] = cfg.addr(peer)
+    return env
+
+
+def build_env(cfg: StackConfig) -> dict[str, str]:
+    """Every process gets the whole map; each reads only its own HV_<SVC>_ prefix."""
+    worker_secret = _dev_secret(cfg.var, "batch-worker")
+    return {
+        "HV_ENV": "development",
+        "HV_DATABASE_URL": cfg.database_url,
+        "HV_REDIS_URL": cfg.redis_url,
+        "HV_MODEL_BASE": str(cfg.models),
+        "HV_MODEL_NAME": "hemovision",
+        "HV_VAR_DIR": str(cfg.var),
+        "PYTHONUNBUFFERED": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        **topology_env(cfg),
+        # auth
+        "HV_AUTH_SERVICE_CREDENTIALS": f"batch-worker:{worker_secret}",
+        "HV_AUTH_SIGNING_KEY_SECRET": _dev_secret(cfg.var, "signing-key"),
+        "HV_AUTH_PUBLIC_BASE_URL": f"http://{LOCALHOST}:{cfg.port('gateway')}",
+        # history
+        "HV_HISTORY_BLOB_ROOT": str(cfg.var / "blobs"),
+        # training
+        "HV_TRAINING_MODEL_BASE": str(cfg.models),
+        "HV_TRAINING_WORK_DIR": str(cfg.var / "training"),
+        # PBC replay + the PBC val check of "adapt to our lab": the data set beside the checkout
+        "HV_TRAINING_REPLAY_DATA_DIR": os.environ.get(
+            "HV_TRAINING_REPLAY_DATA_DIR", str((cfg.root.parent / "shared" / "data" / "pbc_128").resolve())),
+        # model server + inference
+        "HV_MODEL_SERVER_MODEL_BASE": str(cfg.models),
+        "HV_INFERENCE_MODEL_BASE": str(cfg.models),
+        # gateway + batch worker
+        "HV_GATEWAY_UPLOAD_DIR": str(cfg.var / "uploads"),
+        "HV_GATEWAY_SERVICE_ID": "batch-worker",
+        "HV_GATEWAY_SERVICE_SECRET": worker_secret,
+    }
+
+
+def start_order() -> list[str]:
+    """Every server after the peers it calls (the topology is acyclic), else in declared order."""
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        if name not in order:
+            for peer in SERVERS[name].peers:
+                visit(peer)
+            order.append(name)
+
+    for name in SERVERS:
+        visit(name)
+    return order
+
+
+def _server(cfg: StackConfig, name: str) -> Proc:
+    py = cfg.python
+    if name == "gateway":
+        return Proc(name, [py, "-m", "hemovision_gateway", "serve"],
+                     ("http", f"http://{LOCALHOST}:{cfg.port(name)}/readyz"))
+    argv = ([py, "-m", "hemovision_model_server"] if name == "model-server"
+            else [py, "-m", f"hemovision_{name}", "serve"])
+    return Proc(name, argv, ("grpc", cfg.addr(name), SERVERS[name].health_service))
+
+
+def build_plan(cfg: StackConfig) -> tuple[list[list[str]], list[Proc]]:
+    """(one-off steps, long-running processes in start order)."""
+    py = cfg.python
+    steps = [
+        [py, "-m", "hemovision_auth", "migrate"],
+        [py, "-m", "hemovision_history", "migrate"],
+        [py, "-m", "hemovision_training", "migrate"],
+        [py, "-m", "hemovision_training", "register-existing"],
+    ]
+    procs = [_server(cfg, name) for name in start_order()]
+    if cfg.workers:
+        procs += [
+            Proc(
+                "batch-worker",
+                [py, "-m", "celery", "-A", "hemovision_gateway.batches.worker", "worker", "-Q", "batches",
+                 "--concurrency", "1", "--pool", "solo", "--loglevel", "INFO"],
+            ),
+            Proc("training-worker", [py, "-m", "hemovision_training", "worker"]),
+        ]
+    return steps, procs

@@ -1,0 +1,69 @@
+"""The dev stack's plan follows the service topology, and every service's settings read it."""
+
+import importlib
+import subprocess
+import sys
+
+import pytest
+
+from hemovision_contracts.topology import SERVERS, addr_env, addr_setting, default_addr, env_prefix
+from hemovision_devstack.plan import StackConfig, build_env, build_plan, start_order
+
+SETTINGS = {  # server -> its settings class
+    "gateway": "hemovision_gateway.settings:Settings",
+    "auth": "hemovision_auth.settings:Settings",
+    "preprocess": "hemovision_preprocess.settings:Settings",
+    "inference": "hemovision_inference.settings:Settings",
+    "history": "hemovision_history.settings:Settings",
+    "reports": "hemovision_reports.settings:Settings",
+    "training": "hemovision_training.settings:Settings",
+    "model-server": "hemovision_model_server.settings:ModelServerSettings",
+}
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    return StackConfig(root=tmp_path, var_dir=tmp_path / "var", port_offset=100)
+
+
+def test_every_port_and_peer_address_is_set_with_the_offset(cfg):
+    env = build_env(cfg)
+    for server in SERVERS.values():
+        assert env[env_prefix(server.name) + "PORT"] == str(server.port + 100)
+        for peer in server.peers:
+            assert env[addr_env(server.name, peer)] == f"127.0.0.1:{SERVERS[peer].port + 100}"
+    assert env["HV_INFERENCE_PREPROCESS_ADDR"] == "127.0.0.1:50152"
+
+
+def test_each_server_starts_after_its_peers_and_is_health_checked(cfg):
+    assert sorted(start_order()) == sorted(SERVERS)
+    for name in start_order():
+        assert all(start_order().index(peer) < start_order().index(name) for peer in SERVERS[name].peers)
+    _, procs = build_plan(cfg)
+    by_name = {p.name: p for p in procs}
+    assert by_name["inference"].health == ("grpc", "127.0.0.1:50153", "hemovision.inference.v1.InferenceService")
+    assert by_name["gateway"].health == ("http", "http://127.0.0.1:8100/readyz")
+    assert {"batch-worker", "training-worker"} <= set(by_name)
+
+
+@pytest.mark.parametrize("server", sorted(SETTINGS))
+def test_settings_defaults_are_the_topology(server):
+    module, _, name = SETTINGS[server].partition(":")
+    settings = getattr(importlib.import_module(module), name)
+    prefix = settings.model_config["env_prefix"]
+    assert prefix == env_prefix(server)
+    fields = settings.model_fields
+    assert fields["port"].default == SERVERS[server].port
+    for peer in SERVERS[server].peers:
+        assert fields[addr_setting(peer)].default == default_addr(peer), f"{server}: {addr_setting(peer)}"
+
+
+def test_hemovision_command_has_up_and_down(tmp_path):
+    """`hemovision` (the gateway's CLI) finds up/down through the hemovision.commands entry point."""
+    from hemovision_gateway.cli import build_parser
+
+    args = build_parser().parse_args(["down", "--var-dir", str(tmp_path)])
+    assert args.func(args) == 0  # nothing running: says so
+    help_text = subprocess.run([sys.executable, "-m", "hemovision_devstack", "--help"],
+                               capture_output=True, text=True, check=True).stdout
+    assert "up" in help_text and "down" in help_text

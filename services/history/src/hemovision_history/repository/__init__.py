@@ -1,0 +1,9 @@
+"""SQL of the history service, one repository per kind of record: predictions (with their
+review, export, retention and statistics queries), batches and their items, the audit log.
+Every query that touches an organization's rows filters by `organization_id` in these modules."""
+
+from hemovision_history.repository.audit import AuditRepository
+from hemovision_history.repository.batches import BatchRepository
+from hemovision_history.repository.predictions import PredictionRepository
+
+__all__ = ["AuditRepository", "BatchRepository", "PredictionRepository"]

@@ -1,0 +1,23 @@
+"""`python -m hemovision_model_server` (console script hemovision-model-server): the embedded
+TF-Serving-compatible model server, gRPC 8500 and REST 8501 (HV_MODEL_SERVER_* settings)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+
+def main() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
+    from hemovision_model_server.server import serve_model_server
+    from hemovision_model_server.settings import ModelServerSettings
+    from hemovision_telemetry import configure_logging, configure_tracing
+
+    settings = ModelServerSettings()
+    configure_logging("model-server", settings.log_level)
+    configure_tracing("model-server")
+    asyncio.run(serve_model_server(settings))
+
+
+if __name__ == "__main__":
+    main()
