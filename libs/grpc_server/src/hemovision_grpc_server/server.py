@@ -26,9 +26,12 @@ class RunningServer:
     port: int
     health: health.aio.HealthServicer
     service_names: list[str] = field(default_factory=list)
+    stopping: bool = False
 
     async def set_serving(self, serving: bool) -> None:
-        """Flips every registered service (and the overall "" entry) between SERVING and NOT_SERVING."""
+        """Flips every registered service (and the overall "" entry) between SERVING and NOT_SERVING.
+        Once stop() began, the server stays NOT_SERVING whatever a readiness callback says."""
+        serving = serving and not self.stopping
         status = (
             health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         )
@@ -37,6 +40,7 @@ class RunningServer:
 
     async def stop(self, grace: float) -> None:
         """Health NOT_SERVING first (so load balancers drain), then stop with grace."""
+        self.stopping = True
         await self.set_serving(False)
         await self.server.stop(grace)
 

@@ -14,6 +14,7 @@ from grpc.aio import ServerInterceptor
 from hemovision_contracts import has_role, needs_role_message
 from hemovision_grpc_server import PermissionDenied, ServiceError, Unauthenticated
 from hemovision_grpc_server.interceptors import rewrap_handler
+from hemovision_tokens import revocation_proof
 from hemovision_tokens.principal import Principal, TokenError
 from hemovision_tokens.verifier import TokenVerifier
 
@@ -55,8 +56,12 @@ def require_role(*roles: str) -> Principal:
 
 
 def bearer_metadata(token: str) -> tuple[tuple[str, str], ...]:
-    """gRPC metadata for an outgoing call acting for `token`'s user."""
-    return (("authorization", f"Bearer {token}"),)
+    """gRPC metadata for an outgoing call acting for `token`'s user, with this process's proof
+    that it checked the token's revocation, if it did a moment ago (revocation_proof.py)."""
+    proof = revocation_proof.PROOFS.make(token)
+    if proof is None:
+        return (("authorization", f"Bearer {token}"),)
+    return (("authorization", f"Bearer {token}"), (revocation_proof.HEADER, proof))
 
 
 def set_principal(principal: Principal | None) -> contextvars.Token:
@@ -68,16 +73,19 @@ def reset_principal(token: contextvars.Token) -> None:
     _principal.reset(token)
 
 
-def _bearer(context: grpc.aio.ServicerContext) -> str | None:
+def _credentials(context: grpc.aio.ServicerContext) -> tuple[str | None, str | None]:
+    """(bearer token or None if absent, "" if malformed; the revocation proof or None)."""
+    token = proof = None
     for key, value in context.invocation_metadata() or ():
-        if key.lower() == "authorization":
-            if isinstance(value, bytes):
-                value = value.decode("latin-1")
+        key = key.lower()
+        if isinstance(value, bytes):
+            value = value.decode("latin-1")
+        if key == "authorization" and token is None:
             scheme, _, credential = value.strip().partition(" ")
-            if scheme.lower() != "bearer" or not credential.strip():
-                return ""
-            return credential.strip()
-    return None
+            token = credential.strip() if scheme.lower() == "bearer" and credential.strip() else ""
+        elif key == revocation_proof.HEADER:
+            proof = value
+    return token, proof
 
 
 class TokenInterceptor(ServerInterceptor):
@@ -93,7 +101,7 @@ class TokenInterceptor(ServerInterceptor):
         self._public = frozenset(public_methods)
 
     async def _authenticate(self, context: grpc.aio.ServicerContext, public: bool) -> Principal | None:
-        token = _bearer(context)
+        token, proof = _credentials(context)
         if token is None:
             if public:
                 return None
@@ -103,7 +111,7 @@ class TokenInterceptor(ServerInterceptor):
                 return None
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "authorization metadata must be 'Bearer <token>'")
         try:
-            return await self._verifier.verify(token)
+            return await self._verifier.verify(token, revocation_proof=proof)
         except TokenError as exc:
             if public:
                 return None

@@ -96,6 +96,8 @@ def build_env(cfg: StackConfig) -> dict[str, str]:
         "HV_VAR_DIR": str(cfg.var),
         "PYTHONUNBUFFERED": "1",
         "TF_CPP_MIN_LOG_LEVEL": "2",
+        # the services' shared key for revocation proofs (hemovision_tokens.revocation_proof)
+        "HV_INTERNAL_KEY": _dev_secret(cfg.var, "internal-key"),
         **topology_env(cfg),
         # auth
         "HV_AUTH_SERVICE_CREDENTIALS": f"batch-worker:{worker_secret}",

@@ -15,6 +15,7 @@ from hemovision.reports.v1 import reports_pb2_grpc
 from hemovision.training.v1 import training_pb2_grpc
 from hemovision_contracts.topology import SERVERS, addr_setting
 from hemovision_grpc_server import create_channel
+from hemovision_tokens import bearer_metadata
 
 from hemovision_gateway.settings import Settings
 
@@ -70,5 +71,6 @@ class Clients:
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:
-    """The metadata that forwards a caller's token."""
-    return (("authorization", f"Bearer {token}"),)
+    """The metadata that forwards a caller's token (with the gateway's revocation proof when it
+    checked the token for this request: hemovision_tokens.revocation_proof)."""
+    return bearer_metadata(token)

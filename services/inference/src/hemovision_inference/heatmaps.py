@@ -3,10 +3,10 @@ the answer carries a ~5 KB PNG instead of a float32 [S, S] tensor for someone el
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 from PIL import Image
+
+from hemovision_imaging import encode_png
 
 
 def _colormap(values: np.ndarray) -> np.ndarray:
@@ -37,11 +37,7 @@ def heatmap_png(heatmap: np.ndarray, size: int | None = None) -> bytes:
     lo, hi = float(hm.min()), float(hm.max())
     if hi > 1.0 or lo < 0.0:
         hm = (hm - lo) / (hi - lo) if hi > lo else np.zeros_like(hm)
-    img = Image.fromarray(np.ascontiguousarray(np.clip(hm, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), "L")
-    if size and img.size != (size, size):
-        img = img.resize((size, size), Image.Resampling.BILINEAR)  # resize the heat, then colour it
-    img = Image.frombytes("P", img.size, img.tobytes())
-    img.putpalette(_PALETTE)
-    out = io.BytesIO()
-    img.save(out, format="PNG", optimize=False, compress_level=1, transparency=_ALPHA)
-    return out.getvalue()
+    index = np.ascontiguousarray(np.clip(hm, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    if size and index.shape != (size, size):  # resize the heat, then colour it
+        index = np.asarray(Image.fromarray(index, "L").resize((size, size), Image.Resampling.BILINEAR))
+    return encode_png(index, palette=_PALETTE, transparency=_ALPHA)

@@ -14,6 +14,7 @@ from hemovision.common.v1 import common_pb2
 from hemovision.preprocess.v1 import preprocess_pb2, preprocess_pb2_grpc
 from hemovision_contracts.tensors import TensorError, from_common_tensor
 from hemovision_grpc_server import ServiceError, Unavailable
+from hemovision_tokens import bearer_metadata
 
 
 class PreprocessUnavailable(Unavailable):
@@ -60,7 +61,7 @@ class PreprocessClient:
         request = preprocess_pb2.PreprocessBatchRequest(
             items=[preprocess_pb2.PreprocessRequest(image=data, spec=spec, want_model_image=want_model_image)
                    for data in images])
-        metadata = (("authorization", f"Bearer {token}"),) if token else None
+        metadata = bearer_metadata(token) if token else None
         try:
             answer = await self.stub.PreprocessBatch(request, metadata=metadata, timeout=timeout)
         except grpc.aio.AioRpcError as exc:

@@ -9,6 +9,7 @@ import grpc
 
 import hemovision_grpc_server
 from hemovision.training.v1 import training_pb2, training_pb2_grpc
+from hemovision_tokens import bearer_metadata
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class RegistryClient:
         try:
             reply = await self.stub.GetOrganizationModel(
                 training_pb2.GetOrganizationModelRequest(model_name=model_name),
-                metadata=(("authorization", f"Bearer {token}"),),
+                metadata=bearer_metadata(token),
                 timeout=self.timeout_s,
                 wait_for_ready=False,
             )

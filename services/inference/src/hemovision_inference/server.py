@@ -91,8 +91,8 @@ async def create_server(
 
     async def on_ready(ready: bool) -> None:
         running = holder.get("running")
-        if running is not None and not holder.get("stopping"):
-            await running.set_serving(ready)
+        if running is not None:
+            await running.set_serving(ready)  # stays NOT_SERVING once stopping
 
     router = ModelRouter(
         model_name=settings.model_name,
@@ -131,13 +131,6 @@ async def create_server(
         serving=False,
     )
     holder["running"] = running
-    original_stop = running.stop
-
-    async def stop(grace: float) -> None:
-        holder["stopping"] = True  # stays NOT_SERVING through the grace period
-        await original_stop(grace)
-
-    running.stop = stop  # type: ignore[method-assign]
     router.start()
     server = InferenceServer(running, router, model_server, registry_client, verifier, preprocess)
     if router.orgs is not None and settings.redis_url:

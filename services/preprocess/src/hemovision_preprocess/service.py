@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from hemovision_contracts.image_formats import sniff_format
+from hemovision_imaging import encode_png
 from hemovision_pixels import (
     ImageRejected,
     PreprocessSpec,
@@ -103,9 +102,7 @@ class PreprocessCore:
             # v1: the cropped + resized image (as stored since v1); v2: the standardised image the
             # model saw (re-framed, white-balanced), which is what adaptation fine-tunes on.
             small = square_resize(image, spec.input_size, spec.crop) if spec.version == 1 else model_image(single, spec)
-            buf = io.BytesIO()
-            Image.fromarray(small).save(buf, format="PNG", compress_level=1)  # on the upload path: speed over bytes
-            model_png = buf.getvalue()
+            model_png = encode_png(small)  # on the upload path: ~0.2 ms instead of Pillow's ~0.5
         return PreparedImage(
             tensor=tensor,
             original_width=int(image.shape[1]),
