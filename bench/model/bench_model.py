@@ -67,7 +67,6 @@ def main() -> int:
            "serving_default_batch32": _throughput(lambda t: serve(image=t), x[32]),
            "serving_default_batch64": _throughput(lambda t: serve(image=t), x[64])}
     # eager keras for comparison (same weights when the run's final.keras is not at hand: rebuild + copy)
-    import keras
     from hemovision_training.ml.model import build_ensemble, build_model
     rec = meta["training"]["recipe"]
     if "members" in rec:   # an ensemble: the same flat graph (random weights: timing only)

@@ -7,9 +7,9 @@ import time
 import pytest
 import redis.asyncio as aioredis
 
+from hemovision_testkit.tokens import TokenFactory
 from hemovision_tokens import TokenError, bearer_metadata, revoke_jti, revocation_proof
 from hemovision_tokens.revocation_proof import HEADER, RevocationProofs
-from hemovision_tokens.testing import TokenFactory
 
 KEY = b"k" * 32
 

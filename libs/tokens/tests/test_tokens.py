@@ -11,6 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hemovision.auth.v1 import auth_pb2, auth_pb2_grpc
 from hemovision_grpc_server import GrpcServiceSettings, PermissionDenied, Unauthenticated, create_server
+from hemovision_testkit.tokens import TokenFactory
 from hemovision_tokens import (
     AuthKeyProvider,
     TokenError,
@@ -21,7 +22,6 @@ from hemovision_tokens import (
     revoke_jti,
     revoke_user_tokens,
 )
-from hemovision_tokens.testing import TokenFactory
 
 
 @pytest.fixture

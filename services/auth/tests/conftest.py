@@ -16,9 +16,10 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from hemovision.auth.v1 import auth_pb2, auth_pb2_grpc
-from hemovision_auth.server import AuthServer, create_server
+from hemovision_auth.server import create_server
 from hemovision_auth.settings import Settings
 from hemovision_database import create_db_engine, run_migrations
+from hemovision_grpc_server import Server
 from hemovision_tokens import AuthKeyProvider, TokenVerifier, bearer_metadata
 
 MIGRATIONS = Path(__file__).parents[1] / "src" / "hemovision_auth" / "migrations"
@@ -102,7 +103,7 @@ def make_settings(url: str, redis_url: str, smtp_port: int, **overrides) -> Sett
 
 @dataclass
 class Client:
-    server: AuthServer
+    server: Server
     channel: grpc.aio.Channel
     stub: auth_pb2_grpc.AuthServiceStub
     verifier: TokenVerifier

@@ -23,8 +23,8 @@ from hemovision.inference.v1 import inference_pb2, inference_pb2_grpc
 from hemovision.preprocess.v1 import preprocess_pb2, preprocess_pb2_grpc
 from hemovision.reports.v1 import reports_pb2, reports_pb2_grpc
 from hemovision.training.v1 import training_pb2, training_pb2_grpc
+from hemovision_testkit.tokens import TokenFactory
 from hemovision_tokens import TokenError
-from hemovision_tokens.testing import TokenFactory
 
 from adaptation_fakes import AdaptationFakes
 

@@ -134,3 +134,73 @@ async def test_cli_adapt(live_gateway, world, monkeypatch, capsys):
     monkeypatch.setenv("HV_TOKEN", lab)
     assert await asyncio.to_thread(cli_main, [*url, "adapt", "rollback"]) == 2
     assert "403 permission_denied" in capsys.readouterr().err
+
+
+async def test_cli_predict_files_folders_and_zips(live_gateway, world, monkeypatch, capsys, tmp_path):
+    """`hemovision predict`: a file, a folder (recursively) and a ZIP; a refused image is a row
+    with its error and makes the exit status 1; CSV, JSON and table outputs."""
+    import csv as csvmod
+    import json
+    import zipfile
+
+    from gateway_fakes import png_bytes
+
+    _, token = world.user("lab_user")
+    monkeypatch.setenv("HV_TOKEN", token)
+    url = ["--url", live_gateway]
+    folder = tmp_path / "cells" / "day1"
+    folder.mkdir(parents=True)
+    (folder / "a.png").write_bytes(png_bytes(color=(10, 20, 30)))
+    (folder / "b.PNG").write_bytes(png_bytes(color=(40, 50, 60)))
+    (folder / "notes.txt").write_text("not an image")
+    single = tmp_path / "=single.png"
+    single.write_bytes(png_bytes(color=(70, 80, 90)))
+    archive = tmp_path / "batch.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("x/c.png", png_bytes(color=(100, 110, 120)))
+        z.writestr("__MACOSX/x/._c.png", b"junk")
+        z.writestr("readme.md", "skip me")
+
+    assert await asyncio.to_thread(cli_main, [*url, "predict", str(tmp_path / "cells"), str(archive),
+                                              str(single), "--format", "csv"]) == 0
+    out = capsys.readouterr().out
+    rows = list(csvmod.DictReader(out.splitlines()))
+    names = [r["file"].removeprefix(str(tmp_path) + "/") for r in rows]
+    assert names == ["cells/day1/a.png", "cells/day1/b.PNG", "batch.zip:x/c.png", "=single.png"]
+    assert all(r["label"] == "neutrophil" and r["id"] and not r["error"] for r in rows)
+    assert len(world.predictions) == 4  # each recorded in the caller's history
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(png_bytes()[:60])
+    assert await asyncio.to_thread(cli_main, [*url, "predict", str(single), str(broken), "--format", "json"]) == 1
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
+    assert rows[0]["label"] == "neutrophil" and rows[0]["confidence"] == pytest.approx(0.93)
+    assert rows[1]["label"] == "" and rows[1]["error"].startswith("422 truncated")
+    assert "1 of 2 images failed" in captured.err
+
+    assert await asyncio.to_thread(cli_main, [*url, "predict", str(single)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["file", "label", "confidence", "needs_review", "review_reasons", "id", "error"]
+    assert "neutrophil" in table[1] and "0.930" in table[1]
+
+    for bad in ([str(tmp_path / "missing.png")], [str(tmp_path / "empty")]):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        assert await asyncio.to_thread(cli_main, [*url, "predict", *bad]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_cli_predict_output_is_spreadsheet_safe_and_zip_bombs_are_bounded(tmp_path):
+    import zipfile
+
+    from hemovision_gateway import cli_predict
+
+    csv_text = cli_predict.render([{"file": "=cmd|' /C calc'!A0", "label": "", "confidence": None,
+                                    "needs_review": None, "review_reasons": [], "id": "", "error": "x"}], "csv")
+    assert csv_text.splitlines()[1].startswith("'=cmd")
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("big.png", b"\0" * (cli_predict.MAX_FILE_BYTES + 10))
+    (source,) = cli_predict.collect([str(bomb)])
+    with pytest.raises(cli_predict.InputError, match="limit"):
+        source.read()

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from hemovision.common.v1 import common_pb2
 from hemovision.history.v1 import history_pb2
 from hemovision_contracts import CLASS_NAMES
+from hemovision_testkit.tokens import TokenFactory
 from hemovision_tokens import bearer_metadata
-from hemovision_tokens.testing import TokenFactory
 
 TOKENS = TokenFactory()
 

@@ -29,3 +29,16 @@ def serving_model(contract_models) -> Path:
         if (shipped / str(v) / "variables" / "variables.index").is_file():
             return shipped / str(v)
     return contract_models[1]
+
+
+@pytest.fixture
+def tokens():
+    from hemovision_testkit.tokens import TokenFactory
+
+    return TokenFactory()
+
+
+@pytest.fixture
+def auth(tokens) -> tuple:
+    """Metadata of a lab_user's access token."""
+    return (("authorization", f"Bearer {tokens.issue(role='lab_user')}"),)

@@ -28,7 +28,7 @@ from hemovision_preprocess.server import create_server as create_preprocess_serv
 from hemovision_preprocess.settings import Settings as PreprocessSettings
 from hemovision_testkit.contract_model import CLASS_NAMES
 from inference_fakes import FakeRegistry
-from test_inference import SERVING, SIZE, auth, inference_settings, model_server_settings, tokens, wait_health  # noqa: F401 - fixtures
+from test_inference import SERVING, SIZE, inference_settings, model_server_settings, wait_health
 
 DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "pbc_128"
 

@@ -20,7 +20,7 @@ from hemovision_inference.server import create_server
 from hemovision_inference.settings import Settings
 from hemovision_testkit.contract_model import publish_version
 from hemovision_testkit.model_server import ModelServerProcess
-from hemovision_tokens.testing import TokenFactory
+from hemovision_testkit.tokens import TokenFactory
 from inference_fakes import FakeRegistry
 
 CLIENTS = 16

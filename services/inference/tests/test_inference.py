@@ -21,7 +21,6 @@ from hemovision_model_server.server import create_model_server
 from hemovision_model_server.settings import ModelServerSettings
 from hemovision_testkit.contract_model import CLASS_NAMES, publish_version
 from hemovision_testkit.model_server import ModelServerProcess
-from hemovision_tokens.testing import TokenFactory
 from inference_fakes import FakeRegistry
 
 SIZE = 32
@@ -68,16 +67,6 @@ async def wait_health(address: str, want: int, timeout: float = 30.0) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"health never became {want}")
-
-
-@pytest.fixture
-def tokens() -> TokenFactory:
-    return TokenFactory()
-
-
-@pytest.fixture
-def auth(tokens) -> tuple:
-    return (("authorization", f"Bearer {tokens.issue(role='lab_user')}"),)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from hemovision_inference.settings import Settings
 from hemovision_model_server.server import create_model_server
 from hemovision_model_server.settings import ModelServerSettings
 from hemovision_testkit.contract_model import publish_version
-from hemovision_tokens.testing import TokenFactory
+from hemovision_testkit.tokens import TokenFactory
 from inference_fakes import FakeRegistry
 
 SIZE = 32

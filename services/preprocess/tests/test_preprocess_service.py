@@ -152,7 +152,7 @@ async def test_batch_bounds(stub, pbc_image_bytes):
 
 
 async def test_token_required_when_verifier_given(pbc_image_bytes):
-    from hemovision_tokens.testing import TokenFactory
+    from hemovision_testkit.tokens import TokenFactory
 
     factory = TokenFactory()
     running = await create_server(Settings(port=0), verifier=factory.verifier())

@@ -29,8 +29,8 @@ from sqlalchemy import text
 from hemovision.training.v1 import training_pb2, training_pb2_grpc
 from hemovision_database import create_db_engine, run_migrations
 from hemovision_testkit.fixtures import REDIS_SERVER
+from hemovision_testkit.tokens import TokenFactory
 from hemovision_tokens import bearer_metadata
-from hemovision_tokens.testing import TokenFactory
 from hemovision_training import repository as repo
 from hemovision_training.__main__ import MIGRATIONS_DIR
 from hemovision_training.server import create_server

@@ -1,7 +1,10 @@
 """Bootstrap shared by every HemoVision gRPC service.
 
-    server, port = await create_server(settings, services=[...], register=lambda s: add_XServicer_to_server(...))
-    await serve(server, health, grace=settings.grace_seconds, on_shutdown=[pool.close])
+    # services/<svc>/server.py: start the gRPC server, wrap it with what the service owns
+    running = await create_server(settings, service_names=[...], register=lambda s: add_XServicer_to_server(..., s))
+    return Server(running, service=domain_service, closers=[engine.dispose, verifier.close])
+    # services/<svc>/__main__.py, the `serve` command: logs, tracing, then serve until SIGTERM
+    run("<svc>", Settings(), create_server)
 """
 
 from hemovision_grpc_server.channels import DEFAULT_TIMEOUT_S, create_channel, wait_for_health
@@ -17,7 +20,8 @@ from hemovision_grpc_server.errors import (
     Unavailable,
 )
 from hemovision_grpc_server.interceptors import ErrorInterceptor
-from hemovision_grpc_server.server import RunningServer, create_server, serve
+from hemovision_grpc_server.lifecycle import Server, run, serve
+from hemovision_grpc_server.server import RunningServer, create_server
 from hemovision_grpc_server.settings import GrpcServiceSettings
 
 __all__ = [
@@ -31,11 +35,13 @@ __all__ = [
     "PermissionDenied",
     "ResourceExhausted",
     "RunningServer",
+    "Server",
     "ServiceError",
     "Unauthenticated",
     "Unavailable",
     "create_channel",
     "create_server",
+    "run",
     "serve",
     "wait_for_health",
 ]

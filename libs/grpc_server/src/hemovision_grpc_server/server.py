@@ -1,11 +1,10 @@
-"""create_server() builds a ready-to-start grpc.aio server; serve() runs it until SIGTERM."""
+"""create_server() builds and starts a grpc.aio server (health, reflection, error mapping) -> RunningServer.
+The lifecycle around it (Service, serve, run) is in lifecycle.py."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -87,28 +86,3 @@ async def create_server(
     await running.set_serving(serving)
     return running
 
-
-async def serve(
-    running: RunningServer,
-    *,
-    grace: float,
-    on_shutdown: Iterable[Callable[[], Awaitable[None] | None]] = (),
-) -> None:
-    """Waits for SIGTERM/SIGINT, then NOT_SERVING -> stop(grace) -> on_shutdown hooks (close pools)."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    log.info("serving", extra={"port": running.port, "services": running.service_names})
-    waiter = asyncio.create_task(running.server.wait_for_termination())
-    stopper = asyncio.create_task(stop.wait())
-    await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    log.info("shutting down", extra={"grace_seconds": grace})
-    await running.stop(grace)
-    for hook in on_shutdown:
-        result = hook()
-        if asyncio.iscoroutine(result):
-            await result
-    waiter.cancel()
-    stopper.cancel()
-    log.info("stopped")

@@ -1,9 +1,10 @@
 """PNG writing for the small images of every upload: the model-input image and the heatmap.
 
 Pillow's PNG encoder picks a filter per row by trying all five (adaptive filtering): right for
-big photographs, but ~0.5 ms for one 64 x 64 cell, and two PNGs are written per upload. Here every
+big photographs, but slow for one 64 x 64 cell, and two PNGs are written per upload. Here every
 row gets the "Up" filter (difference to the row above, one numpy subtraction: what suits smooth
-microscope images and heatmaps) and zlib level 1: ~0.2 ms, within ~15 % of Pillow's size.
+microscope images and heatmaps) and zlib level 1: faster, files a little bigger (the figures:
+docs/decisions.md #36).
 The output is a plain PNG (IHDR, optional PLTE + tRNS, one IDAT, IEND) any decoder reads.
 """
 

@@ -1,4 +1,4 @@
-"""Signing access tokens: used by auth and by the test TokenFactory, so both mint the same format."""
+"""Signing access tokens: used by auth and by hemovision_testkit.tokens.TokenFactory, so both mint the same format."""
 
 from __future__ import annotations
 

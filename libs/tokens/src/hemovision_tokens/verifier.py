@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 _REQUIRED = ["exp", "iat", "sub", "jti", "iss", "aud"]
 # Tokens whose signature, issuer and audience were already checked, kept per process: every hop of
-# one request (gateway, preprocess, inference, history) sees the same token again and again, and the
+# one request (gateway, inference, preprocess, history) sees the same token again and again, and the
 # signature check is the costliest part of verify(). Expiry and revocation are still checked on
 # every call, and a hit is only honoured while the key provider returns the very same key object.
 _VERIFIED_CACHE_SIZE = 4096

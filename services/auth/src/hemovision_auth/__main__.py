@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import getpass
 import sys
 from pathlib import Path
@@ -18,14 +17,6 @@ def migrate(settings: Settings) -> None:
 
     ensure_database(settings.database_url)
     run_migrations(migrations_dir=MIGRATIONS, url=settings.database_url, schema="auth")
-
-
-async def _serve(settings: Settings) -> None:
-    from hemovision_auth.server import create_server
-    from hemovision_grpc_server import serve
-
-    running = await create_server(settings)
-    await serve(running, grace=settings.grace_seconds)
 
 
 def _service(settings: Settings):  # noqa: ANN202
@@ -86,22 +77,25 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("rotate-key", help="make a new signing key current (the old one stays published)")
     args = parser.parse_args(argv)
 
-    from hemovision_telemetry import configure_logging, configure_tracing
-
     settings = Settings()
-    configure_logging("auth", settings.log_level)
     command = args.command or "serve"
+    if command == "serve":
+        from hemovision_auth.server import create_server
+        from hemovision_grpc_server import run
+
+        run("auth", settings, create_server)
+        return 0
+
+    from hemovision_telemetry import configure_logging
+
+    configure_logging("auth", settings.log_level)
     if command == "migrate":
         migrate(settings)
         print("auth schema migrated")
         return 0
     if command == "create-admin":
         return create_admin(settings, args)
-    if command == "rotate-key":
-        return rotate_key(settings)
-    configure_tracing("auth")
-    asyncio.run(_serve(settings))
-    return 0
+    return rotate_key(settings)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""create_server(): the auth gRPC server with its dependencies, ready for tests (port 0) and serve()."""
+"""create_server(): the auth gRPC server with its dependencies (a hemovision_grpc_server.Server),
+ready for tests (port 0) and for `serve` (hemovision_grpc_server.run)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -25,22 +25,6 @@ from hemovision_database import create_db_engine
 from hemovision_tokens import TokenInterceptor, TokenVerifier
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class AuthServer(hemovision_grpc_server.RunningServer):
-    """The running server plus what it owns; stop() also closes the engine and Redis it created."""
-
-    service: AuthService | None = None
-    closers: list[Callable[[], Any]] = field(default_factory=list)
-
-    async def stop(self, grace: float) -> None:
-        await super().stop(grace)
-        for close in self.closers:
-            result = close()
-            if inspect.isawaitable(result):
-                await result
-        self.closers = []
 
 
 def build_service(settings: Settings, *, engine: Engine, redis: Any, mailer: Mailer) -> AuthService:
@@ -66,7 +50,7 @@ async def create_server(
     engine: Engine | None = None,
     redis: Any = None,
     mailer: Mailer | None = None,
-) -> AuthServer:
+) -> hemovision_grpc_server.Server[AuthService]:
     closers: list[Callable[[], Any]] = []
     if engine is None:
         engine = create_db_engine(settings.database_url)
@@ -78,7 +62,7 @@ async def create_server(
     try:
         kid = await asyncio.to_thread(service.keys.ensure_current_sync)
     except ProgrammingError as exc:
-        for close in closers:
+        for close in reversed(closers):
             result = close()
             if inspect.isawaitable(result):
                 await result
@@ -95,11 +79,5 @@ async def create_server(
         register=lambda server: auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server),
         interceptors=[TokenInterceptor(verifier, PUBLIC_METHODS)],
     )
-    return AuthServer(
-        server=running.server,
-        port=running.port,
-        health=running.health,
-        service_names=running.service_names,
-        service=service,
-        closers=closers,
-    )
+    # stop() also disposes of the engine and closes the Redis client made here (not those passed in)
+    return hemovision_grpc_server.Server(running, service=service, closers=closers)

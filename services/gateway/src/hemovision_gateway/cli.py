@@ -1,6 +1,7 @@
 """`hemovision`: the command line for operators and ML engineers (REST calls to the gateway).
 
     hemovision login --email you@lab.example          # stores a token in ~/.config/hemovision/token
+    hemovision predict cells/ more.zip one.png --format csv > results.csv
     hemovision models list
     hemovision models activate 3 --reason "better macro-F1"
     hemovision train --epochs 5 --limit-per-class 200 --watch
@@ -245,6 +246,24 @@ def cmd_adapt_rollback(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    from hemovision_gateway import cli_predict
+
+    try:
+        sources = cli_predict.collect(args.paths)
+    except cli_predict.InputError as exc:
+        raise CliError(str(exc)) from None
+    extra = {k: v for k, v in (("sample_id", args.sample_id), ("slide_id", args.slide_id)) if v}
+    with _client(args) as c:
+        rows = cli_predict.run(c, _auth(), sources, concurrency=args.concurrency, extra=extra,
+                               progress=cli_predict.Progress(len(sources)))
+    print(cli_predict.render(rows, args.format))
+    failed = sum(1 for r in rows if r["error"])
+    if failed:
+        print(f"{failed} of {len(rows)} images failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def cmd_admin_create(args) -> int:
     """Delegates to the auth service's own command, which writes to its database directly."""
     command = [sys.executable, "-m", "hemovision_auth", "create-admin", "--email", args.email]
@@ -268,6 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--email", required=True)
     p.add_argument("--password", help="prompted for when omitted (or env HV_PASSWORD)")
     p.set_defaults(func=cmd_login)
+
+    p = sub.add_parser("predict", help="classify image files, folders or ZIP archives (recorded in your history)")
+    p.add_argument("paths", nargs="+", metavar="FILE|DIR|ZIP")
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    p.add_argument("--concurrency", type=int, default=4, help="uploads at once (default 4)")
+    p.add_argument("--sample-id", default="", help="stored with every image")
+    p.add_argument("--slide-id", default="", help="stored with every image")
+    p.set_defaults(func=cmd_predict)
 
     models = sub.add_parser("models", help="model versions").add_subparsers(dest="models_command", required=True)
     p = models.add_parser("list", help="list model versions with metrics")

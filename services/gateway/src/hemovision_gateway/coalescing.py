@@ -1,13 +1,15 @@
 """Request coalescing: concurrent calls with the same key become one downstream call.
 
-Every gRPC hop costs a fixed ~1-3 ms of CPU on each side (framing, token check, a thread hop),
-more than the work itself for one 64x64 cell. Under concurrency the pipeline therefore groups
+Every gRPC hop costs a fixed amount of CPU on each side (framing, token check, a thread hop),
+more than the work itself for one 64x64 cell (figures: docs/decisions.md #10, docs/serving.md
+"Benchmarks"). Under concurrency the pipeline therefore groups
 what it can: a call is dispatched on the next event-loop turn when fewer than `max_in_flight`
 groups of its key are running (no added latency at concurrency 1, like TF Serving's batching with
 an idle batch thread; the one turn lets callers resumed together leave together); calls that
 arrive meanwhile wait and leave together, at most `max_items` at a time, as soon as a running
-group returns. Keys keep apart what must not share a call (a caller's token, a
-model version, a tensor shape).
+group returns. Keys keep apart what must not share a call: the gateway's pipeline keys both of
+its stages (AnalyzeImages, RecordPredictions) by the caller's token, so a call never carries one
+user's images under another's identity.
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 """The one place where failures become HTTP answers.
 
 Every error body is `{"error": {"code": "<snake_case>", "message": "<human>"}}`.
-gRPC status codes from the services map to HTTP through GRPC_TO_HTTP; the
-preprocess service's rejection reasons map through PREPROCESS_REASON_TO_HTTP.
+gRPC status codes from the services map to HTTP through GRPC_TO_HTTP; an image's rejection
+reason (preprocess's PreprocessError, passed on per image by inference.AnalyzeImages) maps
+through PREPROCESS_REASON_TO_HTTP.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 
 import grpc
@@ -90,11 +90,6 @@ PREPROCESS_REASON_TO_HTTP: dict[str, int] = {
     "unsupported_type": 415,
 }
 
-_REASON_KEYS = ("hv-error-reason", "error-reason", "reason", "x-error-reason")
-# "[reason] message" (what the preprocess service sends) or "reason: message".
-_REASON_PREFIX = re.compile(r"^(?:\[([a-z_]+)\]|([a-z_]+):)\s*(.*)$", re.S)
-
-
 class ApiError(Exception):
     """An HTTP error with a stable machine code and a message a person understands."""
 
@@ -136,47 +131,9 @@ def api_error_from_service_error(exc: ServiceError) -> ApiError:
     return ApiError(mapped.status, mapped.code, exc.message, headers=headers)
 
 
-def preprocess_reason(exc: grpc.aio.AioRpcError) -> tuple[str | None, str]:
-    """The PreprocessError reason of an INVALID_ARGUMENT from preprocess, from trailing
-    metadata (`hv-error-reason`, or `preprocess-error-bin` carrying a PreprocessError)
-    or from a `reason: message` prefix; (None, details) when there is none."""
-    details = exc.details() or ""
-    try:
-        trailing = exc.trailing_metadata() or ()
-    except Exception:  # noqa: BLE001
-        trailing = ()
-    for key, value in trailing:
-        if key == "preprocess-error-bin":
-            try:
-                from hemovision.preprocess.v1 import preprocess_pb2
-
-                err = preprocess_pb2.PreprocessError.FromString(value)
-                return err.reason or None, err.message or details
-            except Exception:  # noqa: BLE001
-                continue
-        if key in _REASON_KEYS:
-            reason = value.decode() if isinstance(value, bytes) else str(value)
-            return reason, details
-    match = _REASON_PREFIX.match(details)
-    if match:
-        reason = match.group(1) or match.group(2)
-        if reason in PREPROCESS_REASON_TO_HTTP or match.group(1):
-            return reason, match.group(3) or details
-    return None, details
-
-
-def api_error_from_preprocess(exc: grpc.aio.AioRpcError) -> ApiError:
-    """Preprocess rejections carry a reason that decides 413 / 415 / 422."""
-    if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
-        return api_error_from_grpc(exc)
-    reason, message = preprocess_reason(exc)
-    if reason is None:
-        return ApiError(422, "invalid_image", message or "the image could not be read")
-    return ApiError(PREPROCESS_REASON_TO_HTTP.get(reason, 422), reason, message)
-
-
 def api_error_from_preprocess_item(error) -> ApiError:
-    """A per-item PreprocessError (PreprocessBatch), mapped like a rejected Preprocess call."""
+    """One image's PreprocessError (an AnalyzeImages result's `error`: preprocess rejected the image
+    and inference passed the reason on), mapped by its reason to 413 / 415 / 422."""
     if error.reason == "invalid_request":
         return ApiError(422, "invalid_argument", error.message or "invalid request")
     return ApiError(PREPROCESS_REASON_TO_HTTP.get(error.reason, 422), error.reason or "invalid_image",

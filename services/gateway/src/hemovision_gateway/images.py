@@ -2,7 +2,7 @@
 
 The gateway decides 413 / 415 / early 422 itself so obviously bad uploads never
 reach the pipeline; everything deeper (truncation, pixel bombs, DICOM frames) is
-judged by the preprocess service, whose reasons errors.py maps.
+judged by the preprocess service behind inference.AnalyzeImages, whose reasons errors.py maps.
 """
 
 from __future__ import annotations

@@ -14,18 +14,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import grpc
 
 from hemovision.history.v1 import history_pb2
 from hemovision.inference.v1 import inference_pb2
 
-from hemovision_gateway import views
 from hemovision_gateway.clients import Clients, bearer
 from hemovision_gateway.coalescing import Coalescer
 from hemovision_gateway.errors import ApiError, api_error_from_grpc, api_error_from_preprocess_item
 from hemovision_gateway.images import check_image_bytes
+from hemovision_gateway.schemas import Prediction
 from hemovision_gateway.settings import Settings
 
 
@@ -142,8 +141,9 @@ async def run_prediction(
     upload: Upload,
     idempotency_key: str,
     coalescing: Coalescing | None = None,
-) -> dict[str, Any]:
-    """Classifies one upload and records it. Raises ApiError (bad input, downstream failure)."""
+) -> Prediction:
+    """Classifies one upload and records it: the answer carries the gateway's own timings.
+    Raises ApiError (bad input, downstream failure)."""
     t0 = time.perf_counter()
     coalescing = coalescing or Coalescing.create(clients, settings, max_items=1)
     check_image_bytes(upload.data, max_bytes=settings.max_image_bytes)
@@ -182,10 +182,8 @@ async def run_prediction(
     t_hist = time.perf_counter()
     stored = await coalescing.record.record(token, record)
     history_ms = (time.perf_counter() - t_hist) * 1000
-    body = views.prediction(stored)
-    body["timings_ms"] = {
+    return Prediction.from_pb(stored, timings_ms={
         **{k: round(v, 2) for k, v in timings.items()},
         "history": round(history_ms, 2),
         "total": round((time.perf_counter() - t0) * 1000, 2),
-    }
-    return body
+    })

@@ -15,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from hemovision_telemetry import configure_logging, configure_tracing
+from hemovision_telemetry import configure_logging
 
 from hemovision_history.settings import Settings
 
@@ -41,20 +41,18 @@ async def purge(settings: Settings) -> int:
         service.engine.dispose()
 
 
-async def _serve(settings: Settings) -> None:
-    from hemovision_grpc_server import serve
-
-    from hemovision_history.server import create_server
-
-    server = await create_server(settings)
-    await serve(server.running, grace=settings.grace_seconds, on_shutdown=[server.close])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hemovision-history", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate", "purge"])
     args = parser.parse_args(argv)
     settings = Settings()
+    if args.command == "serve":
+        from hemovision_grpc_server import run
+
+        from hemovision_history.server import create_server
+
+        run("history", settings, create_server)
+        return 0
     configure_logging("history", settings.log_level)
     if args.command == "migrate":
         migrate(settings)
@@ -63,9 +61,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "purge":
         purged = asyncio.run(purge(settings))
         print(json.dumps({"purged_predictions": purged, "retention_days": settings.retention_days}))
-        return 0
-    configure_tracing("history")
-    asyncio.run(_serve(settings))
     return 0
 
 

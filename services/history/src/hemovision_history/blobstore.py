@@ -42,8 +42,8 @@ def blob_key(organization_id: str, prediction_id: str, kind: str) -> str:
     Predictions share 256 shard directories per organization instead of one directory each: on
     a local disk a directory per prediction meant a third inode (and an mkdir) per upload, and
     on ext4 inode allocation is the costliest part of storing a blob, above all while a new store
-    holds its first few thousand files (a churn test: 40-55 % less CPU to store a prediction's two
-    blobs; docs/history.md)."""
+    holds its first few thousand files (the churn test's figures: docs/history.md, docs/serving.md
+    "Benchmarks")."""
     return validate_key(f"{organization_id}/predictions/{prediction_id[:2]}/{prediction_id}.{kind}.png")
 
 

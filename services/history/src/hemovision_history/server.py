@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from hemovision.history.v1 import history_pb2_grpc
 from hemovision_database import create_db_engine
-from hemovision_grpc_server import RunningServer
+from hemovision_grpc_server import Server
 from hemovision_grpc_server import create_server as create_grpc_server
 from hemovision_tokens import AuthKeyProvider, TokenInterceptor, TokenVerifier
 from sqlalchemy import Engine
@@ -17,28 +15,6 @@ from hemovision_history.domain import StoragePolicy
 from hemovision_history.service import HistoryService
 from hemovision_history.servicer import HistoryServicer
 from hemovision_history.settings import Settings
-
-
-@dataclass
-class HistoryServer:
-    """The running server plus what must be closed on shutdown."""
-
-    running: RunningServer
-    service: HistoryService
-    engine: Engine
-    verifier: TokenVerifier
-
-    @property
-    def port(self) -> int:
-        return self.running.port
-
-    async def stop(self, grace: float = 0) -> None:
-        await self.running.stop(grace)
-        await self.close()
-
-    async def close(self) -> None:
-        await self.verifier.close()
-        self.engine.dispose()
 
 
 def build_service(settings: Settings, *, engine: Engine | None = None, blobs: BlobStore | None = None) -> HistoryService:
@@ -55,7 +31,7 @@ async def create_server(
     *,
     verifier: TokenVerifier | None = None,
     blobs: BlobStore | None = None,
-) -> HistoryServer:
+) -> Server[HistoryService]:
     """Starts the server on settings.host:settings.port (0 = a free port). Every RPC needs a
     bearer token; tests pass TokenFactory().verifier()."""
     if verifier is None:
@@ -69,4 +45,5 @@ async def create_server(
         register=lambda server: history_pb2_grpc.add_HistoryServiceServicer_to_server(servicer, server),
         interceptors=[TokenInterceptor(verifier)],
     )
-    return HistoryServer(running=running, service=service, engine=engine, verifier=verifier)
+    # stop() also closes the verifier, then disposes of the engine (newest first)
+    return Server(running, service=service, closers=[engine.dispose, verifier.close])

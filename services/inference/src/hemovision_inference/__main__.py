@@ -4,7 +4,6 @@ InferenceService (gRPC, port 50053). The model server it calls is hemovision_mod
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 
@@ -16,14 +15,11 @@ def main(argv: list[str] | None = None) -> None:
         print(__doc__, file=sys.stderr)
         raise SystemExit(2)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the TF Serving client protos import TensorFlow
-    from hemovision_inference.server import serve
+    from hemovision_grpc_server import run
+    from hemovision_inference.server import create_server
     from hemovision_inference.settings import Settings
-    from hemovision_telemetry import configure_logging, configure_tracing
 
-    settings = Settings()
-    configure_logging("inference", settings.log_level)
-    configure_tracing("inference")
-    asyncio.run(serve(settings))
+    run("inference", Settings(), create_server)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ def _colormap(values: np.ndarray) -> np.ndarray:
 
 # The rendered heatmap is a palette PNG: pixel value = heat quantised to 0..255, the palette the
 # colour map, the tRNS table the alpha (55..255, growing with the heat). It looks the same as an
-# RGBA rendering, encodes ~8x faster and ~half the size, and keeps the heat readable (the index).
+# RGBA rendering, encodes faster and smaller (docs/serving.md, Benchmarks), and keeps the heat
+# readable (the index).
 _PALETTE = _colormap(np.linspace(0.0, 1.0, 256, dtype=np.float32)).tobytes()
 _ALPHA = bytes(int(v) for v in np.linspace(0.0, 1.0, 256) * 200 + 55)
 

@@ -32,7 +32,8 @@ def features(images: np.ndarray, mean, std) -> np.ndarray:
     """[N,S,S,3] model-ready float32 -> [N,13] statistics of the [0,1] RGB image behind it.
 
     Every reduction runs over the last, contiguous axis (channel planes first): reductions over
-    strided axes of these small arrays cost ~1 ms a call, on the path of every request."""
+    strided axes of these small arrays cost several times as much, on the path of every request
+    (docs/serving.md "Benchmarks")."""
     rgb = np.clip(images * np.asarray(std, np.float32) + np.asarray(mean, np.float32), 0.0, 1.0)
     n, s = rgb.shape[0], rgb.shape[1]
     planes = np.ascontiguousarray(np.moveaxis(rgb, -1, 1))  # [N,3,S,S]

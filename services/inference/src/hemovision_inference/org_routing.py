@@ -119,7 +119,8 @@ class OrgRouting:
 
     async def peek(self, org: str, token: str) -> int | None:
         """The version the organization's next request will get (None = the platform's), without
-        waiting: a cold one starts loading now (GetActiveModel comes just before that request)."""
+        waiting: a cold one starts loading now, for the request that usually follows (GetActiveModel:
+        a direct gRPC caller asks for the version and its spec before sending Classify/Explain tensors)."""
         v = (await self._entry(org, token)).version
         if v is None:
             return None

@@ -118,7 +118,6 @@ class ModelRouter:
         self.mode = "starting"
         self._metadata: dict[int, ModelMetadata] = {}
         self._task: asyncio.Task | None = None
-        self._wake = asyncio.Event()
         self._registry_error_logged = False
         self.switches: list[tuple[float, int | None, int]] = []
         self.missing_timeout_s = 30.0
@@ -211,10 +210,6 @@ class ModelRouter:
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
 
-    def poke(self) -> None:
-        """Reconcile now (tests, or a push notification)."""
-        self._wake.set()
-
     async def _run(self) -> None:
         while True:
             try:
@@ -223,11 +218,7 @@ class ModelRouter:
                 raise
             except Exception:  # noqa: BLE001 - the loop must survive anything
                 log.exception("reconcile failed")
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.reconcile_interval_s)
-            except TimeoutError:
-                pass
+            await asyncio.sleep(self.reconcile_interval_s)
 
     async def _set_ready(self, ready: bool) -> None:
         if ready != self.ready:

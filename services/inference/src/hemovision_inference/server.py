@@ -1,11 +1,10 @@
-"""create_server(settings, ...) -> InferenceServer; serve(settings) runs it until SIGTERM."""
+"""create_server(settings, ...) -> InferenceServer (a hemovision_grpc_server.Server), for tests (port 0)
+and for `serve` (hemovision_grpc_server.run)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import hemovision_grpc_server
@@ -23,38 +22,36 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = "hemovision.inference.v1.InferenceService"
 
 
-@dataclass
-class InferenceServer:
-    running: hemovision_grpc_server.RunningServer
-    router: ModelRouter
-    model_server: ModelServerClient
-    registry: RegistryClient | None
-    verifier: object | None
-    preprocess: PreprocessClient | None = None
-    tasks: list[asyncio.Task] = field(default_factory=list)
+class InferenceServer(hemovision_grpc_server.Server[InferenceService]):
+    """The running server, its InferenceService (`service`) and its parts (router, model-server
+    client, registry, preprocess client, verifier); stop() also stops the version reconciler and
+    closes the channels."""
 
-    @property
-    def port(self) -> int:
-        return self.running.port
-
-    async def close(self) -> None:
-        """Stops the reconciler and closes the channels (after the gRPC server stopped)."""
-        for task in self.tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        await self.router.stop()
-        await self.model_server.close()
-        if self.preprocess is not None:
-            await self.preprocess.close()
-        if self.registry is not None:
-            await self.registry.close()
-        if self.verifier is not None and hasattr(self.verifier, "close"):
-            await self.verifier.close()
-
-    async def stop(self, grace: float = 1.0) -> None:
-        await self.running.stop(grace)
-        await self.close()
+    def __init__(
+        self,
+        running: hemovision_grpc_server.RunningServer,
+        *,
+        service: InferenceService,
+        router: ModelRouter,
+        model_server: ModelServerClient,
+        registry: RegistryClient | None,
+        preprocess: PreprocessClient | None,
+        verifier: object | None,
+    ) -> None:
+        # close() runs these newest first: the router (and its reconciler) before the channels it uses
+        closers = [
+            getattr(verifier, "close", None),
+            registry.close if registry is not None else None,
+            preprocess.close if preprocess is not None else None,
+            model_server.close,
+            router.stop,
+        ]
+        super().__init__(running, service=service, closers=[c for c in closers if c is not None])
+        self.router = router
+        self.model_server = model_server
+        self.registry = registry
+        self.preprocess = preprocess
+        self.verifier = verifier
 
 
 async def create_server(
@@ -87,10 +84,10 @@ async def create_server(
     registry_client = (
         RegistryClient(settings.training_addr, timeout_s=settings.control_timeout_s) if registry is True else (registry or None)
     )
-    holder: dict = {}
+    running: hemovision_grpc_server.RunningServer | None = None
 
     async def on_ready(ready: bool) -> None:
-        running = holder.get("running")
+        # the router reports readiness only after router.start(), when `running` is set
         if running is not None:
             await running.set_serving(ready)  # stays NOT_SERVING once stopping
 
@@ -130,12 +127,12 @@ async def create_server(
         interceptors=interceptors,
         serving=False,
     )
-    holder["running"] = running
     router.start()
-    server = InferenceServer(running, router, model_server, registry_client, verifier, preprocess)
+    server = InferenceServer(running, service=service, router=router, model_server=model_server,
+                             registry=registry_client, preprocess=preprocess, verifier=verifier)
     if router.orgs is not None and settings.redis_url:
-        server.tasks.append(asyncio.create_task(follow_organization_versions(settings.redis_url, router.orgs),
-                                                name="organization-version-events"))
+        server.start_task(follow_organization_versions(settings.redis_url, router.orgs),
+                          name="organization-version-events")
     return server
 
 
@@ -173,8 +170,3 @@ async def follow_organization_versions(redis_url: str, orgs, *, retry_s: float =
                 await asyncio.sleep(retry_s)
     finally:
         await client.aclose()
-
-
-async def serve(settings: Settings) -> None:
-    server = await create_server(settings)
-    await hemovision_grpc_server.serve(server.running, grace=settings.grace_seconds, on_shutdown=[server.close])

@@ -122,7 +122,7 @@ class InferenceService:
         if not 1 <= images.shape[0] <= self.max_images:
             raise BadTensor(f"between 1 and {self.max_images} images per request, got {images.shape[0]}")
         # The input check runs on a worker thread while the model server works on the same images,
-        # instead of after it: its ~0.5 ms per call at concurrency 1 leaves the answer's critical path.
+        # instead of after it: its cost leaves the critical path (docs/serving.md "Benchmarks").
         checked = asyncio.get_running_loop().run_in_executor(None, self._input_distances, meta, images)
         if explain and meta.ood_from_logits:
             calls = [self.model_server.predict(name, version, "explain", images, ["probabilities", "heatmap", "logits"])]

@@ -18,7 +18,6 @@ from hemovision_inference.service import (
     Caller,
     ClassifyResult,
     InferenceService,
-    ModelMetadata,
 )
 
 _REASONS = {

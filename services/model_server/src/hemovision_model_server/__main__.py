@@ -3,20 +3,16 @@ TF-Serving-compatible model server, gRPC 8500 and REST 8501 (HV_MODEL_SERVER_* s
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is first imported
-    from hemovision_model_server.server import serve_model_server
+    from hemovision_grpc_server import run
+    from hemovision_model_server.server import create_model_server
     from hemovision_model_server.settings import ModelServerSettings
-    from hemovision_telemetry import configure_logging, configure_tracing
 
-    settings = ModelServerSettings()
-    configure_logging("model-server", settings.log_level)
-    configure_tracing("model-server")
-    asyncio.run(serve_model_server(settings))
+    run("model-server", ModelServerSettings(), create_model_server)
 
 
 if __name__ == "__main__":

@@ -252,9 +252,9 @@ class ModelManager:
                 # tf.saved_model.load is long stretches of Python holding the GIL: hand the GIL back
                 # to the serving event loop more often while it runs (p99 during a swap).
                 # The cyclic GC is off while loading: the load allocates millions of objects, and each
-                # full collection it would trigger walks the whole TF heap with the GIL held (the
-                # 0.4-0.8 s stalls seen under load). Afterwards everything alive is frozen (gc.freeze),
-                # so later collections do not walk the loaded models either.
+                # full collection it would trigger walks the whole TF heap with the GIL held (stalls
+                # measured in docs/serving.md "Version lifecycle"). Afterwards everything alive is
+                # frozen (gc.freeze), so later collections do not walk the loaded models either.
                 switch_interval = sys.getswitchinterval()
                 sys.setswitchinterval(self.load_switch_interval_s)
                 gc.disable()
@@ -325,11 +325,11 @@ class ModelManager:
         if servable is not None:
             self.batcher.close_servable(servable)
         del servable
-        # The unloaded model's objects were frozen at load: unfreeze so they can be collected;
-        # the collection itself runs on the load thread, then survivors are frozen again.
-        # Its Python objects were frozen at load (gc.freeze): reclaiming them means unfreezing and a
-        # full collection that holds the GIL for ~0.5-1 s on 2 cores. That pause is deferred to an
-        # idle moment (or at most reclaim_max_delay_s later), not taken in the middle of a swap.
+        # The unloaded model's Python objects were frozen at load (gc.freeze): reclaiming them means
+        # unfreezing and a full collection that holds the GIL for a long pause (docs/serving.md
+        # "Version lifecycle"). _maybe_reclaim runs it on the load thread (_collect_unloaded, which
+        # freezes the survivors again) at an idle moment, or at most reclaim_max_delay_s later, never
+        # in the middle of a swap.
         self._reclaim_due = time.monotonic() + self.reclaim_max_delay_s
         vs.state = State.END
         vs.drain_until = None
@@ -434,8 +434,8 @@ def _load_and_warm(
     name: str, vs: VersionState, warmup: bool, batch_sizes: tuple[int, ...] = (), nice: int = 0
 ) -> loader.LoadedVersion:
     # Optionally lower this thread's priority (Linux niceness is per thread). Off by default: a
-    # de-scheduled loader thread that holds the GIL stalls the serving loop (priority inversion);
-    # measured no better p99 during swaps with 10 than with 0.
+    # de-scheduled loader thread that holds the GIL stalls the serving loop (priority inversion;
+    # docs/serving.md "Version lifecycle").
     try:
         if nice:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)

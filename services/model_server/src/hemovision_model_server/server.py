@@ -1,4 +1,6 @@
-"""create_model_server(settings) -> RunningModelServer: gRPC (8500) + REST (8501) in one event loop."""
+"""create_model_server(settings) -> RunningModelServer (a hemovision_grpc_server.Server): gRPC (8500) and
+REST (8501) in one event loop, for tests (port 0) and for `python -m hemovision_model_server`
+(hemovision_grpc_server.run)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
@@ -39,37 +40,52 @@ def configure_tensorflow(settings: ModelServerSettings) -> None:
 
 class _Uvicorn(uvicorn.Server):
     @contextlib.contextmanager
-    def capture_signals(self):  # our serve() owns SIGTERM/SIGINT
+    def capture_signals(self):  # hemovision_grpc_server.serve() owns SIGTERM/SIGINT
         yield
 
 
-@dataclass
-class RunningModelServer:
-    grpc: hemovision_grpc_server.RunningServer
-    rest_port: int | None
-    manager: ModelManager
-    batcher: BatchScheduler
-    metrics: ModelServerMetrics
-    _rest: _Uvicorn | None = None
-    _rest_task: asyncio.Task | None = None
+class RunningModelServer(hemovision_grpc_server.Server):
+    """The gRPC server (`running`), the REST server beside it (`rest_port`, None when disabled) and
+    the model manager and batcher; stop() drains gRPC, then stops REST, the manager, the batcher."""
 
-    @property
-    def port(self) -> int:
-        return self.grpc.port
+    def __init__(
+        self,
+        running: hemovision_grpc_server.RunningServer,
+        *,
+        manager: ModelManager,
+        batcher: BatchScheduler,
+        metrics: ModelServerMetrics,
+    ) -> None:
+        super().__init__(running, closers=[batcher.close, manager.stop])  # newest first: manager, batcher
+        self.rest_port: int | None = None
+        self.manager = manager
+        self.batcher = batcher
+        self.metrics = metrics
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.grpc.port}"
+        return f"127.0.0.1:{self.running.port}"
 
-    async def stop(self, grace: float = 1.0) -> None:
-        await self.grpc.stop(grace)
-        if self._rest is not None:
-            self._rest.should_exit = True
-            if self._rest_task is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._rest_task, timeout=5)
-        await self.manager.stop()
-        await self.batcher.close()
+    async def start_rest(self, app, *, host: str, port: int) -> None:
+        """Starts the REST server on host:port (0 = a free port) in this event loop; close() stops it
+        before the manager and the batcher."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.set_inheritable(True)
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, http="httptools")
+        rest = _Uvicorn(config)
+        task = asyncio.create_task(rest.serve(sockets=[sock]), name="model-server-rest")
+        self.rest_port = sock.getsockname()[1]
+
+        async def stop_rest() -> None:
+            rest.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(task, timeout=5)
+
+        self.on_close(stop_rest)
+        while not rest.started and not task.done():
+            await asyncio.sleep(0.01)
 
 
 async def create_model_server(settings: ModelServerSettings) -> RunningModelServer:
@@ -115,7 +131,7 @@ async def create_model_server(settings: ModelServerSettings) -> RunningModelServ
     running = await hemovision_grpc_server.create_server(
         settings, service_names=SERVICE_NAMES, register=register, serving=False
     )
-    result = RunningModelServer(running, None, manager, batcher, metrics)
+    result = RunningModelServer(running, manager=manager, batcher=batcher, metrics=metrics)
 
     serving_now = {"value": False}
 
@@ -128,36 +144,11 @@ async def create_model_server(settings: ModelServerSettings) -> RunningModelServ
     manager.on_change.append(on_change)
 
     if settings.rest_port >= 0:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((settings.host, settings.rest_port))
-        sock.set_inheritable(True)
-        config = uvicorn.Config(
-            create_rest_app(predictor, metrics.registry), log_level="warning", lifespan="off", access_log=False,
-            http="httptools",
-        )
-        rest = _Uvicorn(config)
-        result._rest = rest
-        result._rest_task = asyncio.create_task(rest.serve(sockets=[sock]))
-        result.rest_port = sock.getsockname()[1]
-        while not rest.started and not result._rest_task.done():
-            await asyncio.sleep(0.01)
+        app = create_rest_app(predictor, metrics.registry)
+        await result.start_rest(app, host=settings.host, port=settings.rest_port)
     await manager.start()
     log.info(
         "model server started",
         extra={"grpc_port": running.port, "rest_port": result.rest_port, "model_base": str(model_base)},
     )
     return result
-
-
-async def serve_model_server(settings: ModelServerSettings) -> None:
-    running = await create_model_server(settings)
-    await hemovision_grpc_server.serve(
-        running.grpc,
-        grace=settings.grace_seconds,
-        on_shutdown=[running.manager.stop, running.batcher.close],
-    )
-    if running._rest is not None:
-        running._rest.should_exit = True
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(running._rest_task, timeout=5)

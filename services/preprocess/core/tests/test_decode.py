@@ -1,7 +1,6 @@
 """decode_image: every accepted format and mode, and every rejection reason."""
 
 import io
-import struct
 
 import numpy as np
 import pytest

@@ -6,8 +6,10 @@ from hemovision_grpc_server import InvalidArgument
 
 
 class ImageInvalid(InvalidArgument):
-    """The upload is not an image we accept. The message starts with the reason code in
-    brackets, e.g. "[too_large] ...", so the gateway can pick 413/415/422 without parsing prose."""
+    """The image is not one we accept. PreprocessBatch answers it per item as a PreprocessError
+    (reason, message), which inference passes on and the gateway maps to 413/415/422; a single
+    Preprocess call fails INVALID_ARGUMENT with the reason code in brackets at the start of the
+    message, e.g. "[too_large] ...", so a caller can tell the reason without parsing prose."""
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(f"[{reason}] {message}")

@@ -28,8 +28,9 @@ def jet(values: np.ndarray) -> np.ndarray:
 
 
 def heat_intensity(heatmap: Image.Image) -> Image.Image:
-    """The heat behind a stored heatmap PNG, as an L image. The gateway stores a colour-mapped
-    rendering: a palette PNG whose index is the heat, or (earlier) RGBA whose alpha grows with it.
+    """The heat behind a stored heatmap PNG, as an L image. History stores the colour-mapped
+    rendering inference makes: a palette PNG whose index is the heat, or (stored earlier, when the
+    gateway rendered it) RGBA whose alpha grows with it.
     Their luminance is not the heat (the colour map's red is darker than its yellow)."""
     if heatmap.mode == "P":
         return Image.frombytes("L", heatmap.size, heatmap.tobytes())

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from hemovision.reports.v1 import reports_pb2_grpc
-from hemovision_grpc_server import RunningServer
+from hemovision_grpc_server import Server
 from hemovision_grpc_server import create_server as create_grpc_server
 from hemovision_tokens import AuthKeyProvider, TokenInterceptor, TokenVerifier
 
@@ -16,27 +14,7 @@ from hemovision_reports.servicer import ReportsServicer
 from hemovision_reports.settings import Settings
 
 
-@dataclass
-class ReportsServer:
-    running: RunningServer
-    service: ReportsService
-    verifier: TokenVerifier
-
-    @property
-    def port(self) -> int:
-        return self.running.port
-
-    async def stop(self, grace: float = 0) -> None:
-        await self.running.stop(grace)
-        await self.close()
-
-    async def close(self) -> None:
-        await self.service.history.close()
-        await self.service.organizations.close()
-        await self.verifier.close()
-
-
-async def create_server(settings: Settings, *, verifier: TokenVerifier | None = None) -> ReportsServer:
+async def create_server(settings: Settings, *, verifier: TokenVerifier | None = None) -> Server[ReportsService]:
     """Starts on settings.host:settings.port (0 = free port). An empty auth_addr skips the
     organization-name lookup (the report shows the organization id)."""
     if verifier is None:
@@ -53,4 +31,6 @@ async def create_server(settings: Settings, *, verifier: TokenVerifier | None = 
         register=lambda server: reports_pb2_grpc.add_ReportsServiceServicer_to_server(servicer, server),
         interceptors=[TokenInterceptor(verifier)],
     )
-    return ReportsServer(running=running, service=service, verifier=verifier)
+    # stop() also closes the channels, then the verifier (newest first)
+    return Server(running, service=service,
+                  closers=[verifier.close, service.organizations.close, service.history.close])

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from pathlib import Path
 
@@ -53,13 +52,10 @@ def register_existing(name: str | None) -> int:
 
 
 def serve() -> int:
-    from hemovision_telemetry import configure_logging, configure_tracing
-    from hemovision_training.server import serve as run
+    from hemovision_grpc_server import run
+    from hemovision_training.server import create_server
 
-    settings = _settings()
-    configure_logging("training", settings.log_level)
-    configure_tracing("training")
-    asyncio.run(run(settings))
+    run("training", _settings(), create_server)
     return 0
 
 

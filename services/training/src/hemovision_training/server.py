@@ -1,12 +1,10 @@
-"""create_server(): the training gRPC server with its dependencies; serve() runs it until SIGTERM."""
+"""create_server(): the training gRPC server with its dependencies (a hemovision_grpc_server.Server), for
+tests (port 0) and for `serve` (hemovision_grpc_server.run)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -27,35 +25,6 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name
 PUBLIC_METHODS = {f"/{SERVICE_NAME}/GetActiveModelVersion"}
-
-
-@dataclass
-class TrainingServer:
-    """The running server, its port, the service layer and what to close on shutdown."""
-
-    running: hemovision_grpc_server.RunningServer
-    service: TrainingService
-    _closers: list[Callable[[], Any]] = field(default_factory=list)
-    _tasks: list[asyncio.Task] = field(default_factory=list)
-
-    @property
-    def port(self) -> int:
-        return self.running.port
-
-    async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        for closer in reversed(self._closers):
-            result = closer()
-            if asyncio.iscoroutine(result):
-                with contextlib.suppress(Exception):
-                    await result
-
-    async def stop(self, grace: float) -> None:
-        await self.running.stop(grace)
-        await self.close()
 
 
 def celery_enqueuer(settings: Settings):
@@ -82,7 +51,7 @@ async def create_server(
     audit_sink: AuditSink | None = None,
     cell_source: CellSource | None = None,
     start_reaper: bool = True,
-) -> TrainingServer:
+) -> hemovision_grpc_server.Server[TrainingService]:
     """Builds and starts the server on settings.host:settings.port (0 = any free port)."""
     closers: list[Callable[[], Any]] = []
     if engine is None:
@@ -110,12 +79,8 @@ async def create_server(
         register=lambda s: training_pb2_grpc.add_TrainingServiceServicer_to_server(servicer, s),
         interceptors=[TokenInterceptor(verifier, public_methods=PUBLIC_METHODS)],
     )
-    server = TrainingServer(running=running, service=service, _closers=closers)
+    # stop() also cancels the job reaper and closes what was made here (not what was passed in)
+    server = hemovision_grpc_server.Server(running, service=service, closers=closers)
     if start_reaper:
-        server._tasks.append(asyncio.create_task(service.run_reaper(), name="training-job-reaper"))
+        server.start_task(service.run_reaper(), name="training-job-reaper")
     return server
-
-
-async def serve(settings: Settings) -> None:
-    server = await create_server(settings)
-    await hemovision_grpc_server.serve(server.running, grace=settings.grace_seconds, on_shutdown=[server.close])

@@ -155,7 +155,7 @@ class TrainingService:
     async def start_job(self, actor: Actor, req: TrainingRequest) -> repo.Job:
         config = await asyncio.to_thread(validate_request, req, default_model_name=self.settings.model_name)
         job_id = str(uuid.uuid4())
-        job = await self._tx(
+        await self._tx(
             repo.insert_job,
             job_id=job_id,
             config=config,

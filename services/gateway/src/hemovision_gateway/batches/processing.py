@@ -106,7 +106,7 @@ async def process_item(clients: Clients, settings: Settings, tokens: OnBehalfOfT
                 idempotency_key=f"batch:{task.batch_id}:{task.index}",
             )
             await record_item(clients, settings, token, batch_id=task.batch_id, index=task.index,
-                              filename=task.filename, prediction_id=body["id"])
+                              filename=task.filename, prediction_id=body.id)
         except ApiError as err:
             if err.status >= 500 or err.status in (401, 429):
                 if not final_attempt:

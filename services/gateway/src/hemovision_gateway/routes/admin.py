@@ -13,8 +13,8 @@ from hemovision.common.v1 import common_pb2
 from hemovision.history.v1 import history_pb2
 from hemovision_contracts import ROLES, role_to_proto
 
-from hemovision_gateway import views
 from hemovision_gateway.clients import bearer
+from hemovision_gateway.schemas import AuditEvent, AuditPage, Organization, OrganizationPage, User, UserPage
 from hemovision_gateway.security import AdminUser, Ctx, role_pattern
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
@@ -24,18 +24,18 @@ Cursor = Annotated[str, Query(max_length=500)]
 
 
 @router.get("/users")
-async def list_users(user: AdminUser, ctx: Ctx, limit: Limit = 50, cursor: Cursor = "") -> dict:
+async def list_users(user: AdminUser, ctx: Ctx, limit: Limit = 50, cursor: Cursor = "") -> UserPage:
     reply = await ctx.clients.auth.ListUsers(
         auth_pb2.ListUsersRequest(page=common_pb2.PageRequest(limit=limit, cursor=cursor)),
         metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s)
-    return {"items": [views.user(u) for u in reply.users], "next_cursor": reply.next_cursor or None}
+    return UserPage(items=[User.from_pb(u) for u in reply.users], next_cursor=reply.next_cursor or None)
 
 
 @router.get("/users/{user_id}")
-async def get_user(user_id: str, user: AdminUser, ctx: Ctx) -> dict:
+async def get_user(user_id: str, user: AdminUser, ctx: Ctx) -> User:
     u = await ctx.clients.auth.GetUser(auth_pb2.GetUserRequest(user_id=user_id), metadata=bearer(user.token),
                                        timeout=ctx.settings.rpc_timeout_s)
-    return views.user(u)
+    return User.from_pb(u)
 
 
 class RoleBody(BaseModel):
@@ -43,12 +43,12 @@ class RoleBody(BaseModel):
 
 
 @router.post("/users/{user_id}/role")
-async def set_role(user_id: str, body: RoleBody, user: AdminUser, ctx: Ctx) -> dict:
+async def set_role(user_id: str, body: RoleBody, user: AdminUser, ctx: Ctx) -> User:
     """org_admin: lab_user <-> org_admin in its organization; platform_admin: any role."""
     u = await ctx.clients.auth.SetUserRole(
         auth_pb2.SetUserRoleRequest(user_id=user_id, role=role_to_proto(body.role)),
         metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s)
-    return views.user(u)
+    return User.from_pb(u)
 
 
 class ActiveBody(BaseModel):
@@ -56,11 +56,11 @@ class ActiveBody(BaseModel):
 
 
 @router.post("/users/{user_id}/active")
-async def set_active(user_id: str, body: ActiveBody, user: AdminUser, ctx: Ctx) -> dict:
+async def set_active(user_id: str, body: ActiveBody, user: AdminUser, ctx: Ctx) -> User:
     """Deactivates (active=false) or reactivates a user; a deactivated user's tokens stop working."""
     u = await ctx.clients.auth.SetUserActive(auth_pb2.SetUserActiveRequest(user_id=user_id, active=body.active),
                                              metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s)
-    return views.user(u)
+    return User.from_pb(u)
 
 
 @router.delete("/users/{user_id}", status_code=204)
@@ -71,21 +71,19 @@ async def delete_user(user_id: str, user: AdminUser, ctx: Ctx) -> Response:
 
 
 @router.get("/organizations")
-async def list_organizations(user: AdminUser, ctx: Ctx, limit: Limit = 50, cursor: Cursor = "") -> dict:
+async def list_organizations(user: AdminUser, ctx: Ctx, limit: Limit = 50, cursor: Cursor = "") -> OrganizationPage:
     reply = await ctx.clients.auth.ListOrganizations(
         auth_pb2.ListOrganizationsRequest(page=common_pb2.PageRequest(limit=limit, cursor=cursor)),
         metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s)
-    return {"items": [{"id": o.id, "name": o.name, "user_count": o.user_count, "created_at": views.ts(o.created_at)}
-                      for o in reply.organizations], "next_cursor": reply.next_cursor or None}
+    return OrganizationPage(items=[Organization.from_pb(o) for o in reply.organizations],
+                            next_cursor=reply.next_cursor or None)
 
 
 @router.get("/audit")
 async def audit_events(user: AdminUser, ctx: Ctx, limit: Limit = 50, cursor: Cursor = "",
-                       action_prefix: Annotated[str, Query(max_length=100)] = "") -> dict:
+                       action_prefix: Annotated[str, Query(max_length=100)] = "") -> AuditPage:
     reply = await ctx.clients.history.ListAuditEvents(
         history_pb2.ListAuditEventsRequest(page=common_pb2.PageRequest(limit=limit, cursor=cursor),
                                            action_prefix=action_prefix),
         metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s)
-    return {"items": [{"id": e.id, "user_id": e.user_id, "action": e.action, "target_type": e.target_type,
-                       "target_id": e.target_id, "details_json": e.details_json, "created_at": views.ts(e.created_at)}
-                      for e in reply.items], "next_cursor": reply.next_cursor or None}
+    return AuditPage(items=[AuditEvent.from_pb(e) for e in reply.items], next_cursor=reply.next_cursor or None)

@@ -17,11 +17,12 @@ from hemovision.common.v1 import common_pb2
 from hemovision.history.v1 import history_pb2
 from hemovision.reports.v1 import reports_pb2
 
-from hemovision_gateway import idempotency, views
+from hemovision_gateway import idempotency
 from hemovision_gateway.batches import storage as batch_storage, sweeper as batch_sweeper
 from hemovision_gateway.batches.processing import ItemTask, channel_name, fail_item, process_item, record_item
 from hemovision_gateway.clients import bearer
 from hemovision_gateway.errors import ApiError, ErrorBody, api_error_from_grpc
+from hemovision_gateway.schemas import Batch, BatchAccepted, BatchDetail, BatchItem, BatchPage
 from hemovision_gateway.security import Ctx, CurrentUser, VerifiedUser
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,11 @@ router = APIRouter(prefix="/api/v1", tags=["batches"])
 DONE = {history_pb2.BATCH_STATUS_COMPLETED, history_pb2.BATCH_STATUS_FAILED}
 
 
-@router.post("/batches", status_code=202, responses={202: {"content": {"application/json": {"example": {
-    "id": "5d7c...", "status": "queued", "total": 24, "failed": 1,
-    "links": {"self": "/api/v1/batches/5d7c...", "events": "/api/v1/batches/5d7c.../events"}}}}},
+@router.post("/batches", status_code=202, response_model=BatchAccepted, responses={
+    202: {"content": {"application/json": {"example": {
+        "id": "5d7c...", "status": "queued", "total": 24, "failed": 1,
+        "links": {"self": "/api/v1/batches/5d7c...", "events": "/api/v1/batches/5d7c.../events",
+                  "report": "/api/v1/batches/5d7c.../report.pdf"}}}}},
     413: {"model": ErrorBody, "description": "upload, archive or item count over the limit"}})
 async def create_batch(
     request: Request,
@@ -43,7 +46,7 @@ async def create_batch(
     slide_id: Annotated[str, Form(max_length=100)] = "",
     note: Annotated[str, Form(max_length=2000)] = "",
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-):
+) -> BatchAccepted | JSONResponse:
     """Accepts the upload, records bad items as failed with their reason, queues the rest."""
     key = idempotency.validate_key(idempotency_key)
     replayed = await idempotency.replay(ctx, "batches", user.organization_id, user.user_id, key)
@@ -94,11 +97,11 @@ async def create_batch(
     for task in tasks:
         await schedule(request, task)
     batch_storage.remove_if_done(directory)
-    body = {"id": batch.id, "status": "queued", "total": len(items), "failed": failed,
-            "links": {"self": f"/api/v1/batches/{batch.id}", "events": f"/api/v1/batches/{batch.id}/events",
-                      "report": f"/api/v1/batches/{batch.id}/report.pdf"}}
-    await idempotency.remember(ctx, "batches", user.organization_id, user.user_id, key, 202, body)
-    return JSONResponse(body, status_code=202)
+    accepted = BatchAccepted.create(batch.id, total=len(items), failed=failed)
+    if key:
+        await idempotency.remember(ctx, "batches", user.organization_id, user.user_id, key, 202,
+                                   accepted.model_dump(mode="json"))
+    return accepted
 
 
 async def schedule(request: Request, task: ItemTask) -> None:
@@ -132,21 +135,21 @@ async def schedule(request: Request, task: ItemTask) -> None:
 
 @router.get("/batches")
 async def list_batches(user: CurrentUser, ctx: Ctx, limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                       cursor: Annotated[str, Query(max_length=500)] = "") -> dict:
+                       cursor: Annotated[str, Query(max_length=500)] = "") -> BatchPage:
     reply = await ctx.clients.history.ListBatches(
         history_pb2.ListBatchesRequest(page=common_pb2.PageRequest(limit=limit, cursor=cursor)),
         metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s)
-    return {"items": [views.batch(b) for b in reply.items], "next_cursor": reply.next_cursor or None}
+    return BatchPage(items=[Batch.from_pb(b) for b in reply.items], next_cursor=reply.next_cursor or None)
 
 
-async def _items(ctx, token: str, batch_id: str) -> list[dict]:
-    items: list[dict] = []
+async def _items(ctx, token: str, batch_id: str) -> list[BatchItem]:
+    items: list[BatchItem] = []
     cursor = ""
     while True:
         reply = await ctx.clients.history.ListBatchItems(
             history_pb2.ListBatchItemsRequest(batch_id=batch_id, page=common_pb2.PageRequest(limit=200, cursor=cursor)),
             metadata=bearer(token), timeout=ctx.settings.rpc_timeout_s)
-        items.extend(views.batch_item(i) for i in reply.items)
+        items.extend(BatchItem.from_pb(i) for i in reply.items)
         cursor = reply.next_cursor
         if not cursor or len(items) >= 5000:
             return items
@@ -154,14 +157,14 @@ async def _items(ctx, token: str, batch_id: str) -> list[dict]:
 
 @router.get("/batches/{batch_id}")
 async def get_batch(batch_id: str, user: CurrentUser, ctx: Ctx,
-                    include_items: bool = True) -> dict:
-    """Progress, the WBC differential (percent per class), flagged count and the per-item table."""
+                    include_items: bool = True) -> BatchDetail | Batch:
+    """Progress, the WBC differential (percent per class), flagged count and the per-item table
+    (`items`, absent with include_items=false)."""
     b = await ctx.clients.history.GetBatch(history_pb2.GetBatchRequest(id=batch_id), metadata=bearer(user.token),
                                            timeout=ctx.settings.rpc_timeout_s)
-    body = views.batch(b)
     if include_items:
-        body["items"] = await _items(ctx, user.token, batch_id)
-    return body
+        return BatchDetail.from_pb(b, items=await _items(ctx, user.token, batch_id))
+    return Batch.from_pb(b)
 
 
 @router.get("/batches/{batch_id}/events", response_class=StreamingResponse,
@@ -181,7 +184,7 @@ async def batch_events(batch_id: str, user: CurrentUser, ctx: Ctx) -> StreamingR
         b = first
         try:
             for _ in range(7200):
-                snapshot = views.batch(b)
+                snapshot = Batch.from_pb(b).model_dump(mode="json")
                 if snapshot != last:
                     yield f"event: progress\ndata: {json.dumps(snapshot)}\n\n"
                     last = snapshot

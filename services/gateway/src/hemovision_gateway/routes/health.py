@@ -5,19 +5,21 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from hemovision_gateway.schemas import Alive, NotReady, Ready
 from hemovision_gateway.security import Ctx
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-async def healthz() -> dict:
+async def healthz() -> Alive:
     """The process is alive."""
-    return {"status": "ok"}
+    return Alive(status="ok")
 
 
-@router.get("/readyz", responses={503: {"description": "a dependency is down or no model is loaded"}})
-async def readyz(ctx: Ctx) -> JSONResponse:
+@router.get("/readyz", response_model=Ready,
+            responses={503: {"model": NotReady, "description": "a dependency is down or no model is loaded"}})
+async def readyz(ctx: Ctx) -> Ready | JSONResponse:
     """Every dependency answers grpc.health SERVING (inference only with a loaded model) and Redis answers."""
     deps = await ctx.clients.health()
     try:
@@ -29,4 +31,4 @@ async def readyz(ctx: Ctx) -> JSONResponse:
         return JSONResponse(
             {"error": {"code": "not_ready", "message": f"not ready: {', '.join(down)}"}, "dependencies": deps},
             status_code=503, headers={"Retry-After": "5"})
-    return JSONResponse({"status": "ready", "dependencies": deps})
+    return Ready(status="ready", dependencies=deps)

@@ -14,9 +14,9 @@ from pydantic import BaseModel, Field
 
 from hemovision.training.v1 import training_pb2
 
-from hemovision_gateway import views
 from hemovision_gateway.clients import bearer
 from hemovision_gateway.errors import api_error_from_grpc
+from hemovision_gateway.schemas import ModelVersion, ModelVersionList, TrainingJob, TrainingJobList
 from hemovision_gateway.security import Ctx, CurrentUser, ModelAdmin
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
@@ -27,21 +27,22 @@ MODEL_EXAMPLE = {"name": "hemovision", "version": 2, "status": "active",
 
 
 @router.get("/models", responses={200: {"content": {"application/json": {"example": {"items": [MODEL_EXAMPLE]}}}}})
-async def list_models(user: CurrentUser, ctx: Ctx, name: Annotated[str, Query(max_length=100)] = "") -> dict:
+async def list_models(user: CurrentUser, ctx: Ctx,
+                      name: Annotated[str, Query(max_length=100)] = "") -> ModelVersionList:
     """Every registered model version with its metrics (any signed-in user)."""
     reply = await ctx.clients.training.ListModelVersions(
         training_pb2.ListModelVersionsRequest(model_name=name), metadata=bearer(user.token),
         timeout=ctx.settings.rpc_timeout_s)
-    return {"items": [views.model_version(v) for v in reply.versions]}
+    return ModelVersionList(items=[ModelVersion.from_pb(v) for v in reply.versions])
 
 
 @router.get("/models/{version}", responses={200: {"content": {"application/json": {"example": MODEL_EXAMPLE}}}})
 async def get_model(version: int, user: CurrentUser, ctx: Ctx,
-                    name: Annotated[str, Query(max_length=100)] = DEFAULT_MODEL) -> dict:
+                    name: Annotated[str, Query(max_length=100)] = DEFAULT_MODEL) -> ModelVersion:
     v = await ctx.clients.training.GetModelVersion(
         training_pb2.GetModelVersionRequest(model_name=name, version=version), metadata=bearer(user.token),
         timeout=ctx.settings.rpc_timeout_s)
-    return views.model_version(v)
+    return ModelVersion.from_pb(v)
 
 
 class ActivateBody(BaseModel):
@@ -51,14 +52,14 @@ class ActivateBody(BaseModel):
 
 
 @router.post("/models/{version}/activate")
-async def activate_model(version: int, user: ModelAdmin, ctx: Ctx, body: ActivateBody | None = None) -> dict:
+async def activate_model(version: int, user: ModelAdmin, ctx: Ctx, body: ActivateBody | None = None) -> ModelVersion:
     """Makes a version the active one (also how to roll back). ml_engineer or platform_admin."""
     body = body or ActivateBody()
     v = await ctx.clients.training.ActivateModelVersion(
         training_pb2.ActivateModelVersionRequest(model_name=body.name, version=version, force=body.force,
                                                  reason=body.reason),
         metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s)
-    return views.model_version(v)
+    return ModelVersion.from_pb(v)
 
 
 class TrainingBody(BaseModel):
@@ -75,35 +76,37 @@ class TrainingBody(BaseModel):
 
 
 @router.post("/training-jobs", status_code=201)
-async def start_training(body: TrainingBody, user: ModelAdmin, ctx: Ctx) -> dict:
+async def start_training(body: TrainingBody, user: ModelAdmin, ctx: Ctx) -> TrainingJob:
     job = await ctx.clients.training.StartTrainingJob(
         training_pb2.StartTrainingJobRequest(config=training_pb2.TrainingConfig(**body.model_dump())),
         metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s)
-    return views.training_job(job)
+    return TrainingJob.from_pb(job)
 
 
 @router.get("/training-jobs")
-async def list_training(user: ModelAdmin, ctx: Ctx, limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict:
+async def list_training(user: ModelAdmin, ctx: Ctx, limit: Annotated[int, Query(ge=1, le=200)] = 50) -> TrainingJobList:
     reply = await ctx.clients.training.ListTrainingJobs(training_pb2.ListTrainingJobsRequest(limit=limit),
                                                         metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s)
-    return {"items": [views.training_job(j) for j in reply.jobs]}
+    return TrainingJobList(items=[TrainingJob.from_pb(j) for j in reply.jobs])
 
 
 @router.get("/training-jobs/{job_id}")
-async def get_training(job_id: str, user: ModelAdmin, ctx: Ctx) -> dict:
+async def get_training(job_id: str, user: ModelAdmin, ctx: Ctx) -> TrainingJob:
     job = await ctx.clients.training.GetTrainingJob(training_pb2.GetTrainingJobRequest(id=job_id),
                                                     metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s)
-    return views.training_job(job)
+    return TrainingJob.from_pb(job)
 
 
 @router.post("/training-jobs/{job_id}/cancel")
-async def cancel_training(job_id: str, user: ModelAdmin, ctx: Ctx) -> dict:
+async def cancel_training(job_id: str, user: ModelAdmin, ctx: Ctx) -> TrainingJob:
     job = await ctx.clients.training.CancelTrainingJob(training_pb2.CancelTrainingJobRequest(id=job_id),
                                                        metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s)
-    return views.training_job(job)
+    return TrainingJob.from_pb(job)
 
 
-def sse(event: str, data: dict) -> str:
+def sse(event: str, data: dict | TrainingJob) -> str:
+    if isinstance(data, TrainingJob):
+        data = data.model_dump(mode="json")
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
@@ -116,9 +119,9 @@ async def watch_training(job_id: str, user: ModelAdmin, ctx: Ctx) -> StreamingRe
     finished = {training_pb2.JOB_STATUS_SUCCEEDED, training_pb2.JOB_STATUS_FAILED, training_pb2.JOB_STATUS_CANCELLED}
 
     async def events() -> AsyncIterator[str]:
-        yield sse("progress", views.training_job(first))
+        yield sse("progress", TrainingJob.from_pb(first))
         if first.status in finished:
-            yield sse("done", views.training_job(first))
+            yield sse("done", TrainingJob.from_pb(first))
             return
         call = ctx.clients.training.WatchTrainingJob(training_pb2.WatchTrainingJobRequest(id=job_id),
                                                      metadata=bearer(user.token), timeout=6 * 3600)
@@ -126,7 +129,7 @@ async def watch_training(job_id: str, user: ModelAdmin, ctx: Ctx) -> StreamingRe
         try:
             async for job in call:
                 last = job
-                yield sse("progress", views.training_job(job))
+                yield sse("progress", TrainingJob.from_pb(job))
                 if job.status in finished:
                     break
         except grpc.aio.AioRpcError as exc:
@@ -136,7 +139,7 @@ async def watch_training(job_id: str, user: ModelAdmin, ctx: Ctx) -> StreamingRe
         except asyncio.CancelledError:
             call.cancel()
             raise
-        yield sse("done", views.training_job(last))
+        yield sse("done", TrainingJob.from_pb(last))
 
     return StreamingResponse(events(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

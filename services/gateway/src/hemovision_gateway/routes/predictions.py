@@ -21,10 +21,11 @@ from hemovision.history.v1 import history_pb2
 from hemovision.reports.v1 import reports_pb2
 from hemovision_contracts import CLASS_NAMES
 
-from hemovision_gateway import idempotency, views
+from hemovision_gateway import idempotency
 from hemovision_gateway.clients import bearer
 from hemovision_gateway.errors import ApiError, ErrorBody, api_error_from_grpc
 from hemovision_gateway.pipeline import Upload, run_prediction
+from hemovision_gateway.schemas import Prediction, PredictionPage, Statistics, timestamp
 from hemovision_gateway.security import Ctx, CurrentUser, VerifiedUser
 
 router = APIRouter(prefix="/api/v1", tags=["predictions"])
@@ -33,9 +34,17 @@ PREDICTION_EXAMPLE = {
     "id": "0b6a3c2e-8f0e-4a55-9d0c-5f7e7f1c2a10", "label": "neutrophil", "confidence": 0.9731,
     "probabilities": {"basophil": 0.001, "eosinophil": 0.004, "erythroblast": 0.002, "immature_granulocyte": 0.012,
                       "lymphocyte": 0.003, "monocyte": 0.004, "neutrophil": 0.9731, "platelet": 0.0009},
-    "needs_review": False, "review_reasons": [], "model": {"name": "hemovision", "version": 1},
-    "timings_ms": {"preprocess": 4.1, "inference": 21.7, "history": 6.3, "total": 34.2},
-    "created_at": "2026-11-22T14:03:11.512Z",
+    "needs_review": False, "review_reasons": [], "confidence_holds": True,
+    "model": {"name": "hemovision", "version": 1},
+    "timings_ms": {"decode": 1.2, "pixels": 0.8, "preprocess": 4.1, "model": 18.0, "inference": 21.7, "history": 6.3,
+                   "total": 34.2},
+    "created_at": "2026-11-22T14:03:11.512000Z", "filename": "cell.jpg", "sample_id": "S-17", "slide_id": "",
+    "note": "", "batch_id": None, "image_sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    "ood_score": 0.12, "temperature": 1.43, "has_image": True, "has_heatmap": True, "review": None,
+    "links": {"self": "/api/v1/predictions/0b6a3c2e-8f0e-4a55-9d0c-5f7e7f1c2a10",
+              "report": "/api/v1/predictions/0b6a3c2e-8f0e-4a55-9d0c-5f7e7f1c2a10/report.pdf",
+              "image": "/api/v1/predictions/0b6a3c2e-8f0e-4a55-9d0c-5f7e7f1c2a10/image.png",
+              "heatmap": "/api/v1/predictions/0b6a3c2e-8f0e-4a55-9d0c-5f7e7f1c2a10/heatmap.png"},
 }
 
 
@@ -48,7 +57,7 @@ async def read_limited(file: UploadFile, limit: int) -> bytes:
     return data
 
 
-@router.post("/predictions", status_code=201,
+@router.post("/predictions", status_code=201, response_model=Prediction,
              responses={201: {"content": {"application/json": {"example": PREDICTION_EXAMPLE}}},
                         413: {"model": ErrorBody, "description": "file over 10 MB, or a decompression bomb"},
                         415: {"model": ErrorBody, "description": "not a supported image type"},
@@ -61,21 +70,23 @@ async def create_prediction(
     slide_id: Annotated[str, Form(max_length=100)] = "",
     note: Annotated[str, Form(max_length=2000)] = "",
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-):
+) -> Prediction | JSONResponse:
     """Classifies one image, explains it (Grad-CAM) and records it in the history."""
     key = idempotency.validate_key(idempotency_key)
     replayed = await idempotency.replay(ctx, "predictions", user.organization_id, user.user_id, key)
     if replayed is not None:
         return replayed
     data = await read_limited(file, ctx.settings.max_image_bytes)
-    body = await run_prediction(
+    prediction = await run_prediction(
         ctx.clients, ctx.settings, token=user.token,
         upload=Upload(data=data, filename=file.filename or "", sample_id=sample_id, slide_id=slide_id, note=note),
         idempotency_key=f"api:{key}" if key else str(uuid.uuid4()),
         coalescing=ctx.coalescing,
     )
-    await idempotency.remember(ctx, "predictions", user.organization_id, user.user_id, key, 201, body)
-    return JSONResponse(body, status_code=201)
+    if key:
+        await idempotency.remember(ctx, "predictions", user.organization_id, user.user_id, key, 201,
+                                   prediction.model_dump(mode="json"))
+    return prediction  # FastAPI writes it to JSON bytes in pydantic-core, without validating it again
 
 
 def _ts(value: datetime) -> Timestamp:
@@ -134,21 +145,21 @@ class Filters:
 async def list_predictions(
     user: CurrentUser, ctx: Ctx, filters: Annotated[Filters, Depends()],
     limit: Annotated[int, Query(ge=1, le=200)] = 50, cursor: Annotated[str, Query(max_length=500)] = "",
-) -> dict:
+) -> PredictionPage:
     """Your organization's predictions, newest first, filtered, cursor-paginated."""
     reply = await ctx.clients.history.ListPredictions(
         history_pb2.ListPredictionsRequest(page=common_pb2.PageRequest(limit=limit, cursor=cursor),
                                            filter=filters.proto),
         metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s,
     )
-    return {"items": [views.prediction(p) for p in reply.items], "next_cursor": reply.next_cursor or None}
+    return PredictionPage(items=[Prediction.from_pb(p) for p in reply.items], next_cursor=reply.next_cursor or None)
 
 
 @router.get("/review-queue")
 async def review_queue(
     user: CurrentUser, ctx: Ctx, limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str, Query(max_length=500)] = "",
-) -> dict:
+) -> PredictionPage:
     """Unreviewed predictions: flagged first, then lowest confidence, oldest first."""
     f = history_pb2.PredictionFilter(reviewed=False)
     reply = await ctx.clients.history.ListPredictions(
@@ -156,7 +167,7 @@ async def review_queue(
                                            review_queue_order=True),
         metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s,
     )
-    return {"items": [views.prediction(p) for p in reply.items], "next_cursor": reply.next_cursor or None}
+    return PredictionPage(items=[Prediction.from_pb(p) for p in reply.items], next_cursor=reply.next_cursor or None)
 
 
 EXPORT_COLUMNS = ["id", "created_at", "label", "confidence", "needs_review", "review_reasons", "reviewed_label",
@@ -189,8 +200,8 @@ async def export_csv(user: CurrentUser, ctx: Ctx, filters: Annotated[Filters, De
         while True:
             for p in reply.items:
                 writer.writerow([_csv_safe(v) for v in [
-                    p.id, views.ts(p.created_at), p.label, f"{p.confidence:.6f}", p.needs_review,
-                    ";".join(p.review_reasons), p.reviewed_label, p.reviewed_by, views.ts(p.reviewed_at) or "",
+                    p.id, timestamp(p.created_at), p.label, f"{p.confidence:.6f}", p.needs_review,
+                    ";".join(p.review_reasons), p.reviewed_label, p.reviewed_by, timestamp(p.reviewed_at) or "",
                     p.model.name, p.model.version, p.sample_id, p.slide_id, p.batch_id, p.filename,
                     *[f"{p.probabilities.get(c, 0.0):.6f}" for c in CLASS_NAMES]]])
             yield buf.getvalue()
@@ -208,11 +219,11 @@ async def export_csv(user: CurrentUser, ctx: Ctx, filters: Annotated[Filters, De
 
 
 @router.get("/stats")
-async def stats(user: CurrentUser, ctx: Ctx, filters: Annotated[Filters, Depends()]) -> dict:
+async def stats(user: CurrentUser, ctx: Ctx, filters: Annotated[Filters, Depends()]) -> Statistics:
     """Totals, class mix, mean confidence, review rate, per-day trend, per-model breakdown, agreement."""
     s = await ctx.clients.history.GetStatistics(history_pb2.GetStatisticsRequest(filter=filters.proto),
                                                 metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s)
-    return views.statistics(s)
+    return Statistics.from_pb(s)
 
 
 @router.get("/datasets/reviewed.zip", response_class=StreamingResponse,
@@ -243,10 +254,10 @@ async def reviewed_dataset(
 
 
 @router.get("/predictions/{prediction_id}", responses={200: {"content": {"application/json": {"example": PREDICTION_EXAMPLE}}}})
-async def get_prediction(prediction_id: str, user: CurrentUser, ctx: Ctx) -> dict:
+async def get_prediction(prediction_id: str, user: CurrentUser, ctx: Ctx) -> Prediction:
     p = await ctx.clients.history.GetPrediction(history_pb2.GetPredictionRequest(id=prediction_id),
                                                 metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s)
-    return views.prediction(p)
+    return Prediction.from_pb(p)
 
 
 @router.delete("/predictions/{prediction_id}", status_code=204)
@@ -263,13 +274,13 @@ class ReviewBody(BaseModel):
 
 
 @router.post("/predictions/{prediction_id}/review")
-async def review_prediction(prediction_id: str, body: ReviewBody, user: CurrentUser, ctx: Ctx) -> dict:
+async def review_prediction(prediction_id: str, body: ReviewBody, user: CurrentUser, ctx: Ctx) -> Prediction:
     """Confirms (same label) or corrects the model's label; the record keeps both. The label must
     be one of the classes of the version that classified the cell (history checks it: 422)."""
     p = await ctx.clients.history.ReviewPrediction(
         history_pb2.ReviewPredictionRequest(id=prediction_id, label=body.label, comment=body.comment),
         metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s)
-    return views.prediction(p)
+    return Prediction.from_pb(p)
 
 
 async def _blob(ctx, user, prediction_id: str, kind: int) -> Response:

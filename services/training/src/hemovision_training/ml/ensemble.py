@@ -6,8 +6,8 @@
 A member is a training run folder (config.json + checkpoints/best.weights.h5 or final.keras) or an
 exported single-model version folder (assets.extra/hemovision.json; weights read from the
 SavedModel's variables). The ensemble then goes through the same finishing steps as a training run
-(BN re-estimation kept only if val improves, temperature + review/OOD thresholds on val, test report,
-atomic export), so its calibration and thresholds are those of the combined logits.
+(finish.py: BN re-estimation kept only if val improves, temperature + review/OOD thresholds on val,
+test report, atomic export), so its calibration and thresholds are those of the combined logits.
 """
 from __future__ import annotations
 
@@ -96,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from .data import prepare_data
     from .model import member_prefix
-    from .train import TrainConfig, _finish, _logger, summary_json
+    from .finish import finish
+    from .run import TrainConfig, run_logger, summary_json
 
     ap = argparse.ArgumentParser(prog="python -m hemovision_training.ml.ensemble", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.time()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    log = _logger(out)
+    log = run_logger(out)
     model, members, singles = build(a.member)
     input_size = int(model.inputs[0].shape[1])
     cfg = TrainConfig(data_dir=a.data, out_dir=str(out), input_size=input_size, cache_dir=a.cache_dir,
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     state = {"epoch": sum(int(m.get("epochs") or 0) for m in members), "best_epoch": None}
     gradcam = ",".join(member_prefix(i) + a.gradcam_layer for i in range(len(members)))
-    r = _finish(model, data, cfg, out, log, state, seconds, t_start, recipe=recipe, gradcam_layer=gradcam)
+    r = finish(model, data, cfg, out, log, state, seconds, t_start, recipe=recipe, gradcam_layer=gradcam)
     print(summary_json(r))
     return 0
 

@@ -1,86 +1,29 @@
 """Training: ``train(config, progress_callback)`` for the training service, and a CLI.
 
-    python -m hemovision_training.ml.train --data ../shared/data/pbc_128 --out runs/<name> \
+    python -m hemovision_training.ml.train --data ../shared/data/pbc_128 --out runs/<name> \\
         --epochs N [--resume] [--model-base models --version 1 --replace]
 
 Writes to ``out_dir``: train.log, history.csv, tb/ (TensorBoard), checkpoints/ (last.keras with
-optimizer state for --resume, best.weights.h5), report/ (metrics + plots), state.json.
+optimizer state for --resume, best.weights.h5), state.json; then the post-training steps
+(finish.py) write report/ (metrics + plots), logits.npz, final.keras and result.json.
+The configuration, the run's log and the printed summary live in run.py.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import logging
-import os
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import numpy as np
 
+from .finish import finalize, finish
+from .run import TrainConfig, run_logger, summary_json
+
+__all__ = ["ProgressCallback", "TrainConfig", "finalize", "main", "train"]
+
 ProgressCallback = Callable[[int, int, dict], None]
-
-
-@dataclass
-class TrainConfig:
-    data_dir: str
-    out_dir: str
-    epochs: int = 40
-    batch_size: int = 128
-    input_size: int = 64
-    seed: int = 20240601
-    limit_per_class: Optional[int] = None
-    learning_rate: float = 2e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float = 2.0
-    min_lr_fraction: float = 0.01
-    label_smoothing: float = 0.0
-    class_weight_power: float = 0.5
-    patience: int = 12
-    augment: bool = True
-    widths: tuple = (40, 80, 160, 320)
-    blocks: tuple = (1, 2, 2, 1)
-    stem_width: int = 16
-    dropout: float = 0.1
-    resume: bool = False
-    cache_dir: Optional[str] = None           # default: <out_dir>/../cache
-    model_base: Optional[str] = None          # export there when set
-    model_name: str = "hemovision"
-    version: Optional[int] = None
-    replace: bool = False
-    review_target_accuracy: float = 0.995
-    ood_percentile: float = 99.0
-    max_seconds: Optional[float] = None       # stop after the epoch that crosses this budget
-    time_budget: Optional[float] = None       # seconds of training: cosine schedule over wall time
-    finalize_checkpoint: str = "best"         # finalize(): "best" (by val accuracy) or "last" epoch
-    bn_recalibrate: bool = True               # re-estimate BN statistics on clean train data (kept if val improves)
-    norm: str = "batch"                       # "batch" (v1) or "group": no batch statistics at serving time
-    spec_version: int = 1                     # 2: input standardisation (locate + re-frame + white balance)
-    lab_copies: int = 0                       # lab-augmented copies of train (lab_augment.py); 0 = off
-    lab_share: float = 0.75                   # share of each epoch's images taken from a lab-augmented copy
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["widths"], d["blocks"] = list(self.widths), list(self.blocks)
-        return d
-
-
-def _logger(out_dir: Path) -> logging.Logger:
-    log = logging.getLogger(f"hemovision_training.ml.train[{out_dir}]")
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    if not log.handlers:
-        fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
-        fh = logging.FileHandler(out_dir / "train.log")
-        fh.setFormatter(fmt)
-        sh = logging.StreamHandler(sys.stderr)
-        sh.setFormatter(fmt)
-        log.addHandler(fh)
-        log.addHandler(sh)
-    return log
 
 
 def _build_and_compile(cfg: TrainConfig, steps_per_epoch: int):
@@ -121,17 +64,14 @@ def train(config: TrainConfig, progress_callback: ProgressCallback | None = None
     import keras
     import tensorflow as tf
 
-    from . import calibration as cal
     from .data import CLASS_NAMES, class_weights, lab_augmented_copies, make_dataset, make_lab_dataset, prepare_data
-    from .evaluate import evaluate, predict_logits, write_artifacts
-    from .export import export_model
 
     cfg = config
     t_start = time.time()
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "checkpoints").mkdir(exist_ok=True)
-    log = _logger(out)
+    log = run_logger(out)
     log.info("config %s", json.dumps(cfg.to_dict()))
     (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
     keras.utils.set_random_seed(cfg.seed)
@@ -254,151 +194,7 @@ def train(config: TrainConfig, progress_callback: ProgressCallback | None = None
         model.load_weights(best_ckpt)
         log.info("loaded best weights (epoch %s, val acc %s)", state["best_epoch"], state["best_val_accuracy"])
 
-    return _finish(model, data, cfg, out, log, state, train_seconds, t_start)
-
-
-def recalibrate_batchnorm(model, x: np.ndarray, *, batch_size: int = 256, seed: int = 0,
-                          max_images: int = 4096) -> None:
-    """Re-estimate every BatchNormalization layer's moving mean/variance as the plain average of
-    batch statistics over ``x`` (un-augmented training images, random batches), replacing the
-    exponential averages collected on augmented batches while the weights were still moving."""
-    import keras
-
-    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    old = [b.momentum for b in bns]
-    order = np.random.default_rng(seed).permutation(len(x))[:max_images]
-    try:
-        for k, i in enumerate(range(0, len(order) - batch_size + 1, batch_size)):
-            for b in bns:
-                b.momentum = k / (k + 1.0)   # running mean over batches: first batch replaces
-            model(x[np.sort(order[i:i + batch_size])], training=True)
-    finally:
-        for b, m in zip(bns, old):
-            b.momentum = m
-
-
-def _finish(model, data, cfg: "TrainConfig", out: Path, log, state: dict, train_seconds: float,
-            t_start: float, *, recipe: dict[str, Any] | None = None,
-            gradcam_layer: str | None = None) -> dict[str, Any]:
-    """BN re-estimation (kept only if it helps on val), temperature + thresholds on val, test report,
-    optional export, result.json."""
-    from . import calibration as cal
-    from .evaluate import evaluate, predict_logits, write_artifacts
-    from .export import export_model
-
-    spec = data.spec
-    xtr, ytr = data.x["train"], data.y["train"]
-    has_val = len(data.y["val"]) > 0
-    val_x, val_y = (data.x["val"], data.y["val"]) if has_val else (xtr, ytr)
-    val_logits = predict_logits(model, val_x)
-    bn_note = "not attempted"
-    if cfg.bn_recalibrate and len(ytr) >= 1024:
-        before_w = model.get_weights()
-        acc0, nll0 = float((val_logits.argmax(1) == val_y).mean()), cal.nll(val_logits, val_y)
-        recalibrate_batchnorm(model, xtr, seed=cfg.seed)
-        new_logits = predict_logits(model, val_x)
-        acc1, nll1 = float((new_logits.argmax(1) == val_y).mean()), cal.nll(new_logits, val_y)
-        log.info("BN re-estimation on un-augmented train: val acc %.4f -> %.4f, val NLL %.4f -> %.4f",
-                 acc0, acc1, nll0, nll1)
-        if (acc1, -nll1) > (acc0, -nll0):
-            val_logits, bn_note = new_logits, f"kept (val acc {acc0:.4f} -> {acc1:.4f})"
-        else:
-            model.set_weights(before_w)
-            bn_note = f"rejected (val acc {acc0:.4f} -> {acc1:.4f})"
-    test_logits = predict_logits(model, data.x["test"])
-    test_y = data.y["test"]
-    temperature = cal.fit_temperature(val_logits, val_y)
-    review_t = cal.review_threshold(cal.softmax(val_logits, temperature), val_y, cfg.review_target_accuracy)
-    ood_t = cal.ood_threshold(val_logits, cfg.ood_percentile)
-    metrics = {
-        "val": evaluate(val_logits, val_y, temperature=temperature, review_threshold=review_t, ood_threshold=ood_t),
-        "test": evaluate(test_logits, test_y, temperature=temperature, review_threshold=review_t,
-                         ood_threshold=ood_t),
-    }
-    np.savez(out / "logits.npz", val_logits=val_logits, val_y=val_y, test_logits=test_logits, test_y=test_y)
-    t = metrics["test"]
-    log.info("T=%.4f review_threshold=%.4f ood_threshold=%.4f", temperature, review_t, ood_t)
-    log.info("val: acc %.4f macro_f1 %.4f ece %.4f -> %.4f", metrics["val"]["accuracy"], metrics["val"]["macro_f1"],
-             metrics["val"]["ece_before"], metrics["val"]["ece_after"])
-    log.info("test: acc %.4f bal_acc %.4f macro_f1 %.4f ece %.4f -> %.4f coverage@review %.4f (acc %.4f)",
-             t["accuracy"], t["balanced_accuracy"], t["macro_f1"], t["ece_before"], t["ece_after"],
-             t.get("coverage_at_review_threshold", float("nan")),
-             t.get("accepted_accuracy_at_review_threshold", float("nan")))
-    if len(test_y):
-        write_artifacts(out / "report", logits=test_logits, labels=test_y, temperature=temperature,
-                        metrics=metrics, review_threshold=review_t)
-
-    training_info = {
-        "recipe": recipe | {"batchnorm_reestimation": bn_note} if recipe is not None else cfg.to_dict() | {
-                                    "architecture": "ResNet-style CNN (basic blocks), GAP, linear head",
-                                    "parameters": int(model.count_params()),
-                                    "optimizer": "AdamW + linear warmup + cosine decay"
-                                                 + (" over the wall-clock budget" if cfg.time_budget else ""),
-                                    "loss": "cross-entropy, sqrt inverse-frequency class weights",
-                                    "augmentation": "dihedral flips/rot90, integer shift, zoom (1/4 of images), "
-                                                    "colour/stain jitter"
-                                                    + (f"; {cfg.lab_share:.0%} of each epoch from "
-                                                       f"{cfg.lab_copies} lab-augmented copies (framing, size, "
-                                                       "stain, tint, gamma, blur, JPEG, noise)"
-                                                       if cfg.lab_copies else ""),
-                                    "batchnorm_reestimation": bn_note},
-        "epochs": int(state["epoch"]),
-        "best_epoch": state["best_epoch"],
-        "seconds": round(train_seconds, 1),
-        "machine": f"{os.cpu_count()} CPU cores",
-    }
-    result = {"metrics": metrics, "temperature": temperature, "review_threshold": review_t,
-              "ood_threshold": ood_t, "spec": spec, "data_hash": data.data_hash,
-              "training_info": training_info, "gradcam_layer": gradcam_layer, "export_path": None,
-              "out_dir": str(out)}
-    model.save(out / "final.keras")
-    if cfg.model_base:
-        path = export_model(model, spec=spec, temperature=temperature, review_threshold=review_t,
-                            ood_threshold=ood_t, metrics=_compact(metrics), training_info=training_info,
-                            data_hash=data.data_hash, model_base=cfg.model_base, model_name=cfg.model_name,
-                            version=cfg.version, replace=cfg.replace, gradcam_layer=gradcam_layer)
-        result["export_path"] = str(path)
-        log.info("exported %s", path)
-    (out / "result.json").write_text(json.dumps(result, indent=2, default=str))
-    log.info("done in %.1fs", time.time() - t_start)
-    return result
-
-
-def finalize(config: "TrainConfig") -> dict[str, Any]:
-    """Redo the post-training steps of a run in ``config.out_dir`` (best checkpoint -> BN
-    re-estimation, calibration, evaluation, optional export) without training."""
-    import keras
-
-    from .data import prepare_data
-    from .model import build_model
-
-    cfg = config
-    t_start = time.time()
-    out = Path(cfg.out_dir)
-    log = _logger(out)
-    keras.utils.set_random_seed(cfg.seed)
-    state = json.loads((out / "state.json").read_text())
-    cache_dir = cfg.cache_dir if cfg.cache_dir is not None else str(out.parent / "cache")
-    data = prepare_data(cfg.data_dir, input_size=cfg.input_size, cache_dir=cache_dir,
-                        limit_per_class=cfg.limit_per_class, seed=cfg.seed, log=log.info,
-                        spec_version=cfg.spec_version)
-    model = build_model(cfg.input_size, widths=tuple(cfg.widths), blocks=tuple(cfg.blocks),
-                        stem_width=cfg.stem_width, dropout=cfg.dropout, norm=cfg.norm)
-    best = out / "checkpoints" / "best.weights.h5"
-    if best.is_file() and cfg.finalize_checkpoint == "best":
-        model.load_weights(best)
-    else:
-        model.set_weights(keras.models.load_model(out / "checkpoints" / "last.keras").get_weights())
-    log.info("finalize: %s checkpoint (best epoch %s of %s)", cfg.finalize_checkpoint, state.get("best_epoch"),
-             state.get("epoch"))
-    if cfg.finalize_checkpoint == "last":
-        state = dict(state, best_epoch=state.get("epoch"))
-    return _finish(model, data, cfg, out, log, state, float(state.get("seconds", 0.0)), t_start)
-
-
-def _compact(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Metrics for hemovision.json (everything; confusion matrix kept for the registry)."""
-    return json.loads(json.dumps(metrics))
+    return finish(model, data, cfg, out, log, state, train_seconds, t_start)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -449,14 +245,6 @@ def main(argv: list[str] | None = None) -> int:
     r = finalize(cfg) if a.finalize else train(cfg)
     print(summary_json(r))
     return 0
-
-
-def summary_json(result: dict[str, Any]) -> str:
-    """The one-line JSON the CLIs print at the end: test metrics, temperature, export path."""
-    t = result["metrics"]["test"]
-    return json.dumps({"accuracy": t["accuracy"], "macro_f1": t["macro_f1"], "ece_before": t["ece_before"],
-                       "ece_after": t["ece_after"], "temperature": result["temperature"],
-                       "export_path": result["export_path"]})
 
 
 if __name__ == "__main__":

@@ -1,10 +1,15 @@
 """TokenFactory: mint real tokens in tests with an own key pair (no auth service needed).
 
+    from hemovision_testkit.tokens import TokenFactory
+
     factory = TokenFactory()
     token = factory.issue(user_id="u1", organization_id="o1", role="lab_user")
     verifier = factory.verifier(redis_url=redis_url)
     server = await create_server(..., interceptors=[TokenInterceptor(verifier, PUBLIC)])
     await stub.Get(req, metadata=bearer_metadata(token))
+
+It signs with hemovision_tokens.issue_access_token, the function auth uses, so the tokens have
+auth's format; only the key pair and the (static) key provider are the test's own.
 """
 
 from __future__ import annotations
@@ -15,10 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from hemovision_contracts import LAB_USER, is_platform_role
-from hemovision_tokens.issuing import issue_access_token
-from hemovision_tokens.keys import StaticKeyProvider
-from hemovision_tokens.principal import AUDIENCE, ISSUER
-from hemovision_tokens.verifier import TokenVerifier
+from hemovision_tokens import AUDIENCE, ISSUER, StaticKeyProvider, TokenVerifier, issue_access_token
 
 
 class TokenFactory:
