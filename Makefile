@@ -35,6 +35,16 @@ test-unit: ## the fast tests only
 test-e2e: ## the end-to-end tests (start the system as `make up` does)
 	$(PYTEST) tests/e2e
 
+test-browser: ## the browser tests (Chromium): the UI on fake peers, then on the real system
+	$(PYTEST) services/gateway/tests/browser tests/e2e/test_browser_on_system.py
+
+# mypy covers the libraries every service builds on; services join as they are annotated.
+MYPY_PATHS := $(filter-out libs/proto/src,$(wildcard libs/*/src))
+
+lint: ## ruff over the repository, mypy over libs/ (settings in pyproject.toml; CI runs it)
+	.venv/bin/ruff check .
+	.venv/bin/mypy $(MYPY_PATHS)
+
 bench: bench-preprocess bench-model bench-serving ## every benchmark
 
 bench-preprocess: ## C++ vs OpenCV vs NumPy/scikit-image preprocessing

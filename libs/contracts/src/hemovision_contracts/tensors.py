@@ -8,7 +8,7 @@ import numpy as np
 
 from hemovision.common.v1 import common_pb2
 
-_DTYPES = {common_pb2.DTYPE_FLOAT32: np.dtype("<f4"), common_pb2.DTYPE_UINT8: np.dtype("u1")}
+_DTYPES: dict[int, np.dtype] = {common_pb2.DTYPE_FLOAT32: np.dtype("<f4"), common_pb2.DTYPE_UINT8: np.dtype("u1")}
 
 
 class TensorError(ValueError):

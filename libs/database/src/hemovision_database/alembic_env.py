@@ -32,7 +32,10 @@ def run_alembic(metadata: MetaData, schema: str) -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+    url = config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("alembic: sqlalchemy.url is not set (run_migrations sets it)")
+    engine = create_engine(url, poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:
             connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))

@@ -12,7 +12,7 @@ from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
 __all__ = ["TensorError", "from_tensor_proto", "to_tensor_proto"]
 
-_NP_TO_TF = {
+_NP_TO_TF: dict[np.dtype, int] = {
     np.dtype("float32"): types_pb2.DT_FLOAT,
     np.dtype("float64"): types_pb2.DT_DOUBLE,
     np.dtype("int32"): types_pb2.DT_INT32,
@@ -20,7 +20,7 @@ _NP_TO_TF = {
     np.dtype("uint8"): types_pb2.DT_UINT8,
     np.dtype("bool"): types_pb2.DT_BOOL,
 }
-_TF_TO_NP = {v: k for k, v in _NP_TO_TF.items()}
+_TF_TO_NP: dict[int, np.dtype] = {v: k for k, v in _NP_TO_TF.items()}
 _VAL_FIELD = {
     types_pb2.DT_FLOAT: "float_val",
     types_pb2.DT_DOUBLE: "double_val",

@@ -106,10 +106,11 @@ class TokenInterceptor(ServerInterceptor):
             if public:
                 return None
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing authorization: Bearer <token> metadata")
-        if token == "":
+        if not token:
             if public:
                 return None
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "authorization metadata must be 'Bearer <token>'")
+            return None  # unreachable: abort raises
         try:
             return await self._verifier.verify(token, revocation_proof=proof)
         except TokenError as exc:

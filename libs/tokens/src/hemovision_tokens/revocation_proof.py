@@ -47,7 +47,7 @@ class RevocationProofs:
         return self.key is not None
 
     def _mac(self, millis: str, token: str) -> str:
-        return hmac.new(self.key, f"{millis}.{token}".encode(), hashlib.sha256).hexdigest()
+        return hmac.new(self.key or b"", f"{millis}.{token}".encode(), hashlib.sha256).hexdigest()
 
     def accept(self, token: str, proof: str | None) -> bool:
         """True when `proof` shows this token's revocation was checked less than max_age_s ago."""
