@@ -71,11 +71,16 @@ sanitize-preprocess: ## build the C++ extension with ASan+UBSan and run the prop
 validate-deploy: ## validate docker-compose.yml and the Kubernetes manifests offline
 	bash scripts/validate_deploy.sh
 
-image: ## build the one container image every service runs from
-	docker build -t hemovision:0.1.0 .
+# A docker whose daemon answers, else podman (issue 18: whichever engine is found).
+CONTAINER_ENGINE ?= $(shell (docker info >/dev/null 2>&1 && echo docker) || command -v podman 2>/dev/null)
 
-compose-up: ## the whole system in containers with real tensorflow/serving (needs a Docker engine)
-	docker compose up --build -d
+image: ## build the one container image every service runs from (docker or podman)
+	@test -n "$(CONTAINER_ENGINE)" || { echo "no container engine: start the docker daemon or install podman" >&2; exit 2; }
+	$(CONTAINER_ENGINE) build -t hemovision:0.1.0 .
+
+compose-up: ## the whole system in containers with real tensorflow/serving (docker or podman compose)
+	@test -n "$(CONTAINER_ENGINE)" || { echo "no container engine: start the docker daemon or install podman" >&2; exit 2; }
+	$(CONTAINER_ENGINE) compose up --build -d
 
 clean: ## remove build outputs and local state (var/)
 	rm -rf var build services/preprocess/core/build .pytest_cache

@@ -67,3 +67,27 @@ def test_hemovision_command_has_up_and_down(tmp_path):
     help_text = subprocess.run([sys.executable, "-m", "hemovision_devstack", "--help"],
                                capture_output=True, text=True, check=True).stdout
     assert "up" in help_text and "down" in help_text
+
+
+def test_make_up_honours_the_settings_readme_lists(tmp_path, monkeypatch):
+    """HV_MODEL_BASE, HV_VAR_DIR and a server's HV_<SVC>_PORT reach the stack (the offset still
+    shifts them), and every peer address follows a moved port."""
+    import argparse
+
+    from hemovision_devstack.cli import add_arguments, config_from_args
+
+    monkeypatch.setenv("HV_MODEL_BASE", str(tmp_path / "my-models"))
+    monkeypatch.setenv("HV_VAR_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("HV_PREPROCESS_PORT", "51052")
+    monkeypatch.setenv("HV_GATEWAY_PORT", "not-a-port")  # ignored, not a crash
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    cfg = config_from_args(parser.parse_args(["--port-offset", "5"]))
+    env = build_env(cfg)
+    assert env["HV_MODEL_BASE"] == str((tmp_path / "my-models").resolve())
+    assert env["HV_VAR_DIR"] == str((tmp_path / "state").resolve())
+    assert env["HV_PREPROCESS_PORT"] == "51057"
+    assert env["HV_INFERENCE_PREPROCESS_ADDR"] == "127.0.0.1:51057"
+    assert env["HV_GATEWAY_PORT"] == str(SERVERS["gateway"].port + 5)
+    cli = config_from_args(parser.parse_args(["--model-base", str(tmp_path / "flag")]))
+    assert cli.models == (tmp_path / "flag").resolve()  # the flag wins over the environment

@@ -11,12 +11,19 @@ from hemovision_devstack.plan import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, St
 from hemovision_devstack.supervisor import down, up
 
 
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database-url", default=os.environ.get("HV_DATABASE_URL", DEFAULT_DATABASE_URL))
     parser.add_argument("--redis-url", default=os.environ.get("HV_REDIS_URL", DEFAULT_REDIS_URL))
     parser.add_argument("--port-offset", type=int, default=int(os.environ.get("HV_PORT_OFFSET", "0")))
-    parser.add_argument("--model-base", type=Path, default=None)
-    parser.add_argument("--var-dir", type=Path, default=None)
+    parser.add_argument("--model-base", type=Path, default=_env_path("HV_MODEL_BASE"),
+                        help="SavedModels as <base>/<name>/<version>/ (env HV_MODEL_BASE; default models/)")
+    parser.add_argument("--var-dir", type=Path, default=_env_path("HV_VAR_DIR"),
+                        help="local state: blobs, secrets, logs (env HV_VAR_DIR; default var/)")
     parser.add_argument("--no-workers", action="store_true", help="do not start the Celery workers")
 
 
@@ -29,6 +36,7 @@ def config_from_args(args: argparse.Namespace) -> StackConfig:
         model_base=args.model_base,
         var_dir=args.var_dir,
         workers=not args.no_workers,
+        port_overrides=StackConfig.ports_from_env(os.environ),
     )
 
 

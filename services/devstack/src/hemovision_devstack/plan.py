@@ -10,6 +10,7 @@ import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,9 +35,18 @@ class StackConfig:
     startup_timeout: float = 180.0
     grace_seconds: float = 10.0
     workers: bool = True
+    # A server's port as the user set it (HV_<SVC>_PORT, like every setting README lists),
+    # else the topology's; --port-offset shifts both.
+    port_overrides: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def ports_from_env(cls, environ: Mapping[str, str]) -> dict[str, int]:
+        env_names = {name: env_prefix(name) + "PORT" for name in SERVERS}
+        env_names[MODEL_SERVER_REST] = "HV_MODEL_SERVER_REST_PORT"
+        return {name: int(environ[var]) for name, var in env_names.items() if environ.get(var, "").isdigit()}
 
     def port(self, name: str) -> int:
-        return BASE_PORTS[name] + self.port_offset
+        return self.port_overrides.get(name, BASE_PORTS[name]) + self.port_offset
 
     def addr(self, name: str) -> str:
         return f"{LOCALHOST}:{self.port(name)}"
