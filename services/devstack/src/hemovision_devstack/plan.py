@@ -107,7 +107,7 @@ def build_env(cfg: StackConfig) -> dict[str, str]:
         "PYTHONUNBUFFERED": "1",
         "TF_CPP_MIN_LOG_LEVEL": "2",
         # the services' shared key for revocation proofs (hemovision_tokens.revocation_proof)
-        "HV_INTERNAL_KEY": _dev_secret(cfg.var, "internal-key"),
+        "HV_INTERNAL_KEY": os.environ.get("HV_INTERNAL_KEY") or _dev_secret(cfg.var, "internal-key"),
         **topology_env(cfg),
         # auth
         "HV_AUTH_SERVICE_CREDENTIALS": f"batch-worker:{worker_secret}",
