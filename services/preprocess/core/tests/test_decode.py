@@ -76,7 +76,7 @@ def test_thumbnail():
 # --- every mode and format -----------------------------------------------------
 
 import numpy_reference  # noqa: E402,F401  (keeps conftest path setup honest)
-from image_files import MODES_FORMATS, dicom, mode_image, png16_rgb, raw_png  # noqa: E402
+from image_files import MODES_FORMATS, dicom, dicom_colour, mode_image, png16_rgb, raw_png  # noqa: E402
 
 
 @pytest.mark.parametrize(("mode", "fmt"), [(m, f) for m, fs in MODES_FORMATS.items() for f in fs])
@@ -136,6 +136,17 @@ def test_dicom_rgb_and_monochrome():
     g12 = (np.arange(96, dtype=np.uint16) * 40).reshape(8, 12)
     out12 = decode_image(dicom(g12, "MONOCHROME2", bits=12))
     assert out12[0, 0, 0] == 0 and out12.max() == round(95 * 40 * 255 / 4095)
+
+
+@pytest.mark.parametrize("jpeg", [False, True], ids=["ybr_full", "jpeg_baseline"])
+def test_dicom_colour_comes_back_as_the_cell_it_was(jpeg):
+    """YCbCr DICOM (JPEG-compressed, as microscopes write them, or uncompressed) decodes to the
+    RGB it was made from: converted to RGB once (pydicom does it), never twice."""
+    y, x = np.mgrid[0:32, 0:32]
+    cell = np.stack([200 - 3 * x, 120 + 2 * y, 180 + (x + y) // 2], axis=-1).astype(np.uint8)  # smooth, stain-like
+    out = decode_image(dicom_colour(cell, jpeg=jpeg))
+    assert out.shape == cell.shape
+    assert np.abs(out.astype(int) - cell).mean() < (3.0 if jpeg else 1.0)
 
 
 def test_dicom_multi_frame_refused_naming_the_count():

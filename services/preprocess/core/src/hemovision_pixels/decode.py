@@ -254,10 +254,8 @@ def _decode_dicom(data: bytes, max_pixels: int) -> U8Image:
     if arr.ndim != (3 if samples == 3 else 2):
         raise ImageRejected("unsupported_type", f"Unexpected DICOM pixel array shape {arr.shape}.")
     if samples == 3:
-        if photometric.startswith("YBR"):
-            from pydicom.pixels.processing import convert_color_space
-
-            arr = convert_color_space(arr, photometric, "RGB")
+        # pydicom >= 3 already returns RGB for YBR data (pixel_array's as_rgb=True); converting again
+        # turned JPEG-compressed DICOM cells green-grey (a test decodes one against its source).
         return np.ascontiguousarray(_to_u8(arr, int(getattr(ds, "BitsStored", 8))))
     if samples != 1:
         raise ImageRejected("unsupported_type", f"DICOM images with {samples} samples per pixel are not accepted.")
