@@ -317,3 +317,46 @@ async def test_concurrent_requests_are_batched_and_queue_sheds(model_base):
             assert sum(1 for r in results if not isinstance(r, Exception)) >= 16
     finally:
         await running.stop(0.5)
+
+
+async def test_warm_up_runs_before_a_version_is_available(server, channel, model_base, contract_models, monkeypatch):
+    """A new version's warm-up (its tf_serving_warmup_requests records, here written like TF
+    Serving's own) runs while it is LOADING: it is AVAILABLE, and routed to, only afterwards."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from hemovision_model_server import loader
+
+    target = model_base / "hemovision" / "2"
+    shutil.copytree(contract_models[2], model_base / "hemovision" / ".staging")
+    warm = model_base / "hemovision" / ".staging" / "assets.extra"
+    warm.mkdir(exist_ok=True)
+    with tf.io.TFRecordWriter(str(warm / "tf_serving_warmup_requests")) as writer:
+        for sig in ("serving_default", "explain"):
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=predict_request(images(2), signature=sig)))
+            writer.write(log.SerializeToString())
+    seen: list[tuple[str, int]] = []  # (signature, batch) of every warm-up run, in order
+    states_during: list[int] = []
+    original_run = loader.LoadedVersion.run
+
+    def recording_run(self, signature, inputs):
+        if self.version == 2:
+            seen.append((signature, int(next(iter(inputs.values())).shape[0])))
+            time.sleep(0.3)  # long enough for a status poll to see the state mid warm-up
+        return original_run(self, signature, inputs)
+
+    monkeypatch.setattr(loader.LoadedVersion, "run", recording_run)
+    (model_base / "hemovision" / ".staging").rename(target)
+
+    async def poll_during_warm_up():
+        s = (await statuses(channel)).get(2)
+        if seen and len(seen) < 2 and s is not None:
+            states_during.append(s.state)
+        return s is not None and s.state == AVAILABLE
+
+    await wait_for(poll_during_warm_up, interval=0.05)
+    assert seen[:2] == [("serving_default", 2), ("explain", 2)]  # the records, as written
+    assert states_during and AVAILABLE not in states_during
+    reply = await prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(predict_request(images(1)), timeout=10)
+    assert reply.model_spec.version.value == 2
