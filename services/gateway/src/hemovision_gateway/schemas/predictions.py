@@ -40,8 +40,11 @@ class Prediction(ResponseModel):
         description="false when the cell is unlike the training data: the confidence is then no probability")
     model: ModelRef
     timings_ms: dict[str, float] = Field(
-        examples=[{"decode": 1.2, "pixels": 0.8, "preprocess": 4.1, "model": 18.0, "inference": 21.7,
-                   "history": 6.3, "total": 34.2}])
+        description="where the upload's time went, ms: decode and pixels (the C++ pipeline) in the "
+                    "preprocess service; preprocess (inference's call to it) and model (the model server) "
+                    "inside inference (the gateway's whole AnalyzeImages call); history (storing); total",
+        examples=[{"decode": 1.2, "pixels": 0.8, "preprocess": 4.1, "model": 18.0, "inference": 23.9,
+                   "history": 6.3, "total": 31.4}])
     created_at: str | None = Field(examples=["2026-11-22T14:03:11.512000Z"])
     filename: str
     sample_id: str
