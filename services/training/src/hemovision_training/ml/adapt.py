@@ -71,6 +71,9 @@ class AdaptConfig:
     max_guard_drop: float = 0.005   # largest accuracy loss on the guard cells the interpolation allows
     mixes: tuple = (1.0, 0.8, 0.6, 0.4, 0.2)  # fine-tuned share of the weights, tried in this order
     val_cells: int = 0              # PBC val cells for calibration and the gate (0 = all)
+    # The gate's PBC val limit (issue 17: 1 point). Only tests of the service's loop around the
+    # gate raise it, to make its accepted path deterministic; the rule itself is tested as is.
+    max_pbc_val_drop: float = GATE_MAX_PBC_VAL_DROP
     seed: int = 0
 
 
@@ -177,8 +180,8 @@ def sign_test_p(wins: int, losses: int) -> float:
     return sum(math.comb(n, k) for k in range(wins, n + 1)) / 2 ** n
 
 
-def gate(current_correct: np.ndarray, new_correct: np.ndarray, *, current_pbc_val: float, new_pbc_val: float
-         ) -> dict[str, Any]:
+def gate(current_correct: np.ndarray, new_correct: np.ndarray, *, current_pbc_val: float, new_pbc_val: float,
+         max_pbc_val_drop: float = GATE_MAX_PBC_VAL_DROP) -> dict[str, Any]:
     """The accept/reject decision and its figures (docs/training.md, "The gate")."""
     wins = int((new_correct & ~current_correct).sum())
     losses = int((current_correct & ~new_correct).sum())
@@ -188,10 +191,10 @@ def gate(current_correct: np.ndarray, new_correct: np.ndarray, *, current_pbc_va
         reasons.append(f"not better on the held-back cells: {int(new_correct.sum())}/{len(new_correct)} correct "
                        f"vs {int(current_correct.sum())}/{len(current_correct)} for the current version "
                        f"(sign test p = {p:.3f} > {GATE_ALPHA})")
-    if current_pbc_val - new_pbc_val > GATE_MAX_PBC_VAL_DROP:
+    if current_pbc_val - new_pbc_val > max_pbc_val_drop:
         reasons.append(f"PBC val accuracy fell {100 * (current_pbc_val - new_pbc_val):.1f} points "
                        f"({100 * current_pbc_val:.1f} % -> {100 * new_pbc_val:.1f} %; at most "
-                       f"{100 * GATE_MAX_PBC_VAL_DROP:.0f} allowed)")
+                       f"{100 * max_pbc_val_drop:.0f} allowed)")
     return {"accepted": not reasons, "reasons": reasons, "wins": wins, "losses": losses, "p_value": p,
             "holdout_cells": int(len(new_correct)),
             "holdout_accuracy_before": float(current_correct.mean()),
@@ -358,7 +361,8 @@ def adapt(base_dir: str | Path, lab_images: np.ndarray, lab_labels: np.ndarray, 
     after_val = float((val_logits.argmax(1) == pbc_val[1]).mean())
     temperature = fit_temperature(val_logits, pbc_val[1])
     val_probs = softmax(val_logits, temperature)
-    decision = gate(before_held, after_held, current_pbc_val=before_val, new_pbc_val=after_val)
+    decision = gate(before_held, after_held, current_pbc_val=before_val, new_pbc_val=after_val,
+                    max_pbc_val_drop=cfg.max_pbc_val_drop)
     metrics = {"lab_holdout": classification_metrics(softmax(held_logits, temperature), lab_labels[held_idx]),
                "val": classification_metrics(val_probs, pbc_val[1]), "gate": decision}
     info = {"kind": "adaptation", "base_version": int(meta["version"]), "base_model": meta["model_name"],
