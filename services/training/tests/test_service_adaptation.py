@@ -239,7 +239,7 @@ async def test_adapt_activate_private_rollback(env, tokens, worker):
     assert done.status == S.ADAPTATION_STATUS_SUCCEEDED, (done.phase, done.error, list(done.gate_reasons))
     assert {"epoch", "gate"} <= phases or done.epoch == done.total_epochs
     assert done.holdout_cells >= 10 and done.holdout_accuracy_after > done.holdout_accuracy_before
-    assert done.pbc_val_accuracy_before - done.pbc_val_accuracy_after <= 0.01
+    assert done.pbc_val_accuracy_before - done.pbc_val_accuracy_after <= OVERRIDES["max_pbc_val_drop"]
     new = done.model_version
     assert new == 2 and (Path(worker.env["HV_TRAINING_MODEL_BASE"]) / NAME / "2" / "saved_model.pb").is_file()
 
