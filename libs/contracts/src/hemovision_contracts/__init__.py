@@ -3,6 +3,7 @@
 from .classes import CLASS_NAMES, WHITE_BLOOD_CELL_CLASSES
 from .models import ORGANIZATION_VERSION_CHANNEL, organization_version_event, parse_organization_version_event
 from .pagination import DEFAULT_LIMIT, MAX_LIMIT, InvalidPage, decode_cursor, encode_cursor, page_limit
+from .request_origin import CLIENT_IP_METADATA, USER_AGENT_METADATA, origin_from_metadata, origin_metadata
 from .review import OUT_OF_DISTRIBUTION_REASONS, REVIEW_REASONS, confidence_holds
 from .roles import (
     ADAPTATION_ROLES,
@@ -23,6 +24,10 @@ from .roles import (
 )
 
 __all__ = [
+    "CLIENT_IP_METADATA",
+    "USER_AGENT_METADATA",
+    "origin_from_metadata",
+    "origin_metadata",
     "ADAPTATION_ROLES",
     "CLASS_NAMES",
     "DEFAULT_LIMIT",

@@ -161,6 +161,26 @@ class AuthServiceStub:
                 request_serializer=hemovision_dot_auth_dot_v1_dot_auth__pb2.ListOrganizationsRequest.SerializeToString,
                 response_deserializer=hemovision_dot_auth_dot_v1_dot_auth__pb2.ListOrganizationsResponse.FromString,
                 _registered_method=True)
+        self.ListSessions = channel.unary_unary(
+                '/hemovision.auth.v1.AuthService/ListSessions',
+                request_serializer=hemovision_dot_auth_dot_v1_dot_auth__pb2.ListSessionsRequest.SerializeToString,
+                response_deserializer=hemovision_dot_auth_dot_v1_dot_auth__pb2.ListSessionsResponse.FromString,
+                _registered_method=True)
+        self.RevokeSession = channel.unary_unary(
+                '/hemovision.auth.v1.AuthService/RevokeSession',
+                request_serializer=hemovision_dot_auth_dot_v1_dot_auth__pb2.RevokeSessionRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.SignOutEverywhere = channel.unary_unary(
+                '/hemovision.auth.v1.AuthService/SignOutEverywhere',
+                request_serializer=hemovision_dot_auth_dot_v1_dot_auth__pb2.SignOutEverywhereRequest.SerializeToString,
+                response_deserializer=hemovision_dot_auth_dot_v1_dot_auth__pb2.SignOutEverywhereResponse.FromString,
+                _registered_method=True)
+        self.UnlockUser = channel.unary_unary(
+                '/hemovision.auth.v1.AuthService/UnlockUser',
+                request_serializer=hemovision_dot_auth_dot_v1_dot_auth__pb2.UnlockUserRequest.SerializeToString,
+                response_deserializer=hemovision_dot_auth_dot_v1_dot_auth__pb2.User.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -344,6 +364,35 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSessions(self, request, context):
+        """The caller's sign-in sessions (one per refresh-token family), newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeSession(self, request, context):
+        """Ends one of the caller's sessions: its refresh family and the access tokens it issued.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignOutEverywhere(self, request, context):
+        """"Sign out everywhere": ends every session of the caller (or, for org_admin/platform_admin,
+        of a user they manage), access tokens included.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnlockUser(self, request, context):
+        """Lifts a sign-in lockout before it expires. org_admin (own organization) or platform_admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -471,6 +520,26 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.ListOrganizations,
                     request_deserializer=hemovision_dot_auth_dot_v1_dot_auth__pb2.ListOrganizationsRequest.FromString,
                     response_serializer=hemovision_dot_auth_dot_v1_dot_auth__pb2.ListOrganizationsResponse.SerializeToString,
+            ),
+            'ListSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSessions,
+                    request_deserializer=hemovision_dot_auth_dot_v1_dot_auth__pb2.ListSessionsRequest.FromString,
+                    response_serializer=hemovision_dot_auth_dot_v1_dot_auth__pb2.ListSessionsResponse.SerializeToString,
+            ),
+            'RevokeSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeSession,
+                    request_deserializer=hemovision_dot_auth_dot_v1_dot_auth__pb2.RevokeSessionRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'SignOutEverywhere': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignOutEverywhere,
+                    request_deserializer=hemovision_dot_auth_dot_v1_dot_auth__pb2.SignOutEverywhereRequest.FromString,
+                    response_serializer=hemovision_dot_auth_dot_v1_dot_auth__pb2.SignOutEverywhereResponse.SerializeToString,
+            ),
+            'UnlockUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnlockUser,
+                    request_deserializer=hemovision_dot_auth_dot_v1_dot_auth__pb2.UnlockUserRequest.FromString,
+                    response_serializer=hemovision_dot_auth_dot_v1_dot_auth__pb2.User.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1149,6 +1218,114 @@ class AuthService:
             '/hemovision.auth.v1.AuthService/ListOrganizations',
             hemovision_dot_auth_dot_v1_dot_auth__pb2.ListOrganizationsRequest.SerializeToString,
             hemovision_dot_auth_dot_v1_dot_auth__pb2.ListOrganizationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hemovision.auth.v1.AuthService/ListSessions',
+            hemovision_dot_auth_dot_v1_dot_auth__pb2.ListSessionsRequest.SerializeToString,
+            hemovision_dot_auth_dot_v1_dot_auth__pb2.ListSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hemovision.auth.v1.AuthService/RevokeSession',
+            hemovision_dot_auth_dot_v1_dot_auth__pb2.RevokeSessionRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignOutEverywhere(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hemovision.auth.v1.AuthService/SignOutEverywhere',
+            hemovision_dot_auth_dot_v1_dot_auth__pb2.SignOutEverywhereRequest.SerializeToString,
+            hemovision_dot_auth_dot_v1_dot_auth__pb2.SignOutEverywhereResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnlockUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hemovision.auth.v1.AuthService/UnlockUser',
+            hemovision_dot_auth_dot_v1_dot_auth__pb2.UnlockUserRequest.SerializeToString,
+            hemovision_dot_auth_dot_v1_dot_auth__pb2.User.FromString,
             options,
             channel_credentials,
             insecure,

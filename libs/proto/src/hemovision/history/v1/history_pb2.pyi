@@ -414,7 +414,7 @@ class RecordAuditEventRequest(_message.Message):
     def __init__(self, action: _Optional[str] = ..., target_type: _Optional[str] = ..., target_id: _Optional[str] = ..., details_json: _Optional[str] = ...) -> None: ...
 
 class AuditEvent(_message.Message):
-    __slots__ = ("id", "organization_id", "user_id", "action", "target_type", "target_id", "details_json", "created_at")
+    __slots__ = ("id", "organization_id", "user_id", "action", "target_type", "target_id", "details_json", "created_at", "client_ip", "source")
     ID_FIELD_NUMBER: _ClassVar[int]
     ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -423,6 +423,8 @@ class AuditEvent(_message.Message):
     TARGET_ID_FIELD_NUMBER: _ClassVar[int]
     DETAILS_JSON_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_IP_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
     id: str
     organization_id: str
     user_id: str
@@ -431,15 +433,57 @@ class AuditEvent(_message.Message):
     target_id: str
     details_json: str
     created_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., organization_id: _Optional[str] = ..., user_id: _Optional[str] = ..., action: _Optional[str] = ..., target_type: _Optional[str] = ..., target_id: _Optional[str] = ..., details_json: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    client_ip: str
+    source: str
+    def __init__(self, id: _Optional[str] = ..., organization_id: _Optional[str] = ..., user_id: _Optional[str] = ..., action: _Optional[str] = ..., target_type: _Optional[str] = ..., target_id: _Optional[str] = ..., details_json: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., client_ip: _Optional[str] = ..., source: _Optional[str] = ...) -> None: ...
+
+class AuditEventInput(_message.Message):
+    __slots__ = ("id", "organization_id", "user_id", "action", "target_type", "target_id", "details_json", "occurred_at", "client_ip")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_TYPE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_ID_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_JSON_FIELD_NUMBER: _ClassVar[int]
+    OCCURRED_AT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_IP_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    organization_id: str
+    user_id: str
+    action: str
+    target_type: str
+    target_id: str
+    details_json: str
+    occurred_at: _timestamp_pb2.Timestamp
+    client_ip: str
+    def __init__(self, id: _Optional[str] = ..., organization_id: _Optional[str] = ..., user_id: _Optional[str] = ..., action: _Optional[str] = ..., target_type: _Optional[str] = ..., target_id: _Optional[str] = ..., details_json: _Optional[str] = ..., occurred_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., client_ip: _Optional[str] = ...) -> None: ...
+
+class AppendAuditEventsRequest(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[AuditEventInput]
+    def __init__(self, events: _Optional[_Iterable[_Union[AuditEventInput, _Mapping]]] = ...) -> None: ...
+
+class AppendAuditEventsResponse(_message.Message):
+    __slots__ = ("ids",)
+    IDS_FIELD_NUMBER: _ClassVar[int]
+    ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListAuditEventsRequest(_message.Message):
-    __slots__ = ("page", "action_prefix")
+    __slots__ = ("page", "action_prefix", "user_id", "created", "target_id")
     PAGE_FIELD_NUMBER: _ClassVar[int]
     ACTION_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    TARGET_ID_FIELD_NUMBER: _ClassVar[int]
     page: _common_pb2.PageRequest
     action_prefix: str
-    def __init__(self, page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ..., action_prefix: _Optional[str] = ...) -> None: ...
+    user_id: str
+    created: _common_pb2.TimeRange
+    target_id: str
+    def __init__(self, page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ..., action_prefix: _Optional[str] = ..., user_id: _Optional[str] = ..., created: _Optional[_Union[_common_pb2.TimeRange, _Mapping]] = ..., target_id: _Optional[str] = ...) -> None: ...
 
 class ListAuditEventsResponse(_message.Message):
     __slots__ = ("items", "next_cursor")

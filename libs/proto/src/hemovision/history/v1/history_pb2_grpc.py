@@ -111,6 +111,11 @@ class HistoryServiceStub:
                 request_serializer=hemovision_dot_history_dot_v1_dot_history__pb2.ListAuditEventsRequest.SerializeToString,
                 response_deserializer=hemovision_dot_history_dot_v1_dot_history__pb2.ListAuditEventsResponse.FromString,
                 _registered_method=True)
+        self.AppendAuditEvents = channel.unary_unary(
+                '/hemovision.history.v1.HistoryService/AppendAuditEvents',
+                request_serializer=hemovision_dot_history_dot_v1_dot_history__pb2.AppendAuditEventsRequest.SerializeToString,
+                response_deserializer=hemovision_dot_history_dot_v1_dot_history__pb2.AppendAuditEventsResponse.FromString,
+                _registered_method=True)
         self.ExportReviewedDataset = channel.unary_stream(
                 '/hemovision.history.v1.HistoryService/ExportReviewedDataset',
                 request_serializer=hemovision_dot_history_dot_v1_dot_history__pb2.ExportReviewedDatasetRequest.SerializeToString,
@@ -230,6 +235,15 @@ class HistoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AppendAuditEvents(self, request, context):
+        """Appends events a service witnessed for someone else (auth: a sign-in, a failed sign-in that
+        has no caller token, a lockout). Only a service token (act claim in the allowed services)
+        may call it. Idempotent by event id: a redelivered outbox row is stored once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ExportReviewedDataset(self, request, context):
         """Reviewed cells as a training data set (ZIP: ImageFolder of the stored model images +
         splits.csv with path,label,split,model,version — the version that classified each cell),
@@ -316,6 +330,11 @@ def add_HistoryServiceServicer_to_server(servicer, server):
                     servicer.ListAuditEvents,
                     request_deserializer=hemovision_dot_history_dot_v1_dot_history__pb2.ListAuditEventsRequest.FromString,
                     response_serializer=hemovision_dot_history_dot_v1_dot_history__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
+            'AppendAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.AppendAuditEvents,
+                    request_deserializer=hemovision_dot_history_dot_v1_dot_history__pb2.AppendAuditEventsRequest.FromString,
+                    response_serializer=hemovision_dot_history_dot_v1_dot_history__pb2.AppendAuditEventsResponse.SerializeToString,
             ),
             'ExportReviewedDataset': grpc.unary_stream_rpc_method_handler(
                     servicer.ExportReviewedDataset,
@@ -729,6 +748,33 @@ class HistoryService:
             '/hemovision.history.v1.HistoryService/ListAuditEvents',
             hemovision_dot_history_dot_v1_dot_history__pb2.ListAuditEventsRequest.SerializeToString,
             hemovision_dot_history_dot_v1_dot_history__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppendAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hemovision.history.v1.HistoryService/AppendAuditEvents',
+            hemovision_dot_history_dot_v1_dot_history__pb2.AppendAuditEventsRequest.SerializeToString,
+            hemovision_dot_history_dot_v1_dot_history__pb2.AppendAuditEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,
