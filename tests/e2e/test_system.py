@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from pypdf import PdfReader
 
 from hemovision_contracts.topology import SERVERS
+from hemovision_testkit.dicom import colour_dicom
 
 CLASSES = {"basophil", "eosinophil", "erythroblast", "immature_granulocyte", "lymphocyte", "monocyte",
            "neutrophil", "platelet"}
@@ -80,38 +81,6 @@ def test_predict_history_and_report(client, session, test_images):
     assert models.status_code == 200 and models.json()["items"]
 
 
-def _dicom(rgb, *, jpeg: bool) -> bytes:
-    """A single-frame colour DICOM of a cell: uncompressed RGB, or JPEG baseline (YBR_FULL_422) as
-    microscope software writes it."""
-    from PIL import Image
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.encaps import encapsulate
-    from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.6"  # VL Whole Slide Microscopy
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = JPEGBaseline8Bit if jpeg else ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.Rows, ds.Columns = rgb.shape[:2]
-    ds.SamplesPerPixel, ds.PlanarConfiguration = 3, 0
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    if jpeg:
-        out = io.BytesIO()
-        Image.fromarray(rgb).save(out, format="JPEG", quality=95)
-        ds.PhotometricInterpretation = "YBR_FULL_422"
-        ds.PixelData = encapsulate([out.getvalue()])
-        ds["PixelData"].VR = "OB"
-    else:
-        ds.PhotometricInterpretation = "RGB"
-        ds.PixelData = rgb.tobytes()
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
-
-
 def test_dicom_uploads_are_classified_like_the_cell(client, session, test_images):
     """A single-frame DICOM, uncompressed and JPEG-compressed, through REST: the same answer as
     the cell's own file (the JPEG one used to come back colour-shifted: YCbCr converted twice)."""
@@ -125,7 +94,7 @@ def test_dicom_uploads_are_classified_like_the_cell(client, session, test_images
                         files={"file": (path.name, path.read_bytes(), "image/jpeg")}).json()
     for jpeg in (False, True):
         reply = client.post("/api/v1/predictions", headers=headers,
-                            files={"file": ("cell.dcm", _dicom(rgb, jpeg=jpeg), "application/dicom")})
+                            files={"file": ("cell.dcm", colour_dicom(rgb, encoding="jpeg" if jpeg else "rgb"), "application/dicom")})
         assert reply.status_code == 201, reply.text
         body = reply.json()
         assert body["label"] == plain["label"]

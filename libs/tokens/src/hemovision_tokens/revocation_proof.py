@@ -42,10 +42,6 @@ class RevocationProofs:
         raw = os.environ.get(KEY_ENV, "")
         return cls(raw.encode() if raw else None)
 
-    @property
-    def enabled(self) -> bool:
-        return self.key is not None
-
     def _mac(self, millis: str, token: str) -> str:
         return hmac.new(self.key or b"", f"{millis}.{token}".encode(), hashlib.sha256).hexdigest()
 

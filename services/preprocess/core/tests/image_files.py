@@ -65,40 +65,6 @@ def dicom(arr: np.ndarray, photometric: str, *, frames: int = 1, bits: int = 8, 
     return buf.getvalue()
 
 
-def dicom_colour(rgb: np.ndarray, *, jpeg: bool) -> bytes:
-    """A single-frame colour DICOM as microscopes write them: JPEG baseline (YBR_FULL_422), or
-    uncompressed YBR_FULL (the same pixels converted to YCbCr)."""
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.encaps import encapsulate
-    from pydicom.pixels.processing import convert_color_space
-    from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.77.1.6"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = JPEGBaseline8Bit if jpeg else ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Rows, ds.Columns = rgb.shape[:2]
-    ds.SamplesPerPixel = 3
-    ds.PlanarConfiguration = 0
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    if jpeg:
-        out = io.BytesIO()
-        Image.fromarray(rgb).save(out, format="JPEG", quality=95)
-        ds.PhotometricInterpretation = "YBR_FULL_422"
-        ds.PixelData = encapsulate([out.getvalue()])
-        ds["PixelData"].VR = "OB"
-    else:
-        ds.PhotometricInterpretation = "YBR_FULL"
-        ds.PixelData = convert_color_space(rgb, "RGB", "YBR_FULL").tobytes()
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
-
-
 def mode_image(mode: str, h: int, w: int, seed: int = 0) -> Image.Image:
     """A random image in a given Pillow mode."""
     rng = np.random.default_rng(seed)

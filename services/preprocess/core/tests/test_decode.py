@@ -76,7 +76,8 @@ def test_thumbnail():
 # --- every mode and format -----------------------------------------------------
 
 import numpy_reference  # noqa: E402,F401  (keeps conftest path setup honest)
-from image_files import MODES_FORMATS, dicom, dicom_colour, mode_image, png16_rgb, raw_png  # noqa: E402
+from hemovision_testkit.dicom import colour_dicom  # noqa: E402
+from image_files import MODES_FORMATS, dicom, mode_image, png16_rgb, raw_png  # noqa: E402
 
 
 @pytest.mark.parametrize(("mode", "fmt"), [(m, f) for m, fs in MODES_FORMATS.items() for f in fs])
@@ -144,7 +145,7 @@ def test_dicom_colour_comes_back_as_the_cell_it_was(jpeg):
     RGB it was made from: converted to RGB once (pydicom does it), never twice."""
     y, x = np.mgrid[0:32, 0:32]
     cell = np.stack([200 - 3 * x, 120 + 2 * y, 180 + (x + y) // 2], axis=-1).astype(np.uint8)  # smooth, stain-like
-    out = decode_image(dicom_colour(cell, jpeg=jpeg))
+    out = decode_image(colour_dicom(cell, encoding="jpeg" if jpeg else "ybr_full"))
     assert out.shape == cell.shape
     assert np.abs(out.astype(int) - cell).mean() < (3.0 if jpeg else 1.0)
 

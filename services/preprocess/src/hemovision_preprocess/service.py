@@ -67,29 +67,21 @@ class PreprocessCore:
     async def prepare_many(
         self, items: list[tuple[bytes, PreprocessSpec, bool, bool]]
     ) -> list[PreparedImage | ImageInvalid]:
-        """prepare() for (data, spec, want_thumbnail, want_model_image) items, in order; a rejected
-        image gives its ImageInvalid in its place. The items are split over up to
-        `batch_threads` worker threads (decode and the C++ chain release the GIL): a group
-        waits on its slowest part, and the model server waits on the group."""
+        """prepare() for (data, spec, want_thumbnail, want_model_image) items, in order, on one
+        worker thread; a rejected image gives its ImageInvalid in its place. (Splitting a group
+        over two threads measured no gain on 2 cores: docs/serving.md.)"""
 
-        def run(part: list[tuple[bytes, PreprocessSpec, bool, bool]]) -> list[PreparedImage | ImageInvalid]:
+        def run() -> list[PreparedImage | ImageInvalid]:
             out: list[PreparedImage | ImageInvalid] = []
-            for data, spec, want_thumbnail, want_model_image in part:
+            for data, spec, want_thumbnail, want_model_image in items:
                 try:
                     out.append(self._prepare_sync(data, spec, want_thumbnail, want_model_image))
                 except ImageInvalid as exc:
                     out.append(exc)
             return out
 
-        parts = max(1, min(self.settings.batch_threads, len(items)))
-        size = -(-len(items) // parts)
-        chunks = [items[i:i + size] for i in range(0, len(items), size)]
-
-        async def one(chunk):
-            async with self._slots:
-                return await asyncio.to_thread(run, chunk)
-
-        return [r for done in await asyncio.gather(*(one(c) for c in chunks)) for r in done]
+        async with self._slots:
+            return await asyncio.to_thread(run)
 
     def _prepare_sync(
         self, data: bytes, spec: PreprocessSpec, want_thumbnail: bool, want_model_image: bool

@@ -22,9 +22,6 @@ class Settings(GrpcServiceSettings):
     max_image_pixels: int = 40_000_000
     # Images decoded and preprocessed at once; more wait (keeps memory bounded on 2 cores).
     max_concurrency: int = 4
-    # Worker threads one PreprocessBatch call is split over (at most max_concurrency apply). 2 did
-    # not raise REST throughput in bench-serving (docs/serving.md) and cost more CPU per image.
-    batch_threads: int = 1
     thumbnail_size: int = 96
     # Off only in unit tests that exercise the pixel path without an auth service.
     require_token: bool = True
