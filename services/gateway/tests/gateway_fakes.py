@@ -608,6 +608,17 @@ class FakeTraining(AdaptationFakes, training_pb2_grpc.TrainingServiceServicer):
         self.versions[request.version].status = training_pb2.VERSION_STATUS_ACTIVE
         return self.versions[request.version]
 
+    async def DeprecateModelVersion(self, request, context):
+        await caller(self.w, context)
+        v = self.versions.get(request.version)
+        if v is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "model version not found")
+        if v.status == training_pb2.VERSION_STATUS_ACTIVE and not request.restore:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the active version: activate another one first")
+        v.deprecated = not request.restore
+        v.deprecation_reason = "" if request.restore else request.reason
+        return v
+
     async def StartTrainingJob(self, request, context):
         p = await caller(self.w, context)
         job = training_pb2.TrainingJob(id=str(uuid.uuid4()), status=training_pb2.JOB_STATUS_QUEUED,

@@ -111,7 +111,8 @@ def test_model_version_and_job_json_keep_their_shape():
     assert v.model_dump(mode="json") | {"created_at": None} == {
         "name": "hv", "version": 3, "status": "active", "metrics": {"accuracy": 0.5}, "created_at": None,
         "activated_at": None, "created_by": "", "parent_version": None, "job_id": None, "data_hash": "",
-        "was_active": False, "organization_id": None, "stale": False, "training_config": {}}
+        "was_active": False, "organization_id": None, "stale": False, "deprecated": False,
+        "deprecation_reason": "", "deprecated_at": None, "training_config": {}}
     job = TrainingJob.from_pb(training_pb2.TrainingJob(id="j", config=training_pb2.TrainingConfig(epochs=2)))
     body = job.model_dump(mode="json")
     assert body["status"] == "unknown" and body["model_version"] is None and body["config"]["epochs"] == 2

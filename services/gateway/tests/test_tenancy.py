@@ -36,6 +36,8 @@ CASES = {
 PLATFORM_SCOPED = {
     ("GET", "/api/v1/models/{version}"),
     ("POST", "/api/v1/models/{version}/activate"),
+    ("POST", "/api/v1/models/{version}/deprecate"),
+    ("POST", "/api/v1/models/{version}/restore"),
     ("GET", "/api/v1/training-jobs/{job_id}"),
     ("POST", "/api/v1/training-jobs/{job_id}/cancel"),
     ("GET", "/api/v1/training-jobs/{job_id}/events"),

@@ -84,6 +84,15 @@ async def test_cli_models_and_training(live_gateway, world, monkeypatch, capsys)
     assert "hemovision\t1\tactive" in out and "hemovision\t2\tregistered" in out
     assert await asyncio.to_thread(cli_main, [*url, "models", "activate", "2", "--reason", "better"]) == 0
     assert "v2 is active" in capsys.readouterr().out
+    assert await asyncio.to_thread(cli_main, [*url, "models", "deprecate", "1", "--reason", "mislabelled"]) == 0
+    assert "v1 is registered, deprecated (mislabelled)" in capsys.readouterr().out
+    assert await asyncio.to_thread(cli_main, [*url, "models", "list"]) == 0
+    assert "hemovision\t1\tregistered (deprecated)" in capsys.readouterr().out
+    # the active version cannot be deprecated: the service's 409 and its message, exit 2
+    assert await asyncio.to_thread(cli_main, [*url, "models", "deprecate", "2", "--reason", "x"]) == 2
+    assert "activate another one first" in capsys.readouterr().err
+    assert await asyncio.to_thread(cli_main, [*url, "models", "restore", "1"]) == 0
+    assert "v1 is registered, not deprecated" in capsys.readouterr().out
     assert await asyncio.to_thread(cli_main, [*url, "train", "--epochs", "2", "--watch"]) == 0
     out = capsys.readouterr().out
     assert "training job" in out and "[succeeded]" in out

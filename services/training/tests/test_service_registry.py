@@ -185,6 +185,60 @@ async def test_better_model_activates_through_the_gate(env, tokens):
     assert [a[0] for a in audit_actions(engine)] == ["model.activate"]
 
 
+async def test_deprecated_version_is_never_activated_until_restored(env, tokens):
+    stub, engine, sink, _ = env
+    add_version(engine, 1, macro_f1=0.97, ece=0.005, status="retired", was_active=True)
+    add_version(engine, 2, macro_f1=0.98, ece=0.004, status="active", was_active=True)
+    add_version(engine, 3, macro_f1=0.99, ece=0.004)
+    eng = md(tokens, "ml_engineer")
+
+    async def call(method, request, metadata=eng):
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await getattr(stub, method)(request, metadata=metadata, timeout=10)
+        return info.value
+
+    deprecate = training_pb2.DeprecateModelVersionRequest
+    # the active version cannot be deprecated; a reason is required; lab users may not
+    err = await call("DeprecateModelVersion", deprecate(version=2, reason="old"))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "active version" in err.details()
+    err = await call("DeprecateModelVersion", deprecate(version=1, reason="  "))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "reason" in err.details()
+    err = await call("DeprecateModelVersion", deprecate(version=1, reason="x"), md(tokens, "org_admin"))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    err = await call("DeprecateModelVersion", deprecate(version=9, reason="x"))
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+
+    v1 = await stub.DeprecateModelVersion(deprecate(version=1, reason="stain drift on lot 42"), metadata=eng,
+                                          timeout=10)
+    assert v1.deprecated and v1.deprecation_reason == "stain drift on lot 42" and v1.deprecated_at.seconds > 0
+    v3 = await stub.DeprecateModelVersion(deprecate(version=3, reason="bad labels"), metadata=eng, timeout=10)
+    assert v3.deprecated
+    # a rollback to the deprecated version 1 and a (better) activation of 3 are both refused,
+    # force included
+    err = await call("ActivateModelVersion", training_pb2.ActivateModelVersionRequest(version=1))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION and "deprecated (stain drift on lot 42)" in err.details()
+    err = await call("ActivateModelVersion", training_pb2.ActivateModelVersionRequest(version=3, force=True),
+                     md(tokens, "platform_admin"))
+    assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert (await stub.GetActiveModelVersion(training_pb2.GetActiveModelVersionRequest(), timeout=10)).version == 2
+    listed = {v.version: v.deprecated for v in (await stub.ListModelVersions(
+        training_pb2.ListModelVersionsRequest(), metadata=md(tokens, "lab_user"), timeout=10)).versions}
+    assert listed == {1: True, 2: False, 3: True}
+
+    restored = await stub.DeprecateModelVersion(deprecate(version=1, restore=True, reason="lot recalled"),
+                                                metadata=eng, timeout=10)
+    assert not restored.deprecated and restored.deprecation_reason == "" and not restored.HasField("deprecated_at")
+    v1 = await stub.ActivateModelVersion(training_pb2.ActivateModelVersionRequest(version=1), metadata=eng, timeout=10)
+    assert v1.status == training_pb2.VERSION_STATUS_ACTIVE
+    assert [a[0] for a in audit_actions(engine)] == ["model.deprecate", "model.deprecate", "model.restore",
+                                                     "model.rollback"]
+    assert [e[0] for e in sink.events] == ["model.deprecate", "model.deprecate", "model.restore", "model.rollback"]
+    # PostgreSQL holds the rule too: the active version cannot carry a deprecation
+    with pytest.raises(Exception, match="ck_model_versions_active_not_deprecated"):
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE training.model_versions SET deprecated_at = now() WHERE version = 1"))
+
+
 async def test_lab_user_and_org_admin_cannot_activate_or_train(env, tokens):
     stub, engine, _, _ = env
     add_version(engine, 1, macro_f1=0.97, ece=0.005)

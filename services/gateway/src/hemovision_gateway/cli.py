@@ -4,6 +4,7 @@
     hemovision predict cells/ more.zip one.png --format csv > results.csv
     hemovision models list
     hemovision models activate 3 --reason "better macro-F1"
+    hemovision models deprecate 2 --reason "mislabelled training data"   (restore: models restore 2)
     hemovision train --epochs 5 --limit-per-class 200 --watch
     hemovision adapt start --wait                      # adapt to our lab (org_admin), follow it to the end
     hemovision adapt rollback                          # back to the previous version
@@ -92,7 +93,8 @@ def cmd_models_list(args) -> int:
     keys = [k for k in HEADLINE_METRICS if k in present] or sorted(present)[:5]
     print("\t".join(["name", "version", "status", *keys]))
     for m in items:
-        print("\t".join([m["name"], str(m["version"]), m["status"], *[f"{m['metrics'].get(k, float('nan')):.4f}" for k in keys]]))
+        status = m["status"] + (" (deprecated)" if m.get("deprecated") else "")
+        print("\t".join([m["name"], str(m["version"]), status, *[f"{m['metrics'].get(k, float('nan')):.4f}" for k in keys]]))
     return 0
 
 
@@ -101,6 +103,16 @@ def cmd_models_activate(args) -> int:
         v = _check(c.post(f"/api/v1/models/{args.version}/activate", headers=_auth(),
                           json={"name": args.name, "force": args.force, "reason": args.reason}))
     print(f"{v['name']} v{v['version']} is {v['status']}")
+    return 0
+
+
+def cmd_models_deprecate(args) -> int:
+    action = "restore" if args.models_command == "restore" else "deprecate"
+    with _client(args) as c:
+        v = _check(c.post(f"/api/v1/models/{args.version}/{action}", headers=_auth(),
+                          json={"name": args.name, "reason": args.reason}))
+    state = f"deprecated ({v['deprecation_reason']})" if v["deprecated"] else "not deprecated"
+    print(f"{v['name']} v{v['version']} is {v['status']}, {state}")
     return 0
 
 
@@ -306,6 +318,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reason", default="")
     p.add_argument("--force", action="store_true", help="skip the quality gate (platform_admin)")
     p.set_defaults(func=cmd_models_activate)
+    p = models.add_parser("deprecate", help="retire a version from use (never activated until restored)")
+    p.add_argument("version", type=int)
+    p.add_argument("--name", default="hemovision")
+    p.add_argument("--reason", required=True, help="shown in the registry and audited")
+    p.set_defaults(func=cmd_models_deprecate)
+    p = models.add_parser("restore", help="lift a version's deprecation")
+    p.add_argument("version", type=int)
+    p.add_argument("--name", default="hemovision")
+    p.add_argument("--reason", default="")
+    p.set_defaults(func=cmd_models_deprecate)
 
     p = sub.add_parser("train", help="start a training job")
     p.add_argument("--epochs", type=int, default=0)

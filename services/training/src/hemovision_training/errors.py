@@ -30,6 +30,10 @@ class QualityGateRefused(FailedPrecondition):
     """Activation refused by the quality gate; the message carries the numbers."""
 
 
+class VersionDeprecated(FailedPrecondition):
+    """The version is deprecated (or is the active one and cannot be deprecated)."""
+
+
 class AdaptationRefused(FailedPrecondition):
     """An adaptation cannot start or a rollback cannot happen now; the message says why."""
 
@@ -50,5 +54,6 @@ __all__ = [
     "JobNotCancellable",
     "JobNotFound",
     "QualityGateRefused",
+    "VersionDeprecated",
     "VersionNotFound",
 ]

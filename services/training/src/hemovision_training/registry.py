@@ -29,7 +29,9 @@ from sqlalchemy import Connection
 
 from hemovision_contracts import PLATFORM_ADMIN
 from hemovision_training import repository as repo
-from hemovision_training.errors import ForbiddenForRole, QualityGateRefused, VersionNotFound
+from hemovision_training.errors import (
+    ForbiddenForRole, InvalidTrainingConfig, QualityGateRefused, VersionDeprecated, VersionNotFound,
+)
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +190,11 @@ def activate(
     if candidate.status == repo.ACTIVE:
         # Already active (e.g. the loser of a race on the same version): nothing to do.
         return Activation(version=candidate, events=[], changed=False)
+    if candidate.deprecated:
+        # Rollbacks and force included: deprecating says "never serve this again".
+        raise VersionDeprecated(
+            f"{name} version {version} is deprecated ({candidate.deprecation_reason}); restore it first"
+        )
     if force and actor.role != PLATFORM_ADMIN:
         raise ForbiddenForRole("force=true (skipping the quality gate) needs the role platform_admin")
     gate = check_gate(candidate, active, ece_limit=ece_limit)
@@ -217,6 +224,36 @@ def activate(
     details["adapted_versions_stale"] = repo.mark_stale(conn, name=name, platform_version=version)
     event = _audit(conn, actor, action, updated, details)
     log.info("model activated", extra={"model": name, "version": version, "action": action, "user": actor.user_id})
+    return Activation(version=updated, events=[event], changed=True)
+
+
+def deprecate(conn: Connection, *, name: str, version: int, actor: Actor, reason: str,
+              restore: bool = False) -> Activation:
+    """Deprecates a platform version that is not active (or restores it), inside the caller's
+    transaction; `changed` is False when it already was in the asked state."""
+    rows = repo.lock_model(conn, name=name)  # an activation cannot slip in between
+    candidate = next((v for v in rows if v.version == version), None)
+    if candidate is None or candidate.organization_id is not None:
+        # adapted versions belong to their organization: its rollback retires them
+        raise VersionNotFound(name, version)
+    if restore:
+        if not candidate.deprecated:
+            return Activation(version=candidate, events=[], changed=False)
+        updated = repo.set_deprecated(conn, name=name, version=version, reason=None)
+        event = _audit(conn, actor, "model.restore", updated,
+                       {"name": name, "version": version, "reason": reason,
+                        "was_deprecated_for": candidate.deprecation_reason})
+        return Activation(version=updated, events=[event], changed=True)
+    reason = reason.strip()
+    if not reason:
+        raise InvalidTrainingConfig("a reason is required to deprecate a version (it is shown and audited)")
+    if candidate.status == repo.ACTIVE:
+        raise VersionDeprecated(f"{name} version {version} is the active version: activate another one first")
+    if candidate.deprecated:
+        return Activation(version=candidate, events=[], changed=False)
+    updated = repo.set_deprecated(conn, name=name, version=version, reason=reason[:500])
+    event = _audit(conn, actor, "model.deprecate", updated, {"name": name, "version": version, "reason": reason[:500]})
+    log.info("model version deprecated", extra={"model": name, "version": version, "user": actor.user_id})
     return Activation(version=updated, events=[event], changed=True)
 
 

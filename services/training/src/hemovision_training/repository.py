@@ -68,6 +68,12 @@ class ModelVersion:
     organization_id: str | None = None
     stale: bool = False
     replaced_version: int | None = None
+    deprecated_at: dt.datetime | None = None
+    deprecation_reason: str = ""
+
+    @property
+    def deprecated(self) -> bool:
+        return self.deprecated_at is not None
 
 
 def _job(row: Any) -> Job:
@@ -336,6 +342,19 @@ def set_active(conn: Connection, *, name: str, version: int, organization_id: st
     row = conn.execute(
         update(model_versions)
         .where(model_versions.c.name == name, model_versions.c.version == version, _scope(organization_id))
+        .values(**values)
+        .returning(*model_versions.c)
+    ).one()
+    return _version(row)
+
+
+def set_deprecated(conn: Connection, *, name: str, version: int, reason: str | None) -> ModelVersion:
+    """Deprecates `version` with `reason`, or (reason None) restores it."""
+    values: dict[str, Any] = ({"deprecated_at": func.now(), "deprecation_reason": reason} if reason is not None
+                              else {"deprecated_at": None, "deprecation_reason": ""})
+    row = conn.execute(
+        update(model_versions)
+        .where(model_versions.c.name == name, model_versions.c.version == version)
         .values(**values)
         .returning(*model_versions.c)
     ).one()

@@ -306,6 +306,14 @@ class TrainingService:
             await self._forward_audit(result.events, token=actor.token)
         return result.version
 
+    async def deprecate(self, actor: Actor, name: str, version: int, *, reason: str,
+                        restore: bool) -> repo.ModelVersion:
+        result = await self._tx(registry.deprecate, name=self._name(name), version=version, actor=actor,
+                                reason=reason, restore=restore)
+        if result.events:
+            await self._forward_audit(result.events, token=actor.token)
+        return result.version
+
     async def _forward_audit(self, events: list[AuditEvent], *, token: str) -> None:
         """The rows are already in training.audit_log (same transaction as the change); history
         gets a copy acting as the caller. A failure there is logged, never fails the call."""

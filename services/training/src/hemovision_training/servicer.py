@@ -137,6 +137,9 @@ def version_to_proto(v: repo.ModelVersion) -> training_pb2.ModelVersion:
         was_active=v.was_active,
         organization_id=v.organization_id or "",
         stale=v.stale,
+        deprecated=v.deprecated,
+        deprecation_reason=v.deprecation_reason,
+        deprecated_at=_ts(v.deprecated_at),
     )
 
 
@@ -201,6 +204,13 @@ class TrainingServiceServicer(training_pb2_grpc.TrainingServiceServicer):
         require_role(*PLATFORM_ROLES)
         version = await self._service.activate(
             _actor(), request.model_name, request.version, force=request.force, reason=request.reason
+        )
+        return version_to_proto(version)
+
+    async def DeprecateModelVersion(self, request, context):
+        require_role(*PLATFORM_ROLES)
+        version = await self._service.deprecate(
+            _actor(), request.model_name, request.version, reason=request.reason, restore=request.restore
         )
         return version_to_proto(version)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     ForeignKey,
     LargeBinary,
     Boolean,
@@ -50,6 +51,10 @@ model_versions = Table(
     # Adapted versions only: the organization's version it replaced (NULL = the platform's);
     # a rollback goes back to it.
     Column("replaced_version", BigInteger, nullable=True),
+    # Deprecated (retired from use) by an ml_engineer: not activated again until restored.
+    Column("deprecated_at", DateTime(timezone=True), nullable=True),
+    Column("deprecation_reason", Text, nullable=False, server_default=""),
+    CheckConstraint("status <> 'active' OR deprecated_at IS NULL", name="ck_model_versions_active_not_deprecated"),
     UniqueConstraint("name", "version", name="uq_model_versions_name_version"),
     # At most one active version per model name and scope (the platform, or one organization),
     # enforced by PostgreSQL.

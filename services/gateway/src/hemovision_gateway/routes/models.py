@@ -62,6 +62,37 @@ async def activate_model(version: int, user: ModelAdmin, ctx: Ctx, body: Activat
     return ModelVersion.from_pb(v)
 
 
+class DeprecateBody(BaseModel):
+    name: str = Field(default=DEFAULT_MODEL, max_length=100)
+    reason: str = Field(min_length=1, max_length=500, examples=["mislabelled eosinophils in its training data"])
+
+
+class RestoreBody(BaseModel):
+    name: str = Field(default=DEFAULT_MODEL, max_length=100)
+    reason: str = Field(default="", max_length=500)
+
+
+@router.post("/models/{version}/deprecate")
+async def deprecate_model(version: int, body: DeprecateBody, user: ModelAdmin, ctx: Ctx) -> ModelVersion:
+    """Retires a version from use: it cannot be activated or rolled back to until restored (409
+    for the active version: activate another one first). ml_engineer or platform_admin; audited."""
+    v = await ctx.clients.training.DeprecateModelVersion(
+        training_pb2.DeprecateModelVersionRequest(model_name=body.name, version=version, reason=body.reason),
+        metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s)
+    return ModelVersion.from_pb(v)
+
+
+@router.post("/models/{version}/restore")
+async def restore_model(version: int, user: ModelAdmin, ctx: Ctx, body: RestoreBody | None = None) -> ModelVersion:
+    """Lifts a deprecation. ml_engineer or platform_admin; audited."""
+    body = body or RestoreBody()
+    v = await ctx.clients.training.DeprecateModelVersion(
+        training_pb2.DeprecateModelVersionRequest(model_name=body.name, version=version, reason=body.reason,
+                                                  restore=True),
+        metadata=bearer(user.token), timeout=ctx.settings.rpc_timeout_s)
+    return ModelVersion.from_pb(v)
+
+
 class TrainingBody(BaseModel):
     data_dir: str = Field(default="", max_length=500, description="empty = the service's default data set")
     model_name: str = Field(default=DEFAULT_MODEL, max_length=100)

@@ -43,6 +43,9 @@ class ModelVersion(ResponseModel):
     was_active: bool
     organization_id: str | None = Field(description="set for an organization's adapted version")
     stale: bool
+    deprecated: bool = Field(description="retired from use: not activated again until restored")
+    deprecation_reason: str
+    deprecated_at: str | None
     training_config: dict[str, Any] = Field(description="the training job's config (protobuf JSON names)")
 
     @classmethod
@@ -61,6 +64,9 @@ class ModelVersion(ResponseModel):
             was_active=v.was_active,
             organization_id=v.organization_id or None,
             stale=v.stale,
+            deprecated=v.deprecated,
+            deprecation_reason=v.deprecation_reason,
+            deprecated_at=timestamp(v.deprecated_at),
             training_config=MessageToDict(v.training_config) if v.HasField("training_config") else {},
         )
 

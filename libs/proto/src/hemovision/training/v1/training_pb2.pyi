@@ -152,7 +152,7 @@ class CancelTrainingJobRequest(_message.Message):
     def __init__(self, id: _Optional[str] = ...) -> None: ...
 
 class ModelVersion(_message.Message):
-    __slots__ = ("name", "version", "path", "status", "metrics", "training_config", "data_hash", "parent_version", "created_by", "created_at", "activated_at", "job_id", "was_active", "organization_id", "stale")
+    __slots__ = ("name", "version", "path", "status", "metrics", "training_config", "data_hash", "parent_version", "created_by", "created_at", "activated_at", "job_id", "was_active", "organization_id", "stale", "deprecated", "deprecation_reason", "deprecated_at")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -175,6 +175,9 @@ class ModelVersion(_message.Message):
     WAS_ACTIVE_FIELD_NUMBER: _ClassVar[int]
     ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
     STALE_FIELD_NUMBER: _ClassVar[int]
+    DEPRECATED_FIELD_NUMBER: _ClassVar[int]
+    DEPRECATION_REASON_FIELD_NUMBER: _ClassVar[int]
+    DEPRECATED_AT_FIELD_NUMBER: _ClassVar[int]
     name: str
     version: int
     path: str
@@ -190,7 +193,10 @@ class ModelVersion(_message.Message):
     was_active: bool
     organization_id: str
     stale: bool
-    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., path: _Optional[str] = ..., status: _Optional[_Union[VersionStatus, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., training_config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., data_hash: _Optional[str] = ..., parent_version: _Optional[int] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., activated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job_id: _Optional[str] = ..., was_active: _Optional[bool] = ..., organization_id: _Optional[str] = ..., stale: _Optional[bool] = ...) -> None: ...
+    deprecated: bool
+    deprecation_reason: str
+    deprecated_at: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., path: _Optional[str] = ..., status: _Optional[_Union[VersionStatus, str]] = ..., metrics: _Optional[_Mapping[str, float]] = ..., training_config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., data_hash: _Optional[str] = ..., parent_version: _Optional[int] = ..., created_by: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., activated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job_id: _Optional[str] = ..., was_active: _Optional[bool] = ..., organization_id: _Optional[str] = ..., stale: _Optional[bool] = ..., deprecated: _Optional[bool] = ..., deprecation_reason: _Optional[str] = ..., deprecated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ListModelVersionsRequest(_message.Message):
     __slots__ = ("model_name",)
@@ -323,6 +329,18 @@ class RollbackOrganizationModelRequest(_message.Message):
     MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     def __init__(self, model_name: _Optional[str] = ...) -> None: ...
+
+class DeprecateModelVersionRequest(_message.Message):
+    __slots__ = ("model_name", "version", "reason", "restore")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    RESTORE_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    version: int
+    reason: str
+    restore: bool
+    def __init__(self, model_name: _Optional[str] = ..., version: _Optional[int] = ..., reason: _Optional[str] = ..., restore: _Optional[bool] = ...) -> None: ...
 
 class ActivateModelVersionRequest(_message.Message):
     __slots__ = ("model_name", "version", "force", "reason")

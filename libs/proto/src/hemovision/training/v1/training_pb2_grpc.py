@@ -80,6 +80,11 @@ class TrainingServiceStub:
                 request_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.ActivateModelVersionRequest.SerializeToString,
                 response_deserializer=hemovision_dot_training_dot_v1_dot_training__pb2.ModelVersion.FromString,
                 _registered_method=True)
+        self.DeprecateModelVersion = channel.unary_unary(
+                '/hemovision.training.v1.TrainingService/DeprecateModelVersion',
+                request_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.DeprecateModelVersionRequest.SerializeToString,
+                response_deserializer=hemovision_dot_training_dot_v1_dot_training__pb2.ModelVersion.FromString,
+                _registered_method=True)
         self.StartAdaptation = channel.unary_unary(
                 '/hemovision.training.v1.TrainingService/StartAdaptation',
                 request_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.StartAdaptationRequest.SerializeToString,
@@ -181,6 +186,15 @@ class TrainingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeprecateModelVersion(self, request, context):
+        """Deprecates (retires from use) a platform version that is not active, or restores one:
+        a deprecated version cannot be activated, rolled back to, or adapted from until it is
+        restored. Audited. ml_engineer or platform_admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StartAdaptation(self, request, context):
         """Adapts the platform's active version to the caller's organization: fine-tunes it on the
         organization's reviewed cells (at least 20; FAILED_PRECONDITION with the count otherwise),
@@ -274,6 +288,11 @@ def add_TrainingServiceServicer_to_server(servicer, server):
             'ActivateModelVersion': grpc.unary_unary_rpc_method_handler(
                     servicer.ActivateModelVersion,
                     request_deserializer=hemovision_dot_training_dot_v1_dot_training__pb2.ActivateModelVersionRequest.FromString,
+                    response_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.ModelVersion.SerializeToString,
+            ),
+            'DeprecateModelVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeprecateModelVersion,
+                    request_deserializer=hemovision_dot_training_dot_v1_dot_training__pb2.DeprecateModelVersionRequest.FromString,
                     response_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.ModelVersion.SerializeToString,
             ),
             'StartAdaptation': grpc.unary_unary_rpc_method_handler(
@@ -550,6 +569,33 @@ class TrainingService:
             target,
             '/hemovision.training.v1.TrainingService/ActivateModelVersion',
             hemovision_dot_training_dot_v1_dot_training__pb2.ActivateModelVersionRequest.SerializeToString,
+            hemovision_dot_training_dot_v1_dot_training__pb2.ModelVersion.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeprecateModelVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hemovision.training.v1.TrainingService/DeprecateModelVersion',
+            hemovision_dot_training_dot_v1_dot_training__pb2.DeprecateModelVersionRequest.SerializeToString,
             hemovision_dot_training_dot_v1_dot_training__pb2.ModelVersion.FromString,
             options,
             channel_credentials,
