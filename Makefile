@@ -5,7 +5,7 @@ UV ?= uv
 PYTEST := $(PY) -m pytest
 
 .PHONY: image compose-up help install proto proto-check up down test test-unit test-e2e test-browser lint \
-        bench bench-preprocess bench-serving bench-model bench-shift bench-adapt sanitize-preprocess validate-deploy clean
+        bench bench-preprocess bench-serving bench-model bench-shift bench-adapt bench-reliability bench-tracing bench-ood sanitize-preprocess validate-deploy clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -61,6 +61,12 @@ bench-shift: ## every model side by side on PBC val/test under seeded lab shifts
 
 bench-adapt: ## "adapt to our lab": external_dev accuracy before/after adapting on 20/50/80 reviewed cells, time, PBC test (docs/training.md)
 	$(PY) bench/adapt/bench_adapt.py --json bench/results/adapt.json --markdown bench/results/adapt.md
+
+bench-reliability: ## load at c=200 vs c=32 and faults under load (model server kill -9, PostgreSQL restart, Redis down) on its own stack (docs/reliability.md; --quick / --soak via ARGS)
+	$(PY) bench/reliability/bench_reliability.py $(ARGS)
+
+bench-tracing: ## what always-on tracing costs: one gRPC hop and one upload through the gateway, tracing on vs off (docs/operations.md "Tracing")
+	$(PY) bench/tracing/hop.py && $(PY) bench/tracing/overhead.py
 
 bench-ood: ## needs_review OOD evaluation (far/near OOD AUROC, false flags on the PBC test split)
 	$(PY) bench/ood/eval_ood.py

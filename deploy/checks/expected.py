@@ -67,7 +67,7 @@ def check_peers(r, env: dict, model_server_host: str) -> None:
     address names an edge the topology does not have."""
     expected = {}
     for server in SERVERS.values():
-        for peer in server.peers:
+        for peer in server.all_peers:
             expected[topology.addr_env(server.name, peer)] = f"{peer_host(peer, model_server_host)}:{SERVERS[peer].port}"
     for key, want in expected.items():
         value = str(env.get(key, ""))

@@ -128,10 +128,13 @@ def check_k8s(path: Path, overlay: str) -> int:
             r.check(main["command"] == ["python", "-m", f"hemovision_{name}", "serve"], f"{name}: command")
             r.check({"name": "grpc", "containerPort": port, "protocol": "TCP"} in main.get("ports", []),
                     f"{name}: container port grpc {port}")
-            for probe in ("readinessProbe", "livenessProbe"):
+            # readiness: the model-aware name (NOT_SERVING while it cannot serve); liveness: the
+            # process works (a dependency that is down must never get a pod restarted)
+            for probe, service in (("readinessProbe", HEALTH_NAMES[name]),
+                                   ("livenessProbe", topology.LIVENESS_HEALTH_SERVICE)):
                 g = main.get(probe, {}).get("grpc")
-                r.check(g == {"port": port, "service": HEALTH_NAMES[name]},
-                        f"{name}: {probe} must be grpc {{port: {port}, service: {HEALTH_NAMES[name]}}}, got {g}")
+                r.check(g == {"port": port, "service": service},
+                        f"{name}: {probe} must be grpc {{port: {port}, service: {service}}}, got {g}")
     # Services select a Deployment's pods and target a named container port
     for name, s in objs("Service").items():
         sel = s["spec"].get("selector", {})

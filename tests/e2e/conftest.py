@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,9 @@ DATA = ROOT.parent / "shared" / "data" / "pbc_128"
 PORT_OFFSET = int(os.environ.get("HV_E2E_PORT_OFFSET", "1000"))
 POSTGRES = os.environ.get("HV_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("HV_TEST_REDIS", "redis://127.0.0.1:6379")
+# One Redis database per port offset: two stacks side by side (another offset, a CI clone)
+# must not share Celery queues, or one stack's worker takes the other's batch items.
+REDIS_DB = int(os.environ.get("HV_E2E_REDIS_DB", str(1 + (PORT_OFFSET // 1000) % 15)))
 
 
 @dataclass
@@ -70,11 +73,14 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
     cmd = [
         sys.executable, "-m", "hemovision_devstack", "up",
         "--port-offset", str(PORT_OFFSET), "--database-url", database_url,
-        "--redis-url", f"{REDIS}/12", "--var-dir", str(var_dir), "--model-base", str(model_base),
+        "--redis-url", f"{REDIS}/{REDIS_DB}", "--var-dir", str(var_dir), "--model-base", str(model_base),
     ]
     # Auth mails through SMTP to a port the browser test listens on, and follows the link.
     env = {**os.environ, "HV_AUTH_MAIL_BACKEND": "smtp", "HV_AUTH_SMTP_HOST": "127.0.0.1",
-           "HV_AUTH_SMTP_PORT": str(smtp_port)}
+           "HV_AUTH_SMTP_PORT": str(smtp_port),
+           # the whole suite signs up dozens of labs from one IP within minutes; a lab's users
+           # would come from many (the anonymous per-IP limit stays 60/min in production)
+           "HV_GATEWAY_RATE_LIMIT_AUTH_REQUESTS": "1000"}
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     base_url = f"http://127.0.0.1:{8000 + PORT_OFFSET}"
@@ -118,3 +124,19 @@ def test_images() -> list[tuple[str, Path]]:
             if row["split"] == "test" and row["label"] not in picked:
                 picked[row["label"]] = DATA / row["path"]
     return sorted(picked.items())
+
+
+@pytest.fixture
+def new_lab(client: httpx.Client) -> Callable[[], dict[str, str]]:
+    """new_lab() registers a lab just for this test and returns its org_admin's bearer headers."""
+
+    def sign_up() -> dict[str, str]:
+        email, password = f"lab-{uuid.uuid4().hex[:8]}@example.org", f"Tz-{uuid.uuid4().hex}"
+        reply = client.post("/api/v1/auth/register", json={"email": email, "password": password,
+                                                            "organization": f"Lab {uuid.uuid4().hex[:6]}"})
+        assert reply.status_code == 201, reply.text
+        reply = client.post("/api/v1/auth/login", json={"email": email, "password": password})
+        assert reply.status_code == 200, reply.text
+        return {"Authorization": f"Bearer {reply.json()['access_token']}"}
+
+    return sign_up

@@ -7,6 +7,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
+from hemovision_contracts.topology import LIVENESS_HEALTH_SERVICE
 from hemovision_grpc_server import GrpcServiceSettings, NotFound, create_server
 
 SERVICE = "test.v1.EchoService"
@@ -46,6 +47,9 @@ async def test_health_serving_then_not_serving_on_stop(running):
         await running.set_serving(False)
         reply = await stub.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+        # not ready is not dead: the liveness name stays SERVING, so Kubernetes does not restart it
+        live = await stub.Check(health_pb2.HealthCheckRequest(service=LIVENESS_HEALTH_SERVICE), timeout=5)
+        assert live.status == health_pb2.HealthCheckResponse.SERVING
 
 
 async def test_reflection_lists_services(running):

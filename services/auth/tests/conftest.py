@@ -96,6 +96,8 @@ def make_settings(url: str, redis_url: str, smtp_port: int, **overrides) -> Sett
         argon2_memory_kib=1024,
         argon2_parallelism=1,
         grace_seconds=0,
+        # the forwarder's own tests start it with a fake sink (test_audit.py)
+        audit_forward=False,
     )
     values.update(overrides)
     return Settings(**values)
@@ -138,16 +140,41 @@ class Client:
         return addr
 
 
-@pytest.fixture
-async def auth(migrated_url, redis_url, smtp):
-    settings = make_settings(migrated_url, redis_url, smtp.port)
-    server = await create_server(settings)
+async def _start(settings: Settings, redis_url: str, smtp: _Inbox, **server_args) -> Client:
+    server = await create_server(settings, **server_args)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     verifier = TokenVerifier(AuthKeyProvider(f"127.0.0.1:{server.port}"), redis_url=redis_url)
-    yield Client(server, channel, auth_pb2_grpc.AuthServiceStub(channel), verifier, smtp, settings)
-    await verifier.close()
-    await channel.close()
-    await server.stop(0)
+    return Client(server, channel, auth_pb2_grpc.AuthServiceStub(channel), verifier, smtp, settings)
+
+
+async def _stop(client: Client) -> None:
+    await client.verifier.close()
+    await client.channel.close()
+    await client.server.stop(0)
+
+
+@pytest.fixture
+async def auth(migrated_url, redis_url, smtp):
+    client = await _start(make_settings(migrated_url, redis_url, smtp.port), redis_url, smtp)
+    yield client
+    await _stop(client)
+
+
+@pytest.fixture
+async def start_auth(migrated_url, redis_url, smtp):
+    """Starts auth servers (replicas on the test database) with settings overrides, stopped after the
+    test: `client = await start_auth(lockout_threshold=3)`; `audit_sink=` goes to create_server."""
+    clients: list[Client] = []
+
+    async def start(audit_sink=None, **overrides) -> Client:
+        settings = make_settings(migrated_url, redis_url, smtp.port, **overrides)
+        client = await _start(settings, redis_url, smtp, audit_sink=audit_sink)
+        clients.append(client)
+        return client
+
+    yield start
+    for client in clients:
+        await _stop(client)
 
 
 def md(token: str):

@@ -1,6 +1,9 @@
-"""Register, login, refresh rotation and reuse detection, logout revocation, bad input, keys."""
+"""Register, login, refresh rotation and reuse detection, logout revocation, bad input, keys;
+the caller's sessions (ListSessions, RevokeSession, SignOutEverywhere)."""
 
 from __future__ import annotations
+
+import uuid
 
 import grpc
 import pytest
@@ -8,6 +11,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from hemovision.auth.v1 import auth_pb2
 from hemovision.common.v1 import common_pb2
+from hemovision_contracts import origin_metadata
 from hemovision_tokens import AuthKeyProvider, TokenError, TokenVerifier, bearer_metadata as md
 
 PASSWORD = "correct horse battery"
@@ -165,3 +169,120 @@ async def test_concurrent_refresh_of_one_token_succeeds_once(auth):
     failed = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
     assert len(ok) == 1 and len(failed) == 2
     assert all(f.code() == grpc.StatusCode.UNAUTHENTICATED for f in failed)
+
+
+# ---- sessions: ListSessions, RevokeSession, SignOutEverywhere ------------------------------------
+
+def _from(ip: str, agent: str, token: str | None = None):
+    return (*(md(token) if token else ()), *origin_metadata(ip, agent))
+
+
+async def test_list_sessions_with_origin_and_current(auth):
+    user = await auth.register()
+    laptop = await auth.stub.Login(
+        auth_pb2.LoginRequest(email=user.email, password=PASSWORD), metadata=_from("203.0.113.7", "Firefox/140"), timeout=10
+    )
+    phone = await auth.stub.Login(
+        auth_pb2.LoginRequest(email=user.email, password=PASSWORD), metadata=_from("198.51.100.2", "Safari/18"), timeout=10
+    )
+    # a refresh keeps the session (same family) and moves last_used_at
+    phone2 = await auth.stub.Refresh(auth_pb2.RefreshRequest(refresh_token=phone.refresh_token), timeout=5)
+    listed = await auth.stub.ListSessions(auth_pb2.ListSessionsRequest(), metadata=md(phone2.access_token), timeout=5)
+    assert [(s.client_ip, s.user_agent, s.current) for s in listed.items] == [
+        ("198.51.100.2", "Safari/18", True),
+        ("203.0.113.7", "Firefox/140", False),
+    ]
+    newest = listed.items[0]
+    assert newest.last_used_at.ToDatetime() >= newest.created_at.ToDatetime()
+    from_laptop = await auth.stub.ListSessions(auth_pb2.ListSessionsRequest(), metadata=md(laptop.access_token), timeout=5)
+    assert [s.current for s in from_laptop.items] == [False, True]
+
+    # a logged-out session is gone from the list
+    await auth.stub.Logout(auth_pb2.LogoutRequest(), metadata=md(laptop.access_token), timeout=5)
+    listed = await auth.stub.ListSessions(auth_pb2.ListSessionsRequest(), metadata=md(phone2.access_token), timeout=5)
+    assert [s.client_ip for s in listed.items] == ["198.51.100.2"]
+
+
+async def test_revoke_session_ends_its_tokens_only(auth):
+    user, first = await auth.signed_up()
+    second = await auth.login(user.email)
+    sessions = (await auth.stub.ListSessions(auth_pb2.ListSessionsRequest(), metadata=md(first.access_token), timeout=5)).items
+    other_id = next(s.id for s in sessions if not s.current)
+    await auth.stub.RevokeSession(auth_pb2.RevokeSessionRequest(session_id=other_id), metadata=md(first.access_token), timeout=5)
+    with pytest.raises(TokenError, match="token revoked"):
+        await auth.verifier.verify(second.access_token)
+    err = await rpc_error(auth.stub.Refresh(auth_pb2.RefreshRequest(refresh_token=second.refresh_token), timeout=5))
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert (await auth.verifier.verify(first.access_token)).user_id == user.id
+
+    # ended already, someone else's, or not a UUID
+    err = await rpc_error(auth.stub.RevokeSession(auth_pb2.RevokeSessionRequest(session_id=other_id), metadata=md(first.access_token), timeout=5))
+    assert (err.code(), err.details()) == (grpc.StatusCode.NOT_FOUND, "session not found")
+    _, stranger = await auth.signed_up()
+    mine = (await auth.stub.ListSessions(auth_pb2.ListSessionsRequest(), metadata=md(first.access_token), timeout=5)).items[0]
+    err = await rpc_error(auth.stub.RevokeSession(auth_pb2.RevokeSessionRequest(session_id=mine.id), metadata=md(stranger.access_token), timeout=5))
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+    err = await rpc_error(auth.stub.RevokeSession(auth_pb2.RevokeSessionRequest(session_id="x"), metadata=md(first.access_token), timeout=5))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "session_id" in err.details()
+
+
+async def test_sign_out_everywhere_self(auth):
+    user, first = await auth.signed_up()
+    second = await auth.login(user.email)
+    reply = await auth.stub.SignOutEverywhere(auth_pb2.SignOutEverywhereRequest(), metadata=md(first.access_token), timeout=5)
+    assert reply.sessions_ended == 2
+    for pair in (first, second):
+        with pytest.raises(TokenError, match="token revoked"):
+            await auth.verifier.verify(pair.access_token)
+        err = await rpc_error(auth.stub.Refresh(auth_pb2.RefreshRequest(refresh_token=pair.refresh_token), timeout=5))
+        assert err.code() == grpc.StatusCode.UNAUTHENTICATED
+    fresh = await auth.login(user.email)  # signing in again works
+    listed = await auth.stub.ListSessions(auth_pb2.ListSessionsRequest(), metadata=md(fresh.access_token), timeout=5)
+    assert len(listed.items) == 1 and listed.items[0].current
+
+
+async def test_sign_out_everywhere_for_a_managed_user(auth):
+    admin, admin_pair = await auth.signed_up()
+    addr = f"tech-{uuid.uuid4().hex[:8]}@lab.example"
+    await auth.stub.InviteUser(auth_pb2.InviteUserRequest(email=addr), metadata=md(admin_pair.access_token), timeout=10)
+    tech = await auth.stub.AcceptInvitation(
+        auth_pb2.AcceptInvitationRequest(token=auth.inbox.last_token(addr, "accept-invite"), password=PASSWORD), timeout=10
+    )
+    tech_pair = await auth.login(addr)
+
+    # a lab_user cannot sign out someone else; another organization's admin does not see the user
+    err = await rpc_error(auth.stub.SignOutEverywhere(auth_pb2.SignOutEverywhereRequest(user_id=admin.id), metadata=md(tech_pair.access_token), timeout=5))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED
+    _, other = await auth.signed_up()
+    err = await rpc_error(auth.stub.SignOutEverywhere(auth_pb2.SignOutEverywhereRequest(user_id=tech.id), metadata=md(other.access_token), timeout=5))
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+
+    reply = await auth.stub.SignOutEverywhere(
+        auth_pb2.SignOutEverywhereRequest(user_id=tech.id), metadata=md(admin_pair.access_token), timeout=5
+    )
+    assert reply.sessions_ended == 1
+    with pytest.raises(TokenError, match="token revoked"):
+        await auth.verifier.verify(tech_pair.access_token)
+    assert (await auth.verifier.verify(admin_pair.access_token)).user_id == admin.id  # the admin's own stays
+    # an org_admin cannot sign out a platform user
+    root_email = auth.platform_admin()
+    root = await auth.login(root_email)
+    root_id = (await auth.verifier.verify(root.access_token)).user_id
+    err = await rpc_error(auth.stub.SignOutEverywhere(auth_pb2.SignOutEverywhereRequest(user_id=root_id), metadata=md(admin_pair.access_token), timeout=5))
+    assert err.code() == grpc.StatusCode.NOT_FOUND
+    # a platform_admin can sign out anyone
+    reply = await auth.stub.SignOutEverywhere(auth_pb2.SignOutEverywhereRequest(user_id=admin.id), metadata=md(root.access_token), timeout=5)
+    assert reply.sessions_ended == 1
+
+
+async def test_on_behalf_of_tokens_cannot_end_sessions(auth):
+    user, _ = await auth.signed_up()
+    obo = await auth.stub.IssueOnBehalfOfToken(
+        auth_pb2.IssueOnBehalfOfTokenRequest(service_id="batch-worker", service_secret="worker-secret-123",
+                                             user_id=user.id, purpose="test"),
+        timeout=5,
+    )
+    err = await rpc_error(auth.stub.SignOutEverywhere(auth_pb2.SignOutEverywhereRequest(), metadata=md(obo.access_token), timeout=5))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED and "on-behalf-of" in err.details()
+    listed = await auth.stub.ListSessions(auth_pb2.ListSessionsRequest(), metadata=md(obo.access_token), timeout=5)
+    assert len(listed.items) == 1 and not listed.items[0].current

@@ -91,3 +91,43 @@ def test_make_up_honours_the_settings_readme_lists(tmp_path, monkeypatch):
     assert env["HV_GATEWAY_PORT"] == str(SERVERS["gateway"].port + 5)
     cli = config_from_args(parser.parse_args(["--model-base", str(tmp_path / "flag")]))
     assert cli.models == (tmp_path / "flag").resolve()  # the flag wins over the environment
+
+
+def test_tls_gives_every_process_its_own_certificate_of_one_local_ca(tmp_path, monkeypatch):
+    """`hemovision up --tls` / HV_TLS=1: a CA under var/secrets/tls and per process a certificate
+    for its name, localhost and 127.0.0.1 (the addresses the stack dials); off by default."""
+    import argparse
+
+    from cryptography import x509
+
+    from hemovision_devstack.cli import add_arguments, config_from_args
+    from hemovision_devstack.plan import TLS_CLIENT
+    from hemovision_devstack.supervisor import Stack
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    monkeypatch.delenv("HV_TLS", raising=False)
+    assert not config_from_args(parser.parse_args(["--var-dir", str(tmp_path / "off")])).tls
+    _, procs = build_plan(StackConfig(root=tmp_path, var_dir=tmp_path / "off"))
+    assert not any("HV_TLS_CERT_FILE" in p.env for p in procs)
+    assert not (tmp_path / "off" / "secrets" / "tls").exists()
+
+    monkeypatch.setenv("HV_TLS", "1")
+    cfg = config_from_args(parser.parse_args(["--var-dir", str(tmp_path / "var")]))
+    assert cfg.tls and not config_from_args(parser.parse_args(["--no-tls"])).tls
+    _, procs = build_plan(cfg)
+    tls_dir = (tmp_path / "var" / "secrets" / "tls").resolve()
+    ca = x509.load_pem_x509_certificate((tls_dir / "ca.pem").read_bytes())
+    for proc in procs:
+        assert proc.env["HV_TLS_CERT_FILE"] == str(tls_dir / f"{proc.name}.pem")
+        assert proc.env["HV_TLS_KEY_FILE"] == str(tls_dir / f"{proc.name}.key")
+        assert proc.env["HV_TLS_CA_FILE"] == str(tls_dir / "ca.pem")
+        cert = x509.load_pem_x509_certificate((tls_dir / f"{proc.name}.pem").read_bytes())
+        cert.verify_directly_issued_by(ca)
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert san.get_values_for_type(x509.DNSName) == [proc.name, "localhost"]
+        assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    assert {p.name for p in procs} >= {"gateway", "model-server", "inference", "batch-worker", "training-worker"}
+    stack = Stack(cfg)  # the one-off steps and the supervisor's health checks: the `cli` certificate
+    assert stack.env["HV_TLS_CERT_FILE"] == str(tls_dir / f"{TLS_CLIENT}.pem")
+    assert stack.client_tls is not None and stack.client_tls.cert_file == tls_dir / f"{TLS_CLIENT}.pem"

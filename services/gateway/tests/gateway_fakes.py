@@ -48,6 +48,7 @@ class World:
     items: dict[tuple[str, int], history_pb2.BatchItem] = field(default_factory=dict)
     api_keys: dict[str, tuple[str, auth_pb2.ApiKey]] = field(default_factory=dict)  # secret -> (user_id, key)
     calls: list[str] = field(default_factory=list)
+    audit: list[history_pb2.AuditEvent] = field(default_factory=list)
     inference_down: bool = False
     explain_delay: float = 0.0
     explain_calls: list[tuple[str, int]] = field(default_factory=list)  # (caller's user id, images) per Explain
@@ -56,6 +57,7 @@ class World:
     org_versions: dict[str, list[int]] = field(default_factory=dict)  # organization -> its adapted versions
     stale_orgs: set[str] = field(default_factory=set)
     adapt_outcome: str = "succeeded"  # how the next finishing adaptation ends: succeeded, rejected, failed
+    drift: dict[str, history_pb2.DriftReport] = field(default_factory=dict)  # organization -> its GetDrift answer
 
     def user(self, role: str = "org_admin", org: str | None = None, email: str | None = None) -> tuple[auth_pb2.User, str]:
         """Creates a user and returns it with a fresh access token."""
@@ -547,9 +549,23 @@ class FakeHistory(history_pb2_grpc.HistoryServiceServicer):
                                       mean_confidence=float(np.mean([x.confidence for x in preds])) if preds else 0.0,
                                       daily=[history_pb2.DailyCount(day=time.strftime("%Y-%m-%d"), count=len(preds))])
 
+    async def GetDrift(self, request, context):
+        p = await caller(self.w, context)
+        return self.w.drift.get(p.organization_id) or history_pb2.DriftReport(
+            window_days=7, max_cells=5000, min_cells=200, watch_threshold=0.1, drifting_threshold=0.25)
+
     async def ListAuditEvents(self, request, context):
-        await caller(self.w, context)
-        return history_pb2.ListAuditEventsResponse()
+        p = await caller(self.w, context)
+        return history_pb2.ListAuditEventsResponse(
+            items=[e for e in self.w.audit if e.organization_id == p.organization_id])
+
+    async def RecordAuditEvent(self, request, context):
+        p = await caller(self.w, context)
+        event = history_pb2.AuditEvent(id=str(uuid.uuid4()), organization_id=p.organization_id, user_id=p.user_id,
+                                       action=request.action, target_type=request.target_type,
+                                       target_id=request.target_id, details_json=request.details_json)
+        self.w.audit.append(event)
+        return event
 
     async def ExportReviewedDataset(self, request, context):
         await caller(self.w, context)
@@ -575,6 +591,14 @@ class FakeReports(reports_pb2_grpc.ReportsServiceServicer):
         return reports_pb2.Report(pdf=b"%PDF-1.4\n%%EOF", filename="b.pdf", pages=1)
 
 
+def _now():
+    from google.protobuf.timestamp_pb2 import Timestamp
+
+    ts = Timestamp()
+    ts.GetCurrentTime()
+    return ts
+
+
 class FakeTraining(AdaptationFakes, training_pb2_grpc.TrainingServiceServicer):
     def __init__(self, world: World) -> None:
         self.w = world
@@ -585,6 +609,9 @@ class FakeTraining(AdaptationFakes, training_pb2_grpc.TrainingServiceServicer):
                                                       status=training_pb2.VERSION_STATUS_REGISTERED,
                                                       metrics={"accuracy": 0.86})}
         self.jobs: dict[str, training_pb2.TrainingJob] = {}
+        self.rollout: training_pb2.Rollout | None = None
+        self.rollout_stats = training_pb2.RolloutStats(available=True)
+        world.training = self  # tests reach the rollout state through the world
 
     async def _caller(self, context):
         return await caller(self.w, context)
@@ -618,6 +645,47 @@ class FakeTraining(AdaptationFakes, training_pb2_grpc.TrainingServiceServicer):
         v.deprecated = not request.restore
         v.deprecation_reason = "" if request.restore else request.reason
         return v
+
+    async def StartRollout(self, request, context):
+        p = await caller(self.w, context)
+        if request.version not in self.versions:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "model version not found")
+        if self.rollout is not None and self.rollout.status == training_pb2.ROLLOUT_STATUS_RUNNING:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "a rollout is already running")
+        active = next(v.version for v in self.versions.values() if v.status == training_pb2.VERSION_STATUS_ACTIVE)
+        self.rollout = training_pb2.Rollout(
+            id=str(uuid.uuid4()), model_name="hemovision", candidate_version=request.version, baseline_version=active,
+            mode=request.mode, canary_percent=request.canary_percent, status=training_pb2.ROLLOUT_STATUS_RUNNING,
+            started_by=p.user_id, start_reason=request.reason, started_at=_now())
+        return self.rollout
+
+    async def GetRollout(self, request, context):
+        await caller(self.w, context)
+        if self.rollout is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "model 'hemovision' has no rollout")
+        r = training_pb2.Rollout()
+        r.CopyFrom(self.rollout)
+        if request.with_stats:
+            r.stats.CopyFrom(self.rollout_stats)
+        return r
+
+    async def PromoteRollout(self, request, context):
+        return await self._end_rollout(context, training_pb2.ROLLOUT_STATUS_PROMOTED, request.reason)
+
+    async def AbortRollout(self, request, context):
+        return await self._end_rollout(context, training_pb2.ROLLOUT_STATUS_ABORTED, request.reason)
+
+    async def _end_rollout(self, context, status, reason):
+        p = await caller(self.w, context)
+        if self.rollout is None or self.rollout.status != training_pb2.ROLLOUT_STATUS_RUNNING:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "no running rollout")
+        if status == training_pb2.ROLLOUT_STATUS_PROMOTED:
+            for v in self.versions.values():
+                v.status = training_pb2.VERSION_STATUS_REGISTERED
+            self.versions[self.rollout.candidate_version].status = training_pb2.VERSION_STATUS_ACTIVE
+        self.rollout.status, self.rollout.ended_by, self.rollout.end_reason = status, p.user_id, reason
+        self.rollout.ended_at.CopyFrom(_now())
+        return self.rollout
 
     async def StartTrainingJob(self, request, context):
         p = await caller(self.w, context)

@@ -79,6 +79,21 @@ async def test_api_keys(client, world):
     assert (await client.delete(f"/api/v1/api-keys/{created.json()['id']}", headers=auth(token))).status_code == 204
 
 
+async def test_inputs_schemathesis_found_loose_are_refused_by_the_schema(client, world):
+    """Each was accepted by the schema and then refused (or silently misread) further in."""
+    _, token = world.user("org_admin")
+    blank = await client.post("/api/v1/api-keys", headers=auth(token), json={"name": "   "})
+    assert blank.status_code == 422
+    not_a_session = await client.delete("/api/v1/auth/sessions/not-a-uuid", headers=auth(token))
+    assert not_a_session.status_code == 422
+    odd_mode = await client.post("/api/v1/auth/login", headers={"X-HV-Session": "bearer"},
+                                 json={"email": "a@b.example", "password": "whatever-long"})
+    assert odd_mode.status_code == 422 and "X-HV-Session" in odd_mode.json()["error"]["message"]
+    unix_time = await client.get("/api/v1/admin/audit?to=0", headers=auth(token))
+    assert unix_time.status_code == 422
+    assert (await client.get("/api/v1/admin/audit?to=2026-12-07", headers=auth(token))).status_code == 200
+
+
 async def test_lab_user_cannot_reach_admin_endpoints(client, world):
     _, lab = world.user("lab_user")
     forbidden = [

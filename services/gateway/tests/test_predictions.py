@@ -173,6 +173,8 @@ async def test_review_delete_export_stats(client, world):
     assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
     lines = csv.text.strip().splitlines()
     assert lines[0].startswith("id,created_at,label") and pid in lines[1] and "'=cmd" in lines[1]
+    exported = [e for e in world.audit if e.action == "prediction.export"]
+    assert len(exported) == 1 and '"label": "neutrophil"' in exported[0].details_json
     assert (await client.get("/api/v1/predictions?label=dragon", headers=auth(token))).status_code == 422
     stats = await client.get("/api/v1/stats", headers=auth(token))
     assert stats.status_code == 200 and stats.json()["total"] == 1 and stats.json()["label_counts"]["neutrophil"] == 1

@@ -5,11 +5,13 @@ from __future__ import annotations
 import struct
 import uuid
 import zlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from hemovision.common.v1 import common_pb2
-from hemovision.history.v1 import history_pb2
-from hemovision_contracts import CLASS_NAMES
+from hemovision.history.v1 import history_pb2, history_pb2_grpc
+from hemovision_contracts import CLASS_NAMES, origin_metadata
 from hemovision_testkit.tokens import TokenFactory
 from hemovision_tokens import bearer_metadata
 
@@ -67,12 +69,35 @@ class User:
     metadata: tuple
 
     @classmethod
-    def new(cls, *, organization_id: str | None = None, role: str = "lab_user") -> User:
+    def new(cls, *, organization_id: str | None = None, role: str = "lab_user", act: str | None = None) -> User:
+        """`act`: a service's own token (the `act` claim), e.g. auth appending audit events."""
         user_id = str(uuid.uuid4())
         if organization_id is None:
             organization_id = "" if role in ("ml_engineer", "platform_admin") else str(uuid.uuid4())
-        token = TOKENS.issue(user_id=user_id, organization_id=organization_id, role=role)
+        token = TOKENS.issue(user_id=user_id, organization_id=organization_id, role=role, act=act)
         return cls(user_id=user_id, organization_id=organization_id, role=role, metadata=bearer_metadata(token))
+
+    def from_ip(self, client_ip: str) -> tuple:
+        """This caller's metadata plus the request-origin metadata the gateway adds."""
+        return self.metadata + origin_metadata(client_ip, "pytest")
 
     def colleague(self, role: str = "lab_user") -> User:
         return User.new(organization_id=self.organization_id, role=role)
+
+
+@asynccontextmanager
+async def running_history(settings, redis_url: str) -> AsyncIterator[history_pb2_grpc.HistoryServiceStub]:
+    """A real in-process history server on `settings` (port 0, a local blob store) and a stub
+    on it; stopped on exit."""
+    from hemovision_grpc_server import create_channel
+    from hemovision_history.blobstore import LocalBlobStore
+    from hemovision_history.server import create_server
+
+    server = await create_server(settings, verifier=TOKENS.verifier(redis_url=redis_url),
+                                 blobs=LocalBlobStore(settings.blob_root))
+    channel = create_channel(f"127.0.0.1:{server.port}")
+    try:
+        yield history_pb2_grpc.HistoryServiceStub(channel)
+    finally:
+        await channel.close()
+        await server.stop(0)

@@ -267,13 +267,13 @@ async def test_retention_purge_deletes_old_blobs_only(stub, alice, settings, mig
     engine.dispose()
 
     keep_forever = build_service(settings.model_copy(update={"retention_days": 0}), blobs=LocalBlobStore(blob_root))
-    assert await keep_forever.retention.purge_expired() == 0
+    assert (await keep_forever.retention.purge()).as_dict()["purged_blobs"] == 0
     keep_forever.engine.dispose()
 
     service = build_service(settings.model_copy(update={"retention_days": 30}), blobs=LocalBlobStore(blob_root))
     try:
-        assert await service.retention.purge_expired() >= 1
-        assert await service.retention.purge_expired() == 0  # nothing left to purge
+        assert (await service.retention.purge()).as_dict()["purged_blobs"] >= 1
+        assert (await service.retention.purge()).as_dict()["purged_blobs"] == 0  # nothing left to purge
     finally:
         service.engine.dispose()
     org = alice.organization_id

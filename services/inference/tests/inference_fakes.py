@@ -18,6 +18,7 @@ class FakeRegistry:
 
     def __init__(self, active: int | None = None, organizations: dict[str, int] | None = None) -> None:
         self.active = active
+        self.rollout: training_pb2.Rollout | None = None  # GetRollout's answer (NOT_FOUND when None)
         self.organizations: dict[str, int] = dict(organizations or {})
         self.down = False
         self.org_calls: dict[str, int] = {}
@@ -46,6 +47,13 @@ class FakeRegistry:
                     await context.abort(grpc.StatusCode.NOT_FOUND, "no active version")
                 return training_pb2.ModelVersion(name=request.model_name or "hemovision", version=registry.active)
 
+            async def GetRollout(self, request, context):
+                if registry.down:
+                    await context.abort(grpc.StatusCode.UNAVAILABLE, "registry down")
+                if registry.rollout is None:
+                    await context.abort(grpc.StatusCode.NOT_FOUND, "no rollout")
+                return registry.rollout
+
             async def GetOrganizationModel(self, request, context):
                 if registry.down:
                     await context.abort(grpc.StatusCode.UNAVAILABLE, "registry down")
@@ -66,6 +74,24 @@ class FakeRegistry:
         training_pb2_grpc.add_TrainingServiceServicer_to_server(Servicer(), self.server)
         self.port = self.server.add_insecure_port("127.0.0.1:0")
         await self.server.start()
+
+    def start_rollout(self, candidate: int, *, shadow: bool = False, percent: int = 0) -> str:
+        """Like StartRollout: a running rollout of `candidate` beside the active version."""
+        import uuid
+
+        self.rollout = training_pb2.Rollout(
+            id=str(uuid.uuid4()), model_name="hemovision", candidate_version=candidate, baseline_version=self.active,
+            mode=training_pb2.ROLLOUT_MODE_SHADOW if shadow else training_pb2.ROLLOUT_MODE_CANARY,
+            canary_percent=0 if shadow else percent, status=training_pb2.ROLLOUT_STATUS_RUNNING)
+        return self.rollout.id
+
+    def end_rollout(self, *, promote: bool) -> None:
+        """Like PromoteRollout (the candidate becomes active) or AbortRollout."""
+        assert self.rollout is not None
+        if promote:
+            self.active = self.rollout.candidate_version
+        self.rollout.status = (training_pb2.ROLLOUT_STATUS_PROMOTED if promote
+                               else training_pb2.ROLLOUT_STATUS_ABORTED)
 
     async def stop(self) -> None:
         if self.server is not None:

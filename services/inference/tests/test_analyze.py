@@ -18,7 +18,7 @@ from hemovision.inference.v1 import inference_pb2, inference_pb2_grpc
 from hemovision.preprocess.v1 import preprocess_pb2
 from hemovision_contracts.tensors import to_common_tensor
 from hemovision_inference.analysis import ImageAnalyzer, Rejected
-from hemovision_inference.errors import SignatureMissing, VersionNotLoaded
+from hemovision_inference.errors import ModelServerUnavailable, SignatureMissing, VersionNotLoaded
 from hemovision_inference.preprocess_client import Prepared
 from hemovision_inference.router import Route
 from hemovision_inference.server import create_server
@@ -103,6 +103,34 @@ async def test_images_in_answers_and_heatmap_pngs_out(short_route, auth):
     assert plain.results[0].result.heatmap_png == b"" and plain.results[0].result.model_image_png == b""
 
 
+async def test_answers_are_counted_by_class_version_and_organization(short_route, tokens):
+    """hemovision_predictions_total / _flagged_total: one per answered cell (a rejected image is
+    not a prediction), labelled with the answering version and the caller's organization id."""
+    from prometheus_client import REGISTRY
+
+    org = "org-metrics-test"
+    md = (("authorization", f"Bearer {tokens.issue(role='lab_user', organization_id=org)}"),)
+
+    def counted() -> tuple[float, float]:
+        total = sum(s.value for m in REGISTRY.collect() if m.name == "hemovision_predictions"
+                    for s in m.samples if s.name.endswith("_total") and s.labels.get("organization") == org)
+        flagged = REGISTRY.get_sample_value("hemovision_predictions_flagged_total",
+                                            {"model_version": "1", "organization": org}) or 0.0
+        return total, flagged
+
+    before = counted()
+    cells = pbc_cells(2)
+    reply = await short_route.stub.AnalyzeImages(
+        inference_pb2.AnalyzeImagesRequest(images=[cells[0], b"not an image", cells[1]]), metadata=md, timeout=20)
+    after = counted()
+    flagged = sum(r.result.needs_review for r in reply.results if r.WhichOneof("outcome") == "result")
+    assert after[0] - before[0] == 2 and after[1] - before[1] == flagged
+    labels = {r.result.classification.label for r in reply.results if r.WhichOneof("outcome") == "result"}
+    for label in labels:
+        assert REGISTRY.get_sample_value("hemovision_predictions_total",
+                                         {"label": label, "model_version": "1", "organization": org}) >= 1
+
+
 async def test_bad_calls_get_clear_statuses(short_route, auth):
     stub = short_route.stub
     for request, code in [
@@ -139,7 +167,7 @@ class FakeRouter:
         self.versions, self.crops = versions, crops
         self.held: list[int] = []
 
-    async def route(self, requested, caller, wait_s=None):
+    async def route(self, requested, caller, wait_s=None, *, any_spec=False):
         v = self.versions.pop(0)
         self.held.append(v)
         return Route(v, adapted=False)
@@ -212,9 +240,12 @@ async def test_a_version_swapped_out_is_retried_once_on_the_new_one():
     await _analyze(analyzer)
     assert preprocess.specs == ["center_square", "none"]  # prepared again for the new pipeline
 
+    # Still missing after the re-route (the model server restarted and is loading it): the caller
+    # named no version, so it is retryable UNAVAILABLE (503), not FAILED_PRECONDITION (409).
     analyzer, router, service, _ = _analyzer([1, 2], same, [VersionNotLoaded("gone"), VersionNotLoaded("again")])
-    with pytest.raises(VersionNotLoaded):
+    with pytest.raises(ModelServerUnavailable) as caught:
         await _analyze(analyzer)
+    assert caught.value.code == grpc.StatusCode.UNAVAILABLE and "starting or reloading" in caught.value.message
     assert router.held == []
 
 

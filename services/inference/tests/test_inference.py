@@ -21,6 +21,7 @@ from hemovision_model_server.server import create_model_server
 from hemovision_model_server.settings import ModelServerSettings
 from hemovision_testkit.contract_model import CLASS_NAMES, publish_version
 from hemovision_testkit.model_server import ModelServerProcess
+from hemovision_contracts.topology import LIVENESS_HEALTH_SERVICE
 from inference_fakes import FakeRegistry
 
 SIZE = 32
@@ -168,6 +169,8 @@ async def test_health_follows_model_and_shutdown(tmp_path, contract_models, toke
         await asyncio.sleep(1.0)
         assert await health(address) == NOT_SERVING
         assert await health(address, "") == NOT_SERVING
+        # no model is "not ready", not "dead": the liveness probe's name stays SERVING
+        assert await health(address, LIVENESS_HEALTH_SERVICE) == SERVING
         publish_version(contract_models[1], base, 1)
         await wait_health(address, SERVING)
         assert await health(address, "") == SERVING

@@ -225,3 +225,27 @@ def test_prediction_report_stays_one_page_with_long_free_text():
     rendered = prediction_report(p, organization="O" * 200, image_png=cell_png(), overlay_png=cell_png())
     text, pages = _text(rendered.data)
     assert rendered.pages == len(pages) == 1 and "For Research Use Only" in text
+
+
+async def test_every_report_handed_out_is_audited_with_the_client_ip(history_stub, reports_stub):
+    from hemovision_contracts import origin_metadata
+
+    org, md = caller()
+    stored = await history_stub.RecordPrediction(
+        history_pb2.RecordPredictionRequest(prediction=prediction(), image_png=cell_png()), metadata=md, timeout=T)
+    batch = await history_stub.CreateBatch(history_pb2.CreateBatchRequest(total=1), metadata=md, timeout=T)
+    origin = origin_metadata("198.51.100.23", "pytest")
+    await reports_stub.RenderPredictionReport(reports_pb2.RenderPredictionReportRequest(prediction_id=stored.id),
+                                              metadata=md + origin, timeout=T)
+    await reports_stub.RenderBatchReport(reports_pb2.RenderBatchReportRequest(batch_id=batch.id), metadata=md, timeout=T)
+    # a refused report (another organization's id) is not a download
+    _, other = caller()
+    with pytest.raises(grpc.aio.AioRpcError):
+        await reports_stub.RenderPredictionReport(reports_pb2.RenderPredictionReportRequest(prediction_id=stored.id),
+                                                  metadata=other, timeout=T)
+
+    _, admin = caller(org, role="org_admin")
+    events = (await history_stub.ListAuditEvents(history_pb2.ListAuditEventsRequest(action_prefix="report.download"),
+                                                 metadata=admin, timeout=T)).items
+    assert sorted((e.target_type, e.target_id, e.client_ip) for e in events) == sorted(
+        [("prediction", stored.id, "198.51.100.23"), ("batch", batch.id, "")])

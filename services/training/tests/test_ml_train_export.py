@@ -83,3 +83,30 @@ def test_both_signatures_and_warmup(tiny_run):
         assert list(tf.make_ndarray(req.inputs["image"]).shape[1:]) == [64, 64, 3]
         n += 1
     assert n >= 2
+
+
+
+def test_export_writes_the_drift_reference_serving_would_compute(tiny_run):
+    """hemovision.json["drift_reference"] (from the val logits at export) equals the reference the
+    registration path computes by running the same val images through the exported SavedModel."""
+    from hemovision_contracts import drift
+
+    from hemovision_training.ml import drift_reference as dr
+    from hemovision_training.ml.data import decode_files, load_index
+
+    result, *_ = tiny_run
+    path = Path(result["export_path"])
+    written = dr.read_reference(path)
+    assert written is not None and drift.validate_reference(written) is written
+    meta = json.loads((path / "assets.extra" / "hemovision.json").read_text())
+    assert meta["drift_reference"] == written and not (path / "assets.extra" / dr.SIDECAR_FILE).exists()
+    # the tiny run's val images (limit_per_class=4, the config's seed), in the order it evaluated them
+    records = [r for r in load_index(PBC, limit_per_class=4, seed=TrainConfig.seed, check_files=False)
+               if r.split == "val"]
+    probs, ood = dr.model_outputs(path, decode_files(PBC, records))
+    served = dr.reference_from_outputs(probs, ood, source=written["source"])
+    assert written["n"] == len(records) == 32
+    for name in ("class_mix", "confidence"):
+        assert written["components"][name] == served["components"][name]
+    np.testing.assert_allclose(written["components"]["ood_score"]["edges"],
+                               served["components"]["ood_score"]["edges"], atol=1e-3)

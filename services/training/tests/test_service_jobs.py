@@ -24,11 +24,8 @@ import redis
 from sqlalchemy import text
 
 from hemovision.training.v1 import training_pb2, training_pb2_grpc
-from hemovision_database import create_db_engine, run_migrations
 from hemovision_testkit.fixtures import REDIS_SERVER
-from hemovision_testkit.tokens import TokenFactory
 from hemovision_tokens import bearer_metadata
-from hemovision_training.__main__ import MIGRATIONS_DIR
 from hemovision_training.server import create_server
 from hemovision_training.settings import Settings
 
@@ -73,14 +70,6 @@ def module_redis_url():
 
 
 @pytest.fixture(scope="module")
-def engine(postgres_url):
-    run_migrations(migrations_dir=MIGRATIONS_DIR, url=postgres_url, schema="training")
-    eng = create_db_engine(postgres_url)
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture(scope="module")
 def model_base(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("models")
 
@@ -107,11 +96,6 @@ def worker(postgres_url, module_redis_url, model_base, tmp_path_factory):
     proc = spawn_worker(env, work / "worker.log")
     yield proc
     stop_worker(proc)
-
-
-@pytest.fixture(scope="module")
-def tokens():
-    return TokenFactory()
 
 
 @pytest.fixture

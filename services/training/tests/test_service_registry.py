@@ -12,65 +12,14 @@ import pytest
 from sqlalchemy import text
 
 from hemovision.training.v1 import training_pb2, training_pb2_grpc
-from hemovision_database import create_db_engine, run_migrations
-from hemovision_testkit.tokens import TokenFactory
 from hemovision_tokens import bearer_metadata
 from hemovision_training import registry
 from hemovision_training import repository as repo
-from hemovision_training.__main__ import MIGRATIONS_DIR
 from hemovision_training.server import create_server
 from hemovision_training.settings import Settings
+from training_fakes import RecordingSink
 
 NAME = "hemovision"
-
-
-class RecordingSink:
-    """Stands in for the history service behind our own AuditSink interface."""
-
-    def __init__(self, fail: bool = False) -> None:
-        self.events: list[tuple[str, str, str]] = []
-        self.fail = fail
-
-    async def record(self, events, *, token):
-        if self.fail:
-            raise ConnectionError("history down")
-        self.events.extend((e.action, e.target_id, token) for e in events)
-        return [e.id for e in events]
-
-
-@pytest.fixture(scope="module")
-def engine(postgres_url):
-    run_migrations(migrations_dir=MIGRATIONS_DIR, url=postgres_url, schema="training")
-    eng = create_db_engine(postgres_url)
-    yield eng
-    eng.dispose()
-
-
-@pytest.fixture
-def clean(engine):
-    with engine.begin() as conn:
-        conn.execute(text("TRUNCATE training.model_versions, training.audit_log, training.training_jobs, "
-                          "training.adaptation_inputs"))
-    return engine
-
-
-@pytest.fixture(scope="module")
-def tokens():
-    return TokenFactory()
-
-
-@pytest.fixture
-async def env(clean, postgres_url, redis_url, tokens, tmp_path):
-    settings = Settings(port=0, database_url=postgres_url, redis_url=redis_url, model_base=str(tmp_path / "models"),
-                        ece_limit=0.01)
-    sink = RecordingSink()
-    server = await create_server(settings, engine=clean, verifier=tokens.verifier(redis_url=redis_url),
-                                 audit_sink=sink, start_reaper=False)
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
-    stub = training_pb2_grpc.TrainingServiceStub(channel)
-    yield stub, clean, sink, settings
-    await channel.close()
-    await server.stop(0)
 
 
 def md(tokens, role, user_id=None):
@@ -237,6 +186,26 @@ async def test_deprecated_version_is_never_activated_until_restored(env, tokens)
     with pytest.raises(Exception, match="ck_model_versions_active_not_deprecated"):
         with engine.begin() as conn:
             conn.execute(text("UPDATE training.model_versions SET deprecated_at = now() WHERE version = 1"))
+
+
+async def test_job_series_are_read_from_postgres_at_scrape_time(env):
+    from prometheus_client import REGISTRY
+
+    _, engine, _, _ = env
+    import uuid
+
+    running = str(uuid.uuid4())
+    with engine.begin() as conn:
+        for job_id, status, epoch in ((str(uuid.uuid4()), "queued", 0), (running, "running", 3),
+                                      (str(uuid.uuid4()), "succeeded", 10)):
+            repo.insert_job(conn, job_id=job_id, config={"epochs": 10}, created_by="u", model_name=NAME,
+                            total_epochs=10)
+            conn.execute(text("UPDATE training.training_jobs SET status=:s, epoch=:e WHERE id=:i"),
+                         {"s": status, "e": epoch, "i": job_id})
+    for status in ("queued", "running", "succeeded"):
+        assert REGISTRY.get_sample_value("hemovision_training_jobs", {"kind": "training", "status": status}) == 1
+    assert REGISTRY.get_sample_value("hemovision_training_job_progress",
+                                     {"job_id": running, "kind": "training"}) == 0.3
 
 
 async def test_lab_user_and_org_admin_cannot_activate_or_train(env, tokens):
@@ -450,7 +419,7 @@ def test_register_existing_command(clean, postgres_url, tmp_path, monkeypatch, c
 async def test_queued_job_can_be_listed_and_cancelled_once(env, tokens, tmp_path):
     """No worker here: the job stays queued; cancel ends it, a second cancel is refused."""
     data = tiny_dataset(tmp_path / "data")
-    stub, _, _, _ = env
+    stub, engine, sink, _ = env
     eng = md(tokens, "ml_engineer")
     job = await stub.StartTrainingJob(
         training_pb2.StartTrainingJobRequest(config=training_pb2.TrainingConfig(data_dir=str(data), epochs=3)),
@@ -465,6 +434,10 @@ async def test_queued_job_can_be_listed_and_cancelled_once(env, tokens, tmp_path
     with pytest.raises(grpc.aio.AioRpcError) as info:
         await stub.CancelTrainingJob(training_pb2.CancelTrainingJobRequest(id=job.id), metadata=eng, timeout=10)
     assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    # start and cancel are audited (once: the refused second cancel wrote nothing) and forwarded
+    assert [(a[0], a[1], a[3]) for a in audit_actions(engine)] == [("training.start", job.id, True),
+                                                                   ("training.cancel", job.id, True)]
+    assert [e[:2] for e in sink.events] == [("training.start", job.id), ("training.cancel", job.id)]
     # a watch on an ended job sends its state once and ends
     seen = [j async for j in stub.WatchTrainingJob(training_pb2.WatchTrainingJobRequest(id=job.id), metadata=eng,
                                                     timeout=10)]

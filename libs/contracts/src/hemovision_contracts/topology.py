@@ -27,33 +27,51 @@ class Server:
     port: int
     # grpc.health.v1 service name the server reports SERVING for ("" for the HTTP gateway)
     health_service: str
-    # servers this one calls, by name
+    # servers this one calls, by name (it starts after them)
     peers: tuple[str, ...] = ()
+    # Prometheus /metrics, on its own port so the API's ingress never exposes it
+    metrics_port: int = 0
+    # servers it calls only from a background loop that retries (an outbox): it gets their
+    # address and network access but need not start after them (auth -> history: the audit
+    # forwarder; history verifies tokens with auth, so history starts after auth)
+    background_peers: tuple[str, ...] = ()
+
+    @property
+    def all_peers(self) -> tuple[str, ...]:
+        return self.peers + self.background_peers
 
 
-def _hemovision_grpc(name: str, port: int, peers: tuple[str, ...] = ()) -> Server:
+def _hemovision_grpc(name: str, port: int, peers: tuple[str, ...] = (), *, metrics_port: int,
+                     background_peers: tuple[str, ...] = ()) -> Server:
     """A HemoVision gRPC service: proto path = import path, so its health name follows its name."""
-    return Server(name, port, f"hemovision.{name}.v1.{name.capitalize()}Service", peers)
+    return Server(name, port, f"hemovision.{name}.v1.{name.capitalize()}Service", peers, metrics_port,
+                  background_peers)
 
+
+# TF Serving's REST port beside its gRPC one (model metadata, readiness, and its metrics at
+# /monitoring/prometheus/metrics; nobody calls it as a peer)
+MODEL_SERVER_REST_PORT = 8501
 
 SERVERS: dict[str, Server] = {s.name: s for s in (
-    Server("gateway", 8000, "", ("auth", "inference", "history", "reports", "training")),
-    _hemovision_grpc("auth", 50051),
-    _hemovision_grpc("preprocess", 50052, ("auth",)),
+    Server("gateway", 8000, "", ("auth", "inference", "history", "reports", "training"), 9100),
+    _hemovision_grpc("auth", 50051, metrics_port=9101, background_peers=("history",)),
+    _hemovision_grpc("preprocess", 50052, ("auth",), metrics_port=9102),
     # preprocess: on the short route (docs/serving.md) inference has the images prepared itself;
     # training: GetActiveModelVersion reconciliation; model-server: the models themselves
-    _hemovision_grpc("inference", 50053, ("auth", "preprocess", "training", "model-server")),
-    _hemovision_grpc("history", 50054, ("auth",)),
-    _hemovision_grpc("reports", 50055, ("auth", "history")),
-    _hemovision_grpc("training", 50056, ("auth", "history")),
+    _hemovision_grpc("inference", 50053, ("auth", "preprocess", "training", "model-server"), metrics_port=9103),
+    _hemovision_grpc("history", 50054, ("auth",), metrics_port=9104),
+    _hemovision_grpc("reports", 50055, ("auth", "history"), metrics_port=9105),
+    _hemovision_grpc("training", 50056, ("auth", "history"), metrics_port=9106),
     # TF Serving's API: tensorflow/serving in deployments, hemovision_model_server in development
-    Server("model-server", 8500, "tensorflow.serving.PredictionService"),
+    Server("model-server", 8500, "tensorflow.serving.PredictionService", metrics_port=MODEL_SERVER_REST_PORT),
 )}
+# The grpc.health.v1 name every HemoVision gRPC server reports SERVING while its process works,
+# whatever its dependencies do: the liveness probe's. Readiness asks for the server's own
+# health_service, which goes NOT_SERVING while it cannot serve (inference without a warm model).
+LIVENESS_HEALTH_SERVICE = "liveness"
 # The HemoVision gRPC services (model-server is TF Serving's API, the gateway is HTTP).
 HEMOVISION_GRPC_SERVICES: tuple[str, ...] = tuple(
     s.name for s in SERVERS.values() if s.health_service.startswith("hemovision."))
-# TF Serving's REST port beside its gRPC one (model metadata, readiness; nobody calls it as a peer)
-MODEL_SERVER_REST_PORT = 8501
 
 
 def env_prefix(name: str) -> str:
@@ -75,6 +93,10 @@ def default_port(name: str) -> int:
     return SERVERS[name].port
 
 
+def default_metrics_port(name: str) -> int:
+    return SERVERS[name].metrics_port
+
+
 def default_addr(name: str, host: str = LOCALHOST) -> str:
     """Where `name` listens when everything runs on one machine: '127.0.0.1:50052'."""
     return f"{host}:{SERVERS[name].port}"
@@ -82,4 +104,4 @@ def default_addr(name: str, host: str = LOCALHOST) -> str:
 
 def callers_of(name: str) -> tuple[str, ...]:
     """The servers that call `name` (whom its network policy must let in)."""
-    return tuple(s.name for s in SERVERS.values() if name in s.peers)
+    return tuple(s.name for s in SERVERS.values() if name in s.all_peers)

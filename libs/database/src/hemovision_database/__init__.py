@@ -49,6 +49,19 @@ def create_db_engine(url: str, *, pool_size: int = 5) -> Engine:
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800)
 
 
+def is_connection_error(exc: BaseException) -> bool:
+    """True when `exc` says the database could not be reached or the connection was lost (a
+    restart, a failover, a network cut): a dependency outage worth UNAVAILABLE and a retry, not
+    an internal error. SQLAlchemy marks a lost connection `connection_invalidated`; a refused or
+    dropped one arrives as OperationalError / InterfaceError (psycopg2 "server closed the
+    connection unexpectedly", "could not connect", "the database system is starting up")."""
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError))
+
+
 def run_migrations(*, migrations_dir: Path, url: str, schema: str, revision: str = "head") -> None:
     """Runs a service's Alembic migrations up to `revision`, version table in `schema`.
 
@@ -68,4 +81,4 @@ def run_migrations(*, migrations_dir: Path, url: str, schema: str, revision: str
     command.upgrade(cfg, revision)
 
 
-__all__ = ["create_db_engine", "drop_database", "ensure_database", "run_migrations"]
+__all__ = ["create_db_engine", "drop_database", "ensure_database", "is_connection_error", "run_migrations"]

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 from grpc.aio import AioRpcError, ServerInterceptor
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 
 from hemovision_grpc_server.errors import ServiceError
 
@@ -42,12 +45,33 @@ async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, meth
     await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
 
+def _detach(token: object) -> None:
+    otel_context.detach(token)  # type: ignore[arg-type]
+
+
 def _is_abort(exc: BaseException) -> bool:
     # context.abort() raises this to end the RPC; it must pass through untouched.
     return isinstance(exc, grpc.aio.AbortError) if hasattr(grpc.aio, "AbortError") else False
 
 
 Wrapper = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+
+
+def _enter_trace(metadata: Any, method: str) -> object:
+    """Makes the caller's W3C trace context (its `traceparent`) current, ids only; without one a
+    new trace starts here. Returns the token for opentelemetry.context.detach()."""
+    for key, value in metadata or ():
+        if key == "traceparent" and isinstance(value, str):
+            m = _TRACEPARENT.fullmatch(value)
+            if m and m[1] != "0" * 32 and m[2] != "0" * 16:
+                parent = trace.NonRecordingSpan(trace.SpanContext(
+                    int(m[1], 16), int(m[2], 16), is_remote=True, trace_flags=trace.TraceFlags(int(m[3], 16))))
+                return otel_context.attach(trace.set_span_in_context(parent))
+            break
+    span = trace.get_tracer("hemovision_grpc_server").start_span(method, kind=trace.SpanKind.SERVER)
+    return otel_context.attach(trace.set_span_in_context(span))
 
 
 def rewrap_handler(handler: grpc.RpcMethodHandler, wrap_unary: Wrapper, wrap_stream: Wrapper) -> grpc.RpcMethodHandler:
@@ -74,7 +98,15 @@ def rewrap_handler(handler: grpc.RpcMethodHandler, wrap_unary: Wrapper, wrap_str
 
 
 class ErrorInterceptor(ServerInterceptor):
-    """Maps exceptions raised by servicers to statuses, for all four RPC kinds."""
+    """Maps exceptions raised by servicers to statuses, for all four RPC kinds.
+
+    With `trace_context` (create_server sets it when no spans are exported) it also continues the
+    caller's trace while the servicer runs, ids only, so log lines and onward calls carry the
+    caller's trace id; OpenTelemetry's aio server interceptor does that (and records a span) when
+    spans are exported, and costs ~0.1 ms of CPU per call even when nothing is recorded."""
+
+    def __init__(self, *, trace_context: bool = False) -> None:
+        self.trace_context = trace_context
 
     async def intercept_service(
         self,
@@ -85,20 +117,27 @@ class ErrorInterceptor(ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
+        traced = self.trace_context and not method.startswith(("/grpc.health.", "/grpc.reflection."))
+        metadata = handler_call_details.invocation_metadata
 
         def wrap_unary(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
             async def wrapped(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+                token = _enter_trace(metadata, method) if traced else None
                 try:
                     return await fn(request_or_iterator, context)
                 except Exception as exc:  # noqa: BLE001 - this is the one mapping point
                     if _is_abort(exc):
                         raise
                     await _abort_for(exc, context, method)
+                finally:
+                    if token is not None:
+                        _detach(token)
 
             return wrapped
 
         def wrap_stream(fn: Callable[..., Any]) -> Callable[..., Any]:
             async def wrapped(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+                token = _enter_trace(metadata, method) if traced else None
                 try:
                     result = fn(request_or_iterator, context)
                     if inspect.isawaitable(result):
@@ -111,7 +150,11 @@ class ErrorInterceptor(ServerInterceptor):
                     if _is_abort(exc):
                         raise
                     await _abort_for(exc, context, method)
+                finally:
+                    if token is not None:
+                        _detach(token)
 
             return wrapped
 
         return rewrap_handler(handler, wrap_unary, wrap_stream)
+

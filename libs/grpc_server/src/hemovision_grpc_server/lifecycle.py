@@ -12,11 +12,13 @@ import contextlib
 import inspect
 import logging
 import signal
+import sys
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Generic, TypeVar
 
 from hemovision_grpc_server.server import RunningServer
 from hemovision_grpc_server.settings import GrpcServiceSettings
+from hemovision_grpc_server.tls import TlsError
 
 log = logging.getLogger(__name__)
 
@@ -108,15 +110,38 @@ async def serve(server: Server, *, grace: float) -> None:
     log.info("stopped")
 
 
+def _metrics_port(name: str, settings: GrpcServiceSettings) -> int:
+    """The port the settings ask for, else the topology's; a server the topology gives none
+    (or whose metrics live elsewhere, as the model server's on its REST port) serves none."""
+    if settings.metrics_port is not None:
+        return settings.metrics_port
+    from hemovision_contracts.topology import SERVERS
+
+    server = SERVERS.get(name)
+    return server.metrics_port if server is not None and server.health_service.startswith("hemovision.") else -1
+
+
 def run(name: str, settings: S, create: Callable[[S], Awaitable[Server]]) -> None:
     """The `serve` command of every service: JSON logs and tracing under `name`, then
-    `create(settings)` and serve() it until SIGTERM with `settings.grace_seconds`."""
+    `create(settings)` and serve() it until SIGTERM with `settings.grace_seconds`. Unusable TLS
+    settings (HV_TLS_*) end it at once with exit status 2 and one line that names the setting."""
     from hemovision_telemetry import configure_logging, configure_tracing
+    from hemovision_telemetry.metrics import serve_metrics
 
     configure_logging(name, settings.log_level)
     configure_tracing(name)
 
     async def main() -> None:
-        await serve(await create(settings), grace=settings.grace_seconds)
+        metrics = serve_metrics(_metrics_port(name, settings), host=settings.host)
+        try:
+            await serve(await create(settings), grace=settings.grace_seconds)
+        finally:
+            if metrics is not None:
+                metrics.close()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except TlsError as exc:
+        log.error("cannot start: %s", exc)
+        print(f"{name}: cannot start: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

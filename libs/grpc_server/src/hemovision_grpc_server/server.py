@@ -10,9 +10,13 @@ from dataclasses import dataclass, field
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from hemovision_contracts.topology import LIVENESS_HEALTH_SERVICE
+from hemovision_telemetry.tracing import exporting
 
 from hemovision_grpc_server.interceptors import ErrorInterceptor
+from hemovision_grpc_server.metrics import MetricsInterceptor
 from hemovision_grpc_server.settings import GrpcServiceSettings
+from hemovision_grpc_server.tls import TlsSettings, load_tls
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +30,8 @@ class RunningServer:
     health: health.aio.HealthServicer
     service_names: list[str] = field(default_factory=list)
     stopping: bool = False
+    # True when the port requires mutual TLS (HV_TLS_*), False for plaintext.
+    tls: bool = False
 
     async def set_serving(self, serving: bool) -> None:
         """Flips every registered service (and the overall "" entry) between SERVING and NOT_SERVING.
@@ -51,16 +57,25 @@ async def create_server(
     register: Callable[[grpc.aio.Server], None],
     interceptors: Iterable[grpc.aio.ServerInterceptor] = (),
     serving: bool = True,
+    tls: TlsSettings | None = None,
 ) -> RunningServer:
     """Builds and starts an aio server on settings.host:settings.port (0 = any free port).
+
+    The port is plaintext, or requires mutual TLS (a client certificate signed by the CA) when
+    `tls` (default: the HV_TLS_* environment) is set; a half-set or unreadable setting raises
+    TlsError before anything is bound.
 
     `service_names` are the full proto names (e.g. "hemovision.auth.v1.AuthService")
     published through health and reflection. `serving=False` starts NOT_SERVING, for
     services that become ready later (inference waits for a warm model).
     """
+    material = load_tls(tls)
     max_bytes = settings.max_message_mb * 1024 * 1024
     server = grpc.aio.server(
-        interceptors=[*interceptors, ErrorInterceptor()],
+        # metrics outermost: every RPC counted with the status it really ended with. The caller's
+        # trace: OpenTelemetry's interceptor (put first by configure_tracing) when spans are
+        # exported, else ErrorInterceptor continues it (ids only, no extra interceptor)
+        interceptors=[MetricsInterceptor(), *interceptors, ErrorInterceptor(trace_context=not exporting())],
         options=[
             ("grpc.max_receive_message_length", max_bytes),
             ("grpc.max_send_message_length", max_bytes),
@@ -74,15 +89,25 @@ async def create_server(
     register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    # liveness: SERVING while this process answers at all; set_serving() never touches it, so a
+    # dependency that is down makes the pod unready, never restarted
+    await health_servicer.set(LIVENESS_HEALTH_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
         [*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
         server,
     )
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    bind = f"{settings.host}:{settings.port}"
+    if material is None:
+        port = server.add_insecure_port(bind)
+    else:
+        port = server.add_secure_port(bind, material.server_credentials())
     if port == 0:
-        raise RuntimeError(f"could not bind {settings.host}:{settings.port}")
+        raise RuntimeError(f"could not bind {bind}")
     await server.start()
-    running = RunningServer(server=server, port=port, health=health_servicer, service_names=list(service_names))
+    log.info("grpc port bound", extra={"port": port, "transport": "mtls" if material else "plaintext"})
+    running = RunningServer(
+        server=server, port=port, health=health_servicer, service_names=list(service_names), tls=material is not None
+    )
     await running.set_serving(serving)
     return running
 

@@ -21,3 +21,6 @@ class GrpcServiceSettings(BaseSettings):
     # Connections are closed (gracefully) after this long so round-robin clients re-resolve
     # DNS and spread over pods added since (Kubernetes scale-out behind a headless Service).
     max_connection_age_s: int = 300
+    # Prometheus /metrics port (HV_<SVC>_METRICS_PORT): unset = the topology's
+    # (hemovision_contracts.topology), -1 = off. Bound on `host`, apart from the gRPC port.
+    metrics_port: int | None = None

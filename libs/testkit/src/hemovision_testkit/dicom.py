@@ -21,10 +21,10 @@ def colour_dicom(rgb: np.ndarray, *, encoding: Encoding) -> bytes:
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.encaps import encapsulate
     from pydicom.pixels.processing import convert_color_space
-    from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
+    from pydicom.uid import UID, ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
 
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = MICROSCOPY_SOP_CLASS
+    meta.MediaStorageSOPClassUID = UID(MICROSCOPY_SOP_CLASS)
     meta.MediaStorageSOPInstanceUID = generate_uid()
     meta.TransferSyntaxUID = JPEGBaseline8Bit if encoding == "jpeg" else ExplicitVRLittleEndian
     ds = Dataset()

@@ -8,13 +8,12 @@ from collections import OrderedDict
 from typing import Any
 
 import jwt
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import MaxConnectionsError, RedisError
 
 from hemovision_contracts import ROLES
 from hemovision_tokens.keys import KeyProvider
 from hemovision_tokens.principal import ALGORITHM, AUDIENCE, ISSUER, Principal, TokenError
-from hemovision_tokens import revocation_proof
+from hemovision_tokens import redis_pool, revocation_proof
 from hemovision_tokens.revocation import jti_key, user_key
 
 log = logging.getLogger(__name__)
@@ -31,7 +30,9 @@ class TokenVerifier:
     """Verifies HemoVision access tokens.
 
     `redis_url=None` skips the revocation check (tests without Redis, tools); every
-    service passes HV_REDIS_URL. A Redis outage fails closed with UNAVAILABLE.
+    service passes HV_REDIS_URL. A Redis outage fails closed with UNAVAILABLE; an exhausted
+    connection pool (this process's own limit: `max_connections`, waited on for at most
+    `pool_timeout_s`, redis_pool.py) answers RESOURCE_EXHAUSTED ("busy, retry"), never UNAVAILABLE.
     """
 
     def __init__(
@@ -43,6 +44,8 @@ class TokenVerifier:
         audience: str = AUDIENCE,
         leeway: float = 10,
         redis: Any = None,
+        max_connections: int = redis_pool.DEFAULT_MAX_CONNECTIONS,
+        pool_timeout_s: float = redis_pool.DEFAULT_POOL_TIMEOUT_S,
     ) -> None:
         self.key_provider = key_provider
         self.issuer = issuer
@@ -52,7 +55,9 @@ class TokenVerifier:
         self._own_redis = False
         self._verified: OrderedDict[str, tuple[str, Any, dict[str, Any]]] = OrderedDict()
         if redis is None and redis_url:
-            self._redis = aioredis.Redis.from_url(redis_url, socket_timeout=2.0, socket_connect_timeout=2.0)
+            self._redis = redis_pool.connect(redis_url, max_connections=max_connections,
+                                             pool_timeout_s=pool_timeout_s, socket_timeout=2.0,
+                                             socket_connect_timeout=2.0)
             self._own_redis = True
 
     async def verify(self, token: str, *, revocation_proof: str | None = None) -> Principal:
@@ -127,7 +132,7 @@ class TokenVerifier:
         principal = Principal(
             user_id=str(claims["sub"]),
             organization_id=str(claims.get("org") or ""),
-            role=role,
+            role=str(role),
             email=str(claims.get("email") or ""),
             jti=str(claims["jti"]),
             expires_at=float(claims["exp"]),
@@ -144,6 +149,13 @@ class TokenVerifier:
     async def _check_revocation(self, principal: Principal) -> None:
         try:
             revoked_jti, user_mark = await self._redis.mget(jti_key(principal.jti), user_key(principal.user_id))
+        except MaxConnectionsError as exc:
+            # Our own pool's limit (every connection busy for the whole bounded wait), not Redis.
+            log.warning("revocation lookup found no free Redis connection (this process is overloaded)",
+                        extra={"error": str(exc)})
+            from hemovision_grpc_server import ResourceExhausted
+
+            raise ResourceExhausted("too many requests in flight here right now; try again") from None
         except (RedisError, OSError) as exc:
             log.warning("revocation store unreachable", extra={"error": type(exc).__name__})
             from hemovision_grpc_server import Unavailable

@@ -3,7 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a request came from, as the gateway saw it (hv-client-ip / hv-user-agent metadata);
+    informational: for sessions and the audit log, never for authorization."""
+
+    client_ip: str = ""
+    user_agent: str = ""
+
+
+NO_ORIGIN = Origin()
 
 
 @dataclass(frozen=True)
@@ -16,9 +28,13 @@ class User:
     active: bool
     email_verified: bool
     created_at: datetime
+    locked_until: datetime | None = None  # sign-in locked until then (failed attempts); None: not locked
 
     @classmethod
     def from_row(cls, row) -> User:  # noqa: ANN001
+        locked_until = getattr(row, "locked_until", None)
+        if locked_until is not None and locked_until <= datetime.now(UTC):
+            locked_until = None
         return cls(
             id=str(row.id),
             email=row.email,
@@ -28,6 +44,7 @@ class User:
             active=row.active,
             email_verified=row.email_verified,
             created_at=row.created_at,
+            locked_until=locked_until,
         )
 
 
@@ -79,3 +96,15 @@ class Invitation:
 class Page:
     items: list
     next_cursor: str
+
+
+@dataclass(frozen=True)
+class Session:
+    """A sign-in: one refresh-token family."""
+
+    id: str
+    created_at: datetime
+    last_used_at: datetime
+    client_ip: str
+    user_agent: str
+    current: bool

@@ -1,9 +1,14 @@
 """How auth keeps what callers prove themselves with: passwords (policy, argon2id via argon2-cffi)
-and random secrets (refresh tokens, API keys, link tokens) as SHA-256."""
+and random secrets (refresh tokens, API keys, link tokens) as SHA-256.
+
+The policy: 10..256 characters (the minimum is a setting) and not one of the 30,000 most common
+passwords of zxcvbn's frequency list (pinned package `zxcvbn`; built from leaked password dumps),
+compared case-insensitively. The list is read once per process."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 
 from argon2 import PasswordHasher, Type
@@ -12,6 +17,17 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from hemovision_auth.errors import InvalidArgument
 
 MAX_PASSWORD_LENGTH = 256
+
+
+COMMON_PASSWORD_LIST = "zxcvbn 4.5.0 frequency list 'passwords' (30,000 most common leaked passwords)"
+
+
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    """The common-password list, lower-cased; loaded on first use, once per process."""
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+    return frozenset(word.lower() for word in FREQUENCY_LISTS["passwords"])
 
 
 def sha256_hex(secret: str) -> str:
@@ -25,17 +41,22 @@ class Passwords:
             time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=Type.ID
         )
         self.min_length = min_length
+        self._common = common_passwords()
         # Verified against when the e-mail is unknown, so both paths cost the same.
         self._dummy = self._hasher.hash("not-a-real-password-just-for-timing")
 
     def check(self, password: str, field: str = "password") -> None:
-        """InvalidArgument unless `password` meets the length policy."""
+        """InvalidArgument unless `password` meets the policy: length, and not a common password."""
         if not password:
             raise InvalidArgument(f"{field} is required")
         if len(password) < self.min_length:
             raise InvalidArgument(f"{field} must be at least {self.min_length} characters long")
         if len(password) > MAX_PASSWORD_LENGTH:
             raise InvalidArgument(f"{field} must be at most {MAX_PASSWORD_LENGTH} characters long")
+        if password.lower() in self._common:
+            raise InvalidArgument(
+                f"{field} is one of the most common passwords (found in lists of leaked passwords); choose another"
+            )
 
     def hash(self, password: str) -> str:
         return self._hasher.hash(password)

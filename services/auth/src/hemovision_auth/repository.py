@@ -8,22 +8,29 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, and_, delete, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from hemovision_auth.tables import (
     api_keys,
+    audit_outbox,
     email_tokens,
     invitations,
+    login_attempts,
     organizations,
     refresh_tokens,
+    sessions,
     signing_keys,
     users,
 )
 
-_USER_COLUMNS = [*users.c, organizations.c.name.label("organization_name")]
+# A user row carries its organization's name and its sign-in lockout (locked_until, maybe past).
+_USER_COLUMNS = [*users.c, organizations.c.name.label("organization_name"), login_attempts.c.locked_until]
 
 
 def _users_join():
-    return users.outerjoin(organizations, organizations.c.id == users.c.organization_id)
+    return users.outerjoin(organizations, organizations.c.id == users.c.organization_id).outerjoin(
+        login_attempts, login_attempts.c.email == users.c.email
+    )
 
 
 # -- organizations -------------------------------------------------------------------------------
@@ -163,7 +170,9 @@ def mark_refresh_token_used(conn: Connection, *, token_id: uuid.UUID, at: dateti
 
 
 def revoke_refresh_family(conn: Connection, *, family_id: uuid.UUID, at: datetime) -> list[Row]:
-    """Revokes every token of a family; returns the (access_jti, access_expires_at) still to revoke."""
+    """Revokes every token of a family (and its session); returns the (access_jti, access_expires_at)
+    still to revoke."""
+    conn.execute(update(sessions).where(sessions.c.id == family_id, sessions.c.revoked_at.is_(None)).values(revoked_at=at))
     conn.execute(
         update(refresh_tokens)
         .where(refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_(None))
@@ -182,10 +191,151 @@ def revoke_refresh_family(conn: Connection, *, family_id: uuid.UUID, at: datetim
 
 def revoke_user_refresh_tokens(conn: Connection, *, user_id: uuid.UUID, at: datetime) -> None:
     conn.execute(
+        update(sessions).where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None)).values(revoked_at=at)
+    )
+    conn.execute(
         update(refresh_tokens)
         .where(refresh_tokens.c.user_id == user_id, refresh_tokens.c.revoked_at.is_(None))
         .values(revoked_at=at)
     )
+
+
+# -- sessions (refresh families) ------------------------------------------------------------------
+
+
+def insert_session(
+    conn: Connection, *, session_id: uuid.UUID, user_id: uuid.UUID, client_ip: str, user_agent: str, at: datetime
+) -> None:
+    conn.execute(
+        insert(sessions).values(
+            id=session_id, user_id=user_id, client_ip=client_ip[:64], user_agent=user_agent[:256],
+            created_at=at, last_used_at=at,
+        )
+    )
+
+
+def touch_session(conn: Connection, *, session_id: uuid.UUID, at: datetime) -> None:
+    conn.execute(update(sessions).where(sessions.c.id == session_id).values(last_used_at=at))
+
+
+def _live(now: datetime):
+    """A session is live while it is not revoked and its family holds an unused, unexpired refresh token."""
+    alive = (
+        select(refresh_tokens.c.id)
+        .where(
+            refresh_tokens.c.family_id == sessions.c.id,
+            refresh_tokens.c.used_at.is_(None),
+            refresh_tokens.c.revoked_at.is_(None),
+            refresh_tokens.c.expires_at > now,
+        )
+        .exists()
+    )
+    return and_(sessions.c.revoked_at.is_(None), alive)
+
+
+def list_live_sessions(conn: Connection, *, user_id: uuid.UUID, now: datetime) -> list[Row]:
+    return list(
+        conn.execute(
+            select(sessions)
+            .where(sessions.c.user_id == user_id, _live(now))
+            .order_by(sessions.c.created_at.desc(), sessions.c.id)
+        )
+    )
+
+
+def get_live_session(conn: Connection, *, session_id: uuid.UUID, user_id: uuid.UUID, now: datetime) -> Row | None:
+    return conn.execute(
+        select(sessions).where(sessions.c.id == session_id, sessions.c.user_id == user_id, _live(now))
+    ).first()
+
+
+def count_live_sessions(conn: Connection, *, user_id: uuid.UUID, now: datetime) -> int:
+    return int(
+        conn.execute(select(func.count()).select_from(sessions).where(sessions.c.user_id == user_id, _live(now))).scalar()
+    )
+
+
+# -- sign-in lockout ---------------------------------------------------------------------------------
+
+
+def get_login_attempts(conn: Connection, *, email: str, for_update: bool = False) -> Row | None:
+    q = select(login_attempts).where(login_attempts.c.email == email)
+    return conn.execute(q.with_for_update() if for_update else q).first()
+
+
+def lock_login_attempts(conn: Connection, *, email: str) -> Row:
+    """The e-mail's counter row, created if missing, locked until the transaction ends (so
+    concurrent failures of one address are counted one after the other, on any replica)."""
+    conn.execute(pg_insert(login_attempts).values(email=email).on_conflict_do_nothing(index_elements=["email"]))
+    return conn.execute(select(login_attempts).where(login_attempts.c.email == email).with_for_update()).one()
+
+
+def update_login_attempts(conn: Connection, *, email: str, **values: Any) -> None:
+    conn.execute(update(login_attempts).where(login_attempts.c.email == email).values(**values))
+
+
+def clear_login_attempts(conn: Connection, *, email: str) -> bool:
+    """Forgets the e-mail's failures and lockout; True if there was a lockout in force."""
+    row = conn.execute(
+        delete(login_attempts).where(login_attempts.c.email == email).returning(login_attempts.c.locked_until)
+    ).first()
+    return row is not None and row.locked_until is not None and row.locked_until > datetime.now(row.locked_until.tzinfo)
+
+
+def delete_stale_login_attempts(conn: Connection, *, now: datetime, failed_before: datetime) -> int:
+    """Counters that no longer matter: not locked, and the last failure older than `failed_before`."""
+    return conn.execute(
+        delete(login_attempts).where(
+            or_(login_attempts.c.locked_until.is_(None), login_attempts.c.locked_until <= now),
+            or_(login_attempts.c.last_failure_at.is_(None), login_attempts.c.last_failure_at < failed_before),
+        )
+    ).rowcount
+
+
+# -- audit outbox ------------------------------------------------------------------------------------
+
+
+def insert_audit_event(conn: Connection, **values: Any) -> None:
+    conn.execute(insert(audit_outbox).values(**values))
+
+
+def claim_audit_events(conn: Connection, *, now: datetime, lease_until: datetime, limit: int) -> list[Row]:
+    """Up to `limit` due, unforwarded events, oldest first, leased until `lease_until` (another
+    replica's forwarder skips them meanwhile; a crash lets the lease run out and they are resent)."""
+    due = (
+        select(audit_outbox.c.id)
+        .where(audit_outbox.c.forwarded_at.is_(None), audit_outbox.c.next_attempt_at <= now)
+        .order_by(audit_outbox.c.occurred_at, audit_outbox.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = [r.id for r in conn.execute(due)]
+    if not ids:
+        return []
+    conn.execute(update(audit_outbox).where(audit_outbox.c.id.in_(ids)).values(next_attempt_at=lease_until))
+    return list(
+        conn.execute(
+            select(audit_outbox).where(audit_outbox.c.id.in_(ids)).order_by(audit_outbox.c.occurred_at, audit_outbox.c.id)
+        )
+    )
+
+
+def mark_audit_events_forwarded(conn: Connection, *, ids: list[uuid.UUID], at: datetime) -> None:
+    conn.execute(update(audit_outbox).where(audit_outbox.c.id.in_(ids)).values(forwarded_at=at, last_error=None))
+
+
+def defer_audit_events(conn: Connection, *, ids: list[uuid.UUID], next_attempt_at: datetime, error: str) -> None:
+    conn.execute(
+        update(audit_outbox)
+        .where(audit_outbox.c.id.in_(ids))
+        .values(attempts=audit_outbox.c.attempts + 1, next_attempt_at=next_attempt_at, last_error=error[:500])
+    )
+
+
+def delete_forwarded_audit_events(conn: Connection, *, before: datetime) -> int:
+    return conn.execute(
+        delete(audit_outbox).where(audit_outbox.c.forwarded_at.is_not(None), audit_outbox.c.forwarded_at < before)
+    ).rowcount
 
 
 # -- signing keys ---------------------------------------------------------------------------------

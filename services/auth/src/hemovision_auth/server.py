@@ -1,5 +1,6 @@
 """create_server(): the auth gRPC server with its dependencies (a hemovision_grpc_server.Server),
-ready for tests (port 0) and for `serve` (hemovision_grpc_server.run)."""
+ready for tests (port 0) and for `serve` (hemovision_grpc_server.run). Beside the RPCs it runs the
+audit forwarder (auth.audit_outbox -> history AppendAuditEvents) as a background task of the server."""
 
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ from sqlalchemy.exc import ProgrammingError
 
 import hemovision_grpc_server
 from hemovision.auth.v1 import auth_pb2_grpc
+from hemovision_auth.audit import AuditForwarder, AuditSink, HistoryAuditSink, ServiceTokenSource
+from hemovision_auth.housekeeping import run_housekeeping
 from hemovision_auth.keys import KeyStore
 from hemovision_auth.mailer import Mailer, mailer_from_settings
 from hemovision_auth.passwords import Passwords
 from hemovision_auth.service import AuthService
 from hemovision_auth.servicer import PUBLIC_METHODS, SERVICE_NAME, AuthServiceServicer
-from hemovision_auth.settings import Settings
+from hemovision_auth.settings import SELF_SERVICE_ID, Settings
 from hemovision_database import create_db_engine
 from hemovision_tokens import TokenInterceptor, TokenVerifier
 
@@ -50,7 +53,10 @@ async def create_server(
     engine: Engine | None = None,
     redis: Any = None,
     mailer: Mailer | None = None,
+    audit_sink: AuditSink | None = None,
 ) -> hemovision_grpc_server.Server[AuthService]:
+    """`audit_sink` replaces history's AppendAuditEvents (tests); with HV_AUTH_AUDIT_FORWARD=false
+    events stay in the outbox until a server with forwarding on sends them."""
     closers: list[Callable[[], Any]] = []
     if engine is None:
         engine = create_db_engine(settings.database_url)
@@ -80,4 +86,24 @@ async def create_server(
         interceptors=[TokenInterceptor(verifier, PUBLIC_METHODS)],
     )
     # stop() also disposes of the engine and closes the Redis client made here (not those passed in)
-    return hemovision_grpc_server.Server(running, service=service, closers=closers)
+    server = hemovision_grpc_server.Server(running, service=service, closers=closers)
+    if settings.audit_forward:
+        if audit_sink is None:
+            channel = hemovision_grpc_server.create_channel(settings.history_addr)
+            server.on_close(channel.close)
+            tokens = ServiceTokenSource(
+                service.keys.current, ttl_s=settings.service_token_ttl_s, issuer=settings.issuer,
+                audience=settings.audience, act=SELF_SERVICE_ID,
+            )
+            audit_sink = HistoryAuditSink(channel, tokens, timeout_s=settings.audit_forward_timeout_s)
+        service.audit_forwarder = AuditForwarder(
+            engine,
+            audit_sink,
+            batch=settings.audit_forward_batch,
+            interval_s=settings.audit_forward_interval_s,
+            retry_base_s=settings.audit_retry_base_s,
+            retry_max_s=settings.audit_retry_max_s,
+        )
+        server.start_task(service.audit_forwarder.run(), name="audit-forwarder")
+    server.start_task(run_housekeeping(engine, settings), name="auth-housekeeping")
+    return server

@@ -7,9 +7,12 @@ from typing import Literal
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from hemovision_contracts.topology import default_port
+from hemovision_contracts.topology import default_addr, default_port
 from hemovision_grpc_server import GrpcServiceSettings
 
+# The `act` of the service token auth signs for itself (history accepts AppendAuditEvents from it);
+# no on-behalf-of credential may carry this id.
+SELF_SERVICE_ID = "auth"
 _DEV_KEY_SECRET = "development-only-key-encryption-secret"
 
 
@@ -48,6 +51,27 @@ class Settings(GrpcServiceSettings):
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 4
 
+    # Sign-in lockout per normalised e-mail (docs/auth.md "Lockout"): after `lockout_threshold`
+    # failures within `lockout_window_s`, sign-in is refused for lockout_base_s, doubling with each
+    # further lockout up to lockout_max_s; the doubling is forgotten after lockout_memory_s without a failure.
+    lockout_threshold: int = Field(5, ge=1)
+    lockout_window_s: int = Field(900, ge=1)
+    lockout_base_s: int = Field(60, ge=1)
+    lockout_max_s: int = Field(3600, ge=1)
+    lockout_memory_s: int = Field(24 * 3600, ge=1)
+
+    # Audit events: written to auth.audit_outbox, forwarded to history's AppendAuditEvents.
+    history_addr: str = default_addr("history")
+    audit_forward: bool = True
+    audit_forward_batch: int = Field(100, ge=1, le=500)  # AppendAuditEvents takes at most 500
+    audit_forward_interval_s: float = Field(1.0, gt=0)  # poll for new events when idle
+    audit_forward_timeout_s: float = Field(5.0, gt=0)  # deadline of each AppendAuditEvents call
+    audit_retry_base_s: float = Field(1.0, gt=0)  # backoff of a failed batch, doubling per attempt
+    audit_retry_max_s: float = Field(300.0, gt=0)
+    audit_retention_s: int = Field(7 * 24 * 3600, ge=3600)  # forwarded rows are deleted after this
+    # The service token auth signs for itself (act="auth") to call history.
+    service_token_ttl_s: int = Field(300, ge=60)
+
     # E-mail
     require_email_verification: bool = False
     public_base_url: str = "http://127.0.0.1:8000"
@@ -74,7 +98,8 @@ class Settings(GrpcServiceSettings):
                 missing.append("HV_AUTH_SERVICE_CREDENTIALS")
             if missing:
                 raise ValueError(f"{', '.join(missing)} must be set outside development")
-        self.service_credential_map()  # validates the format
+        if SELF_SERVICE_ID in self.service_credential_map():  # also validates the format
+            raise ValueError(f"HV_AUTH_SERVICE_CREDENTIALS: '{SELF_SERVICE_ID}' is reserved for auth's own service token")
         return self
 
     @property

@@ -7,6 +7,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    Integer,
     ForeignKey,
     Index,
     MetaData,
@@ -125,4 +126,54 @@ email_tokens = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("used_at", DateTime(timezone=True), nullable=True),
     CheckConstraint("purpose IN ('verify', 'reset')", name="ck_email_tokens_purpose"),
+)
+
+# Failed sign-ins per normalised e-mail, known or not (a lockout must not reveal an account).
+login_attempts = Table(
+    "login_attempts",
+    metadata,
+    Column("email", String(320), primary_key=True),
+    Column("failures", Integer, nullable=False, server_default="0"),  # in the current window
+    Column("window_started_at", DateTime(timezone=True), nullable=True),
+    Column("last_failure_at", DateTime(timezone=True), nullable=True),
+    Column("lockouts", Integer, nullable=False, server_default="0"),  # in a row: doubles the backoff
+    Column("locked_until", DateTime(timezone=True), nullable=True),
+)
+
+# A sign-in session: one refresh-token family (id = refresh_tokens.family_id), with its origin.
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("user_id", Uuid, ForeignKey("auth.users.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_used_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("client_ip", String(64), nullable=False, server_default=""),
+    Column("user_agent", String(256), nullable=False, server_default=""),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+# Audit events, written in the transaction of the change they record and forwarded to history's
+# AppendAuditEvents (id = the event id there, so redelivery is idempotent).
+audit_outbox = Table(
+    "audit_outbox",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("occurred_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("action", String(64), nullable=False),
+    Column("organization_id", String(64), nullable=False, server_default=""),
+    Column("user_id", String(64), nullable=False, server_default=""),  # the actor; "" when unknown
+    Column("target_type", String(32), nullable=False, server_default=""),
+    Column("target_id", String(64), nullable=False, server_default=""),
+    Column("details_json", Text, nullable=False, server_default="{}"),
+    Column("client_ip", String(64), nullable=False, server_default=""),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_error", Text, nullable=True),
+    Column("forwarded_at", DateTime(timezone=True), nullable=True, index=True),
+)
+Index(
+    "ix_auth_audit_outbox_pending",
+    audit_outbox.c.next_attempt_at,
+    postgresql_where=audit_outbox.c.forwarded_at.is_(None),
 )

@@ -16,6 +16,10 @@ def _env_path(name: str) -> Path | None:
     return Path(value) if value else None
 
 
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database-url", default=os.environ.get("HV_DATABASE_URL", DEFAULT_DATABASE_URL))
     parser.add_argument("--redis-url", default=os.environ.get("HV_REDIS_URL", DEFAULT_REDIS_URL))
@@ -25,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--var-dir", type=Path, default=_env_path("HV_VAR_DIR"),
                         help="local state: blobs, secrets, logs (env HV_VAR_DIR; default var/)")
     parser.add_argument("--no-workers", action="store_true", help="do not start the Celery workers")
+    parser.add_argument("--tls", action=argparse.BooleanOptionalAction, default=None,
+                        help="mutual TLS between every process, with a local CA and a certificate per process "
+                             "made under <var>/secrets/tls (env HV_TLS=1; default off: plaintext)")
 
 
 def config_from_args(args: argparse.Namespace) -> StackConfig:
@@ -36,6 +43,7 @@ def config_from_args(args: argparse.Namespace) -> StackConfig:
         model_base=args.model_base,
         var_dir=args.var_dir,
         workers=not args.no_workers,
+        tls=_env_flag("HV_TLS") if args.tls is None else args.tls,
         port_overrides=StackConfig.ports_from_env(os.environ),
     )
 

@@ -15,12 +15,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hemovision_contracts.topology import LOCALHOST, MODEL_SERVER_REST_PORT, SERVERS, addr_env, env_prefix
+from hemovision_grpc_server import TlsSettings
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/hemovision"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 MODEL_SERVER_REST = "model-server-rest"
 # Every port the stack binds, before --port-offset.
 BASE_PORTS = {**{s.name: s.port for s in SERVERS.values()}, MODEL_SERVER_REST: MODEL_SERVER_REST_PORT}
+# With --tls: the client certificate of the supervisor's health checks, the one-off steps and
+# your own `hemovision` commands against the stack (var/secrets/tls/cli.{pem,key}).
+TLS_CLIENT = "cli"
+
+
+@dataclass
+class RestartPolicy:
+    """How the supervisor restarts a process that exited while the stack runs: after `initial`
+    seconds, doubling with each further exit up to `maximum`; a process that stayed up
+    `reset_after` seconds starts again from `initial`."""
+
+    initial: float = 1.0
+    maximum: float = 30.0
+    reset_after: float = 60.0
+
+    def delay(self, previous: float | None, uptime: float) -> float:
+        if previous is None or uptime >= self.reset_after:
+            return self.initial
+        return min(self.maximum, previous * 2)
 
 
 @dataclass
@@ -35,6 +55,9 @@ class StackConfig:
     startup_timeout: float = 180.0
     grace_seconds: float = 10.0
     workers: bool = True
+    # Mutual TLS between every process (`--tls` / HV_TLS=1): a local CA under var/secrets/tls.
+    tls: bool = False
+    restart: RestartPolicy = field(default_factory=RestartPolicy)
     # A server's port as the user set it (HV_<SVC>_PORT, like every setting README lists),
     # else the topology's; --port-offset shifts both.
     port_overrides: dict[str, int] = field(default_factory=dict)
@@ -63,6 +86,10 @@ class StackConfig:
     def state_file(self) -> Path:
         return self.var / "run" / "devstack.json"
 
+    @property
+    def tls_dir(self) -> Path:
+        return self.var / "secrets" / "tls"
+
 
 @dataclass
 class Proc:
@@ -71,6 +98,8 @@ class Proc:
     name: str
     argv: list[str]
     health: tuple[str, ...] | None = None  # ("grpc", addr, service) | ("http", url)
+    # What this process gets beside the stack's environment (with --tls: its own certificate).
+    env: dict[str, str] = field(default_factory=dict)
     popen: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
 
@@ -89,7 +118,9 @@ def topology_env(cfg: StackConfig) -> dict[str, str]:
     env = {"HV_MODEL_SERVER_REST_PORT": str(cfg.port(MODEL_SERVER_REST))}
     for server in SERVERS.values():
         env[env_prefix(server.name) + "PORT"] = str(cfg.port(server.name))
-        for peer in server.peers:
+        if server.metrics_port and server.name != "model-server":  # the model server's are on its REST port
+            env[env_prefix(server.name) + "METRICS_PORT"] = str(server.metrics_port + cfg.port_offset)
+        for peer in server.all_peers:
             env[addr_env(server.name, peer)] = cfg.addr(peer)
     return env
 
@@ -129,6 +160,22 @@ def build_env(cfg: StackConfig) -> dict[str, str]:
         "HV_GATEWAY_SERVICE_ID": "batch-worker",
         "HV_GATEWAY_SERVICE_SECRET": worker_secret,
     }
+
+
+def tls_env(files: TlsSettings) -> dict[str, str]:
+    """The HV_TLS_* settings (hemovision_grpc_server.tls) that make a process use `files`."""
+    return {"HV_TLS_CERT_FILE": str(files.cert_file), "HV_TLS_KEY_FILE": str(files.key_file),
+            "HV_TLS_CA_FILE": str(files.ca_file)}
+
+
+def ensure_tls(cfg: StackConfig, names: list[str]) -> dict[str, TlsSettings]:
+    """With --tls: the local CA and a certificate per process (and TLS_CLIENT) under var/secrets/tls,
+    made or renewed as needed (hemovision_grpc_server.certificates); without: {}."""
+    if not cfg.tls:
+        return {}
+    from hemovision_grpc_server.certificates import ensure_local_pki
+
+    return ensure_local_pki(cfg.tls_dir, [*names, TLS_CLIENT])
 
 
 def start_order() -> list[str]:
@@ -174,5 +221,13 @@ def build_plan(cfg: StackConfig) -> tuple[list[list[str]], list[Proc]]:
                  "--concurrency", "1", "--pool", "solo", "--loglevel", "INFO"],
             ),
             Proc("training-worker", [py, "-m", "hemovision_training", "worker"]),
+            # schedules the retention purge (hemovision_gateway.batches.worker: beat_schedule)
+            Proc("celery-beat", [py, "-m", "celery", "-A", "hemovision_gateway.batches.worker", "beat",
+                                 "--schedule", str(cfg.var / "celerybeat-schedule"), "--loglevel", "INFO"]),
         ]
+    # every process, whatever the list above holds, runs with its own certificate under --tls
+    certificates = ensure_tls(cfg, [p.name for p in procs])
+    for proc in procs:
+        if certificates:
+            proc.env.update(tls_env(certificates[proc.name]))
     return steps, procs

@@ -8,6 +8,7 @@ import urllib.request
 from urllib.parse import urlsplit
 
 from hemovision_contracts.topology import LOCALHOST
+from hemovision_grpc_server import TlsSettings
 
 from hemovision_devstack.errors import StackError
 from hemovision_devstack.plan import BASE_PORTS, StackConfig
@@ -51,12 +52,14 @@ def preflight(cfg: StackConfig) -> None:
         )
 
 
-async def grpc_ready(addr: str, service: str) -> bool:
-    """The server at `addr` reports `service` SERVING (grpc.health.v1)."""
+async def grpc_ready(addr: str, service: str, tls: TlsSettings | None = None) -> bool:
+    """The server at `addr` reports `service` SERVING (grpc.health.v1); over mutual TLS with
+    `tls` (default: the HV_TLS_* environment, plaintext when unset)."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from hemovision_grpc_server import create_channel
 
-    async with grpc.aio.insecure_channel(addr) as channel:
+    async with create_channel(addr, tls=tls) as channel:
         try:
             reply = await health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=service), timeout=2

@@ -31,9 +31,17 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn
 
     from hemovision_gateway.app import create_app
+    from hemovision_gateway.metrics import queue_depths
+    from hemovision_telemetry.metrics import register_scrape_time_gauge, serve_metrics
 
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, http="httptools",
-                timeout_graceful_shutdown=10, proxy_headers=False)
+    metrics = serve_metrics(settings.metrics_port, host=settings.host)
+    register_scrape_time_gauge(queue_depths(settings.broker_url))
+    try:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, http="httptools",
+                    timeout_graceful_shutdown=10, proxy_headers=False)
+    finally:
+        if metrics is not None:
+            metrics.close()
     return 0
 
 

@@ -13,12 +13,16 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from hemovision_gateway.batches.processing import OnBehalfOfTokens
+from hemovision_telemetry import HttpTracingMiddleware
+from hemovision_telemetry.tracing import exporting
+from hemovision_telemetry.metrics import HttpMetricsMiddleware
 from hemovision_gateway.clients import Clients
 from hemovision_gateway.context import GatewayContext
 from hemovision_gateway.errors import COMMON_ERROR_RESPONSES, install_error_handlers
 from hemovision_gateway.limits import BodyLimitMiddleware
 from hemovision_gateway.pipeline import Coalescing
-from hemovision_gateway.routes import accounts, adaptations, admin, batches, health, models, predictions, ui
+from hemovision_gateway.routes import accounts, adaptations, admin, batches, drift, health, models, predictions, rollouts, ui
+from hemovision_gateway.security import RequestOriginMiddleware, SecurityHeadersMiddleware
 from hemovision_gateway.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -31,26 +35,37 @@ Authenticate with `Authorization: Bearer <access token>` (from `/api/v1/auth/log
 For research use only."""
 
 
+SWAGGER_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>HemoVision API</title><link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
+<link rel="stylesheet" href="/static-docs/swagger-ui.css"></head>
+<body><div id="swagger-ui" data-openapi-url="{openapi_url}"></div>
+<script src="/static-docs/swagger-ui-bundle.js"></script>
+<script src="/static-docs/swagger-init.js"></script></body></html>
+"""
+
+
 def install_docs(app: FastAPI) -> None:
-    """/docs (Swagger UI) and /redoc with their files served from here, not from a CDN."""
+    """/docs (Swagger UI) and /redoc with their files served from here, not from a CDN, and no
+    inline script: Swagger UI starts from static/swagger-init.js (security.DOCS_CSP)."""
+    import html
+
     import fastapi_offline
-    from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
-    from fastapi.responses import HTMLResponse
+    from fastapi.openapi.docs import get_redoc_html
+    from fastapi.responses import FileResponse, HTMLResponse
+
+    from hemovision_gateway.routes.ui import STATIC_DIR
+
+    @app.get("/static-docs/swagger-init.js", include_in_schema=False)
+    async def swagger_init() -> FileResponse:
+        return FileResponse(STATIC_DIR / "swagger-init.js", media_type="text/javascript")
 
     files = Path(fastapi_offline.__file__).parent / "static"
     app.mount("/static-docs", StaticFiles(directory=files), name="static-docs")
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=app.openapi_url, title="HemoVision API",
-                                   swagger_js_url="/static-docs/swagger-ui-bundle.js",
-                                   swagger_css_url="/static-docs/swagger-ui.css",
-                                   swagger_favicon_url="/static/favicon.svg",
-                                   oauth2_redirect_url="/docs/oauth2-redirect")
-
-    @app.get("/docs/oauth2-redirect", include_in_schema=False)
-    async def swagger_redirect() -> HTMLResponse:
-        return get_swagger_ui_oauth2_redirect_html()
+        return HTMLResponse(SWAGGER_HTML.format(openapi_url=html.escape(app.openapi_url or "/openapi.json")))
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc() -> HTMLResponse:
@@ -70,7 +85,16 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None,
         own_clients = clients is None
         own_redis = redis is None
         c = clients or Clients.connect(settings)
-        r = redis or aioredis.Redis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=2.0)
+        if redis is None:
+            from hemovision_tokens import redis_pool
+
+            # A pool that waits (bounded) when every connection is busy: a burst beyond the pool size
+            # queues for milliseconds instead of failing as if Redis were down (docs/reliability.md).
+            r = redis_pool.connect(settings.redis_url, max_connections=settings.redis_max_connections,
+                                   pool_timeout_s=settings.redis_pool_timeout_s, socket_timeout=5.0,
+                                   socket_connect_timeout=2.0)
+        else:
+            r = redis
         v = verifier
         own_verifier = v is None
         if v is None:
@@ -108,6 +132,8 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None,
 
     app = FastAPI(title="HemoVision API", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
                   docs_url=None, redoc_url=None,
+                  # FastAPI's own request span always; its per-stage spans only when exported (~75 µs)
+                  telemetry={"operation_spans": exporting()},
                   openapi_tags=[{"name": n} for n in ("accounts", "predictions", "batches", "models", "adaptation",
                                                       "admin", "health")])
     install_error_handlers(app)
@@ -121,8 +147,15 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None,
         return 1024 * 1024
 
     app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
-    for module in (accounts, predictions, batches, models, adaptations, admin):
+    # Added last = runs first: the real client and TLS are known before anything else, and every
+    # answer (413s from the body limit included) gets the security headers.
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(RequestOriginMiddleware, trusted_proxies=settings.trusted_proxies)
+    app.add_middleware(HttpMetricsMiddleware)  # every answer counted, 413s and 429s included
+    app.add_middleware(HttpTracingMiddleware)  # outermost: traceresponse / X-Trace-Id (the span is FastAPI's own)
+    for module in (accounts, predictions, batches, models, rollouts, adaptations, admin, drift):
         app.include_router(module.router, responses=COMMON_ERROR_RESPONSES)
+    app.include_router(accounts.admin_router, responses=COMMON_ERROR_RESPONSES)
     app.include_router(health.router)
     app.include_router(ui.router)
     app.mount("/static", StaticFiles(directory=ui.STATIC_DIR), name="static")

@@ -5,6 +5,9 @@
     hemovision models list
     hemovision models activate 3 --reason "better macro-F1"
     hemovision models deprecate 2 --reason "mislabelled training data"   (restore: models restore 2)
+    hemovision rollout start 3 --canary 10            # 10 % of requests to v3 (or --shadow)
+    hemovision rollout status                          # live requests, latency, agreement per version
+    hemovision rollout promote | abort
     hemovision train --epochs 5 --limit-per-class 200 --watch
     hemovision adapt start --wait                      # adapt to our lab (org_admin), follow it to the end
     hemovision adapt rollback                          # back to the previous version
@@ -113,6 +116,52 @@ def cmd_models_deprecate(args) -> int:
                           json={"name": args.name, "reason": args.reason}))
     state = f"deprecated ({v['deprecation_reason']})" if v["deprecated"] else "not deprecated"
     print(f"{v['name']} v{v['version']} is {v['status']}, {state}")
+    return 0
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f} ms"
+
+
+def _print_rollout(r: dict) -> None:
+    share = f"canary {r['canary_percent']} %" if r["mode"] == "canary" else "shadow"
+    print(f"rollout {r['id']}: {r['model_name']} v{r['candidate_version']} ({share}) beside "
+          f"v{r['baseline_version']} - {r['status']}")
+    if r.get("end_reason"):
+        print(f"  ended: {r['end_reason']}")
+    st = r.get("stats")
+    if not st:
+        return
+    if not st["available"]:
+        print("  live statistics unavailable")
+    print("  role       version  requests  cells   p50        p95")
+    for v in st["versions"]:
+        print(f"  {v['role']:<10} v{v['version']:<7} {v['requests']:<9} {v['cells']:<7} "
+              f"{_ms(v['latency_p50_ms']):<10} {_ms(v['latency_p95_ms'])}")
+    if r["mode"] == "shadow":
+        rate = "-" if st["agreement_rate"] is None else f"{100 * st['agreement_rate']:.1f} %"
+        print(f"  agreement {rate} of {st['compared_cells']} cells; shadow runs dropped {st['shadow_dropped']}, "
+              f"skipped {st['shadow_skipped']}, failed {st['shadow_failed']}")
+
+
+def cmd_rollout(args) -> int:
+    action = args.rollout_command
+    with _client(args) as c:
+        if action == "start":
+            body = {"name": args.name, "version": args.version, "reason": args.reason,
+                    "mode": "shadow" if args.shadow else "canary"}
+            if not args.shadow:
+                body["canary_percent"] = args.canary
+            r = _check(c.post("/api/v1/rollouts", headers=_auth(), json=body))
+        elif action == "status":
+            r = _check(c.get("/api/v1/rollouts/current", headers=_auth(), params={"name": args.name}))
+        else:
+            r = _check(c.post(f"/api/v1/rollouts/current/{action}", headers=_auth(),
+                              json={"name": args.name, "reason": args.reason}))
+    if getattr(args, "json", False):
+        print(json.dumps(r, indent=2))
+    else:
+        _print_rollout(r)
     return 0
 
 
@@ -328,6 +377,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default="hemovision")
     p.add_argument("--reason", default="")
     p.set_defaults(func=cmd_models_deprecate)
+
+    rollout = sub.add_parser("rollout", help="safe rollouts: canary or shadow a candidate version").add_subparsers(
+        dest="rollout_command", required=True)
+    p = rollout.add_parser("start", help="start a rollout beside the active version (ml_engineer, platform_admin)")
+    p.add_argument("version", type=int)
+    how = p.add_mutually_exclusive_group(required=True)
+    how.add_argument("--canary", type=int, metavar="PERCENT", help="send 1..50 %% of requests to the candidate")
+    how.add_argument("--shadow", action="store_true", help="run the candidate beside, answers from the active one")
+    p.add_argument("--reason", default="")
+    p.add_argument("--name", default="hemovision")
+    p.set_defaults(func=cmd_rollout)
+    p = rollout.add_parser("status", help="the running (else last) rollout with live statistics")
+    p.add_argument("--name", default="hemovision")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_rollout)
+    for action, text in (("promote", "activate the candidate (the quality gate applies)"),
+                         ("abort", "end the rollout; the active version serves everything")):
+        p = rollout.add_parser(action, help=text)
+        p.add_argument("--reason", default="")
+        p.add_argument("--name", default="hemovision")
+        p.set_defaults(func=cmd_rollout)
 
     p = sub.add_parser("train", help="start a training job")
     p.add_argument("--epochs", type=int, default=0)

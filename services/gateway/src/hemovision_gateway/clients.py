@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from dataclasses import dataclass, field
 
 import grpc
@@ -13,6 +14,7 @@ from hemovision.history.v1 import history_pb2_grpc
 from hemovision.inference.v1 import inference_pb2_grpc
 from hemovision.reports.v1 import reports_pb2_grpc
 from hemovision.training.v1 import training_pb2_grpc
+from hemovision_contracts import origin_metadata
 from hemovision_contracts.topology import SERVERS, addr_setting
 from hemovision_grpc_server import create_channel
 from hemovision_tokens import bearer_metadata
@@ -70,7 +72,29 @@ class Clients:
         await asyncio.gather(*(ch.close() for ch in self.channels.values()), return_exceptions=True)
 
 
+# Where the HTTP request being served came from (the real client behind trusted proxies and its
+# User-Agent), as metadata pairs; set per request by security.RequestOriginMiddleware. Empty
+# outside a request (batch workers, background sweeps).
+_ORIGIN: contextvars.ContextVar[tuple[tuple[str, str], ...]] = contextvars.ContextVar("hv_request_origin",
+                                                                                      default=())
+
+
+def set_request_origin(client_ip: str, user_agent: str) -> contextvars.Token:
+    return _ORIGIN.set(origin_metadata(client_ip, user_agent))
+
+
+def reset_request_origin(token: contextvars.Token) -> None:
+    _ORIGIN.reset(token)
+
+
+def origin() -> tuple[tuple[str, str], ...]:
+    """The metadata that forwards the request's origin (hv-client-ip, hv-user-agent) on a call that
+    carries no caller token (sign-in, refresh, register ...)."""
+    return _ORIGIN.get()
+
+
 def bearer(token: str) -> tuple[tuple[str, str], ...]:
     """The metadata that forwards a caller's token (with the gateway's revocation proof when it
-    checked the token for this request: hemovision_tokens.revocation_proof)."""
-    return bearer_metadata(token)
+    checked the token for this request: hemovision_tokens.revocation_proof) and the request's
+    origin (hv-client-ip, hv-user-agent)."""
+    return bearer_metadata(token) + _ORIGIN.get()

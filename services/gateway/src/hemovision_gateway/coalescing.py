@@ -15,6 +15,7 @@ user's images under another's identity.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
@@ -26,7 +27,9 @@ class _Lane(Generic[Item, Result]):
     __slots__ = ("pending", "in_flight", "dispatch_scheduled")
 
     def __init__(self) -> None:
-        self.pending: list[tuple[Item, asyncio.Future[Result]]] = []
+        # (item, its caller's future, its caller's context: a group runs in its first caller's, so the
+        # downstream call is part of that request's trace)
+        self.pending: list[tuple[Item, asyncio.Future[Result], contextvars.Context]] = []
         self.in_flight = 0
         self.dispatch_scheduled = False
 
@@ -64,7 +67,7 @@ class Coalescer(Generic[Item, Result]):
         if lane is None:
             lane = self._lanes[key] = _Lane()
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        lane.pending.append((item, future))
+        lane.pending.append((item, future, contextvars.copy_context()))
         if lane.in_flight < self.max_in_flight and not lane.dispatch_scheduled:
             # Dispatched on the next loop turn, not at once: callers resumed together (the answers of
             # one upstream group) reach this stage in the same turn and leave as one group, instead of
@@ -81,7 +84,7 @@ class Coalescer(Generic[Item, Result]):
 
     def _dispatch(self, key: Hashable, lane: _Lane[Item, Result]) -> None:
         # callers that gave up (client went away) are not sent downstream
-        lane.pending = [(item, f) for item, f in lane.pending if not f.done()]
+        lane.pending = [p for p in lane.pending if not p[1].done()]
         if not lane.pending:
             if lane.in_flight == 0 and not lane.dispatch_scheduled and self._lanes.get(key) is lane:
                 del self._lanes[key]
@@ -89,7 +92,7 @@ class Coalescer(Generic[Item, Result]):
         n = min(self.max_items, len(lane.pending))
         if self._weight is not None and self.max_weight > 0:
             total, n = 0, 0
-            for item, _ in lane.pending[: self.max_items]:
+            for item, _, _ in lane.pending[: self.max_items]:
                 total += self._weight(item)
                 if n and total > self.max_weight:
                     break
@@ -98,25 +101,26 @@ class Coalescer(Generic[Item, Result]):
         lane.in_flight += 1
         self.groups += 1
         self.items += len(group)
-        task = asyncio.get_running_loop().create_task(self._run(key, lane, group))
+        task = asyncio.get_running_loop().create_task(self._run(key, lane, group), context=group[0][2])
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, key: Hashable, lane: _Lane[Item, Result], group: list[tuple[Item, asyncio.Future]]) -> None:
+    async def _run(self, key: Hashable, lane: _Lane[Item, Result],
+                   group: list[tuple[Item, asyncio.Future, contextvars.Context]]) -> None:
         try:
-            results = await self._run_group(key, [item for item, _ in group])
+            results = await self._run_group(key, [item for item, _, _ in group])
             if len(results) != len(group):
                 raise RuntimeError(f"a group of {len(group)} got {len(results)} results")
         except asyncio.CancelledError:
-            for _, future in group:
+            for _, future, _ in group:
                 future.cancel()
             raise
         except BaseException as exc:  # noqa: BLE001 - handed to every caller of the group
-            for _, future in group:
+            for _, future, _ in group:
                 if not future.done():
                     future.set_exception(exc)
         else:
-            for (_, future), result in zip(group, results, strict=True):
+            for (_, future, _), result in zip(group, results, strict=True):
                 if future.done():
                     continue
                 if isinstance(result, BaseException):

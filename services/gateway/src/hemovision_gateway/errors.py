@@ -1,6 +1,7 @@
 """The one place where failures become HTTP answers.
 
-Every error body is `{"error": {"code": "<snake_case>", "message": "<human>"}}`.
+Every error body is `{"error": {"code": "<snake_case>", "message": "<human>", "trace_id": "<32 hex>"}}`
+(trace_id: the request's trace, also in the `X-Trace-Id` / `traceresponse` headers).
 gRPC status codes from the services map to HTTP through GRPC_TO_HTTP; an image's rejection
 reason (preprocess's PreprocessError, passed on per image by inference.AnalyzeImages) maps
 through PREPROCESS_REASON_TO_HTTP.
@@ -19,6 +20,8 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hemovision_grpc_server import ServiceError
+from hemovision_telemetry import current_trace_id
+from hemovision_telemetry.tracing import TRACE_SCOPE_KEY
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,9 @@ log = logging.getLogger(__name__)
 class ErrorDetail(BaseModel):
     code: str = Field(examples=["not_found"], description="stable snake_case machine code")
     message: str = Field(examples=["prediction 0b6a… not found"], description="for a person")
+    trace_id: str | None = Field(None, examples=["4bf92f3577b34da6a3ce929d0e0e4736"],
+                                 description="the request's trace id (also in the X-Trace-Id header): quote it "
+                                             "when reporting a problem")
 
 
 class ErrorBody(BaseModel):
@@ -40,9 +46,12 @@ def _err(description: str) -> dict:
 
 # Documented on every route (OpenAPI); the same body for all of them.
 COMMON_ERROR_RESPONSES: dict[int | str, dict] = {
+    400: _err("the body cannot be parsed (not JSON, or a broken multipart form)"),
     401: _err("missing, invalid, expired or revoked token / API key"),
     403: _err("the caller's role does not allow this"),
     404: _err("not found (also another organization's id)"),
+    409: _err("conflicts with the current state (already exists, failed precondition); any service call can "
+              "answer it through GRPC_TO_HTTP"),
     422: _err("the request failed validation"),
     429: _err("rate limited; see Retry-After"),
     503: _err("a service this request needs is unavailable; see Retry-After"),
@@ -101,16 +110,45 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
-def error_body(code: str, message: str) -> dict:
-    return {"error": {"code": code, "message": message}}
+def error_body(code: str, message: str, trace_id: str | None = None) -> dict:
+    """The error body; `trace_id` defaults to the active request's (left out only where tracing is
+    not configured at all: tests of the bare app)."""
+    trace_id = trace_id or current_trace_id()
+    detail = {"code": code, "message": message}
+    if trace_id:
+        detail["trace_id"] = trace_id
+    return {"error": detail}
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(error_body(code, message), status_code=status, headers=headers)
 
 
+RETRY_AFTER_METADATA = "retry-after"  # trailing metadata (whole seconds) a service may send with RESOURCE_EXHAUSTED
+MAX_RETRY_AFTER_S = 24 * 3600
+
+
+def retry_after_from(exc: grpc.aio.AioRpcError) -> int | None:
+    """The `retry-after` seconds a service put in the call's trailing metadata (auth's sign-in
+    lockout does), or None when absent or not a sane whole number."""
+    try:
+        trailing = exc.trailing_metadata() or ()
+    except Exception:  # noqa: BLE001 - a call that never reached the server has none
+        return None
+    for key, value in trailing:
+        if key.lower() == RETRY_AFTER_METADATA:
+            text = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+            try:
+                seconds = int(float(text.strip()))
+            except ValueError:
+                return None
+            return min(max(seconds, 1), MAX_RETRY_AFTER_S)
+    return None
+
+
 def api_error_from_grpc(exc: grpc.aio.AioRpcError) -> ApiError:
-    """Maps a failed downstream call. Messages of 5xx-class codes are not leaked."""
+    """Maps a failed downstream call. Messages of 5xx-class codes are not leaked. A `retry-after`
+    in the trailing metadata (e.g. a sign-in lockout) becomes the Retry-After header."""
     mapped = GRPC_TO_HTTP.get(exc.code(), HttpStatus(502, "upstream_error"))
     details = exc.details() or ""
     if mapped.status >= 500 and mapped.status not in (503, 504):
@@ -121,7 +159,8 @@ def api_error_from_grpc(exc: grpc.aio.AioRpcError) -> ApiError:
         message = "a service this request needs did not answer in time"
     else:
         message = details or mapped.code.replace("_", " ")
-    headers = {"Retry-After": str(mapped.retry_after)} if mapped.retry_after else None
+    retry_after = (retry_after_from(exc) if mapped.status in (429, 503) else None) or mapped.retry_after
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
     return ApiError(mapped.status, mapped.code, message, headers=headers)
 
 
@@ -178,5 +217,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", extra={"path": request.url.path})
-        return error_response(500, "internal_error", "internal error")
+        # Starlette answers this outside every middleware, the request's span already ended: its
+        # trace headers wait in the scope (hemovision_telemetry.HttpTracingMiddleware).
+        trace_headers = request.scope.get(TRACE_SCOPE_KEY) or {}
+        log.exception("unhandled error", extra={"path": request.url.path,
+                                                "trace_id": trace_headers.get("x-trace-id")})
+        return JSONResponse(error_body("internal_error", "internal error", trace_headers.get("x-trace-id")),
+                            status_code=500, headers=trace_headers)

@@ -8,6 +8,8 @@ from collections.abc import Callable
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from hemovision_gateway.errors import error_body
+
 
 class BodyTooLarge(HTTPException):
     def __init__(self, limit: int) -> None:
@@ -65,8 +67,7 @@ class BodyLimitMiddleware:
     @staticmethod
     async def _reject(send: Send, limit: int) -> None:
         body = json.dumps(
-            {"error": {"code": "payload_too_large", "message": f"the request body is over the limit of {limit:,} bytes"}}
-        ).encode()
+            error_body("payload_too_large", f"the request body is over the limit of {limit:,} bytes")).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                                 (b"connection", b"close")]})

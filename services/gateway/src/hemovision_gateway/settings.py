@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import ipaddress
+from typing import Annotated
 
-from hemovision_contracts.topology import default_addr, default_port
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from hemovision_contracts.topology import default_addr, default_metrics_port, default_port
 
 MB = 1024 * 1024
 
@@ -18,6 +21,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = default_port("gateway")
     log_level: str = "INFO"
+    # Prometheus /metrics on its own port (never behind the ingress); -1 = off.
+    metrics_port: int = default_metrics_port("gateway")
 
     # Peers (host:port).
     auth_addr: str = default_addr("auth")
@@ -30,6 +35,12 @@ class Settings(BaseSettings):
         default="redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("HV_GATEWAY_REDIS_URL", "HV_REDIS_URL"),
     )
+
+    # The gateway's Redis pool (revocation lookups, rate limits, idempotency): at most this many
+    # connections; a command that finds them all busy waits up to redis_pool_timeout_s for one, then
+    # answers 429 "busy" (an internal limit, never reported as Redis being down).
+    redis_max_connections: int = Field(default=100, ge=1)
+    redis_pool_timeout_s: float = Field(default=2.0, gt=0)
 
     # Deadlines (seconds) for outgoing calls; inference/explain and PDF rendering get longer ones.
     rpc_timeout_s: float = 10.0
@@ -83,8 +94,39 @@ class Settings(BaseSettings):
     # once it has been untouched for 2 x batch_visibility_timeout_s.
     batch_sweep_interval_s: int = Field(default=30, ge=0)
 
-    # Public base URL, used in links the CLI prints.
+    # Public base URL, used in links the CLI prints. Its origin is also accepted as the Origin of
+    # the browser's cookie-authenticated calls (besides the request's own Host).
     public_url: str = "http://127.0.0.1:8000"
+
+    # Reverse proxies (CIDRs, comma-separated or a JSON list) whose X-Forwarded-For and
+    # X-Forwarded-Proto are believed. Empty: nobody's; the client is the TCP peer, and
+    # "served over TLS" means the gateway itself terminated TLS (docs/api.md "Client IP").
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # How long the browser keeps its refresh-token cookie (match auth's refresh_token_ttl_s).
+    session_cookie_max_age_s: int = Field(default=30 * 24 * 3600, ge=60)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value):
+        if isinstance(value, str):
+            value = value.strip()
+            if value.startswith("["):
+                import json
+
+                value = json.loads(value)
+            else:
+                value = [part for part in value.replace(" ", ",").split(",") if part]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP address or CIDR: {cidr!r}") from None
+        return [cidr.strip() for cidr in value]
 
     @property
     def broker_url(self) -> str:

@@ -2,8 +2,11 @@
 
 serve    run the gRPC server (HV_HISTORY_PORT, default 50054) until SIGTERM
 migrate  run the Alembic migrations of schema `history` (a one-off step, never at start-up)
-purge    delete stored images and heatmaps older than HV_HISTORY_RETENTION_DAYS (0 = keep
-         forever); meant for a scheduler (Celery beat, cron, a Kubernetes CronJob)
+purge    one retention pass: stored images/heatmaps and (where an organization's policy says so)
+         whole records past their retention, and audit events older than
+         HV_HISTORY_AUDIT_RETENTION_DAYS (as the audit retention role, through
+         HV_HISTORY_RETENTION_DATABASE_URL when set); meant for a scheduler (Celery beat in the
+         development stack, a Kubernetes CronJob)
 """
 
 from __future__ import annotations
@@ -26,19 +29,27 @@ log = logging.getLogger("hemovision_history")
 def migrate(settings: Settings) -> None:
     from hemovision_database import ensure_database, run_migrations
 
-    ensure_database(settings.database_url)
-    run_migrations(migrations_dir=MIGRATIONS_DIR, url=settings.database_url, schema="history")
+    url = settings.migrate_database_url or settings.database_url
+    ensure_database(url)
+    run_migrations(migrations_dir=MIGRATIONS_DIR, url=url, schema="history")
 
 
-async def purge(settings: Settings) -> int:
-    """One retention pass; returns the number of predictions whose blobs were deleted."""
+async def purge(settings: Settings) -> dict:
+    """One retention pass; returns the counts (also logged and audited)."""
+    from hemovision_database import create_db_engine
+
     from hemovision_history.server import build_service
 
-    service = build_service(settings)
+    audit_engine = create_db_engine(settings.retention_database_url, pool_size=1) \
+        if settings.retention_database_url else None
+    service = build_service(settings, audit_retention_engine=audit_engine)
     try:
-        return await service.retention.purge_expired()
+        report = await service.retention.purge()
     finally:
         service.engine.dispose()
+        if audit_engine is not None:
+            audit_engine.dispose()
+    return report.as_dict()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         log.info("migrations applied")
         return 0
     if args.command == "purge":
-        purged = asyncio.run(purge(settings))
-        print(json.dumps({"purged_predictions": purged, "retention_days": settings.retention_days}))
+        counts = asyncio.run(purge(settings))
+        print(json.dumps({**counts, "retention_days": settings.retention_days,
+                          "audit_retention_days": settings.audit_retention_days}))
     return 0
 
 

@@ -11,10 +11,12 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class StoragePolicy:
-    """What history keeps of the pixels (HV_HISTORY_STORE_IMAGES, HV_HISTORY_RETENTION_DAYS)."""
+    """What history keeps (HV_HISTORY_STORE_IMAGES, HV_HISTORY_RETENTION_DAYS,
+    HV_HISTORY_AUDIT_RETENTION_DAYS); an organization's RetentionPolicy overrides retention_days."""
 
     store_images: bool = True
     retention_days: int = 0  # stored images and heatmaps older than this are purged; 0 keeps them
+    audit_retention_days: int = 400  # audit events older than this are purged; 0 keeps them
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,8 @@ class Caller:
     user_id: str
     organization_id: str
     role: str
+    client_ip: str = ""  # the gateway's view of the client (request-origin metadata), "" unknown
+    acting_service: str | None = None  # the token's `act` claim: a service acting on its own behalf
 
 
 @dataclass
@@ -121,6 +125,72 @@ class AuditEvent:
     target_id: str
     details: dict
     created_at: datetime
+    client_ip: str = ""
+    source: str = "history"
+
+
+@dataclass
+class NewAuditEvent:
+    """One event a service appends for someone else (AppendAuditEvents), validated by the service."""
+
+    id: str
+    organization_id: str
+    user_id: str
+    action: str
+    target_type: str
+    target_id: str
+    details_json: str  # as sent; the service parses it into `details`
+    occurred_at: datetime | None
+    client_ip: str
+    details: dict = field(default_factory=dict)
+
+
+@dataclass
+class AuditFilter:
+    action_prefix: str = ""
+    user_id: str = ""
+    target_id: str = ""
+    created_start: datetime | None = None
+    created_end: datetime | None = None
+
+
+@dataclass
+class RetentionPolicy:
+    """An organization's retention; `*_days` None = the platform default (blobs) / keep (records)."""
+
+    organization_id: str
+    blob_days: int | None
+    record_days: int | None
+    default_blob_days: int  # the platform's HV_HISTORY_RETENTION_DAYS (0 = keep forever)
+    audit_retention_days: int = 0  # the platform's HV_HISTORY_AUDIT_RETENTION_DAYS (0 = keep forever)
+    updated_by: str = ""
+    updated_at: datetime | None = None
+
+    @property
+    def effective_blob_days(self) -> int:
+        return self.default_blob_days if self.blob_days is None else self.blob_days
+
+
+@dataclass
+class OrganizationPurge:
+    blobs: int = 0  # predictions whose stored image/heatmap were deleted
+    records: int = 0  # prediction records deleted
+    batches: int = 0  # batch records deleted
+
+
+@dataclass
+class PurgeReport:
+    organizations: dict[str, OrganizationPurge] = field(default_factory=dict)
+    audit_events: int = 0
+
+    def as_dict(self) -> dict:
+        return {
+            "purged_blobs": sum(o.blobs for o in self.organizations.values()),
+            "purged_records": sum(o.records for o in self.organizations.values()),
+            "purged_batches": sum(o.batches for o in self.organizations.values()),
+            "purged_audit_events": self.audit_events,
+            "organizations": len(self.organizations),
+        }
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hemovision_contracts import needs_role_message
-from hemovision_grpc_server import InvalidArgument, NotFound, PermissionDenied
+from hemovision_grpc_server import InvalidArgument, NotFound, PermissionDenied, Unavailable
 
 
 class PredictionNotFound(NotFound):
@@ -19,6 +19,15 @@ class BatchNotFound(NotFound):
 class BlobNotFound(NotFound):
     def __init__(self, prediction_id: str, kind: str) -> None:
         super().__init__(f"prediction {prediction_id} has no stored {kind}")
+
+
+class DatabaseUnavailable(Unavailable):
+    """PostgreSQL could not be reached or dropped the connection (a restart): retryable. A record
+    whose commit was not confirmed may have been stored; retrying with the same idempotency key
+    returns that record instead of storing a second one."""
+
+    def __init__(self) -> None:
+        super().__init__("the history database is unavailable right now; try again")
 
 
 class InvalidRequest(InvalidArgument):
@@ -40,6 +49,11 @@ class RoleRequired(PermissionDenied):
         super().__init__(needs_role_message(roles))
 
 
+class ServiceTokenRequired(PermissionDenied):
+    def __init__(self, services: list[str]) -> None:
+        super().__init__(f"only a service token of {', '.join(services) or 'an allowed service'} may append audit events")
+
+
 __all__ = [
     "BatchNotFound",
     "BlobNotFound",
@@ -48,4 +62,5 @@ __all__ = [
     "NoOrganization",
     "PredictionNotFound",
     "RoleRequired",
+    "ServiceTokenRequired",
 ]

@@ -9,11 +9,15 @@ from datetime import UTC, datetime
 from google.protobuf import empty_pb2, timestamp_pb2
 from hemovision.common.v1 import common_pb2
 from hemovision.history.v1 import history_pb2, history_pb2_grpc
-from hemovision_grpc_server import ServiceError
+from hemovision_grpc_server import ServiceError, Unavailable
+from hemovision_telemetry.metrics import BATCH_ITEMS
+from hemovision_contracts import origin_from_metadata
 from hemovision_tokens import current_principal
 
 from hemovision_history import domain
 from hemovision_history.service import HistoryService
+from hemovision_history.service.audit import metadata_client_ip
+from hemovision_history.service.drift import DriftReport
 
 _BATCH_STATUS = {
     "queued": history_pb2.BATCH_STATUS_QUEUED,
@@ -29,9 +33,12 @@ _ITEM_STATUS_IN = {v: k for k, v in _ITEM_STATUS.items()}
 _BLOB_KIND = {history_pb2.BLOB_KIND_IMAGE: "image", history_pb2.BLOB_KIND_HEATMAP: "heatmap"}
 
 
-def _caller() -> domain.Caller:
+def _caller(context) -> domain.Caller:  # noqa: ANN001
+    """The verified caller, with the client IP of the request-origin metadata (informational)."""
     p = current_principal()
-    return domain.Caller(user_id=p.user_id, organization_id=p.organization_id, role=p.role)
+    client_ip, _user_agent = origin_from_metadata(context.invocation_metadata())
+    return domain.Caller(user_id=p.user_id, organization_id=p.organization_id, role=p.role,
+                         client_ip=metadata_client_ip(client_ip), acting_service=p.acting_service)
 
 
 def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -153,6 +160,45 @@ def audit_to_pb(e: domain.AuditEvent) -> history_pb2.AuditEvent:
         target_id=e.target_id,
         details_json=json.dumps(e.details, sort_keys=True),
         created_at=_ts(e.created_at),
+        client_ip=e.client_ip,
+        source=e.source,
+    )
+
+
+def audit_filter_from_pb(r: history_pb2.ListAuditEventsRequest) -> domain.AuditFilter:
+    return domain.AuditFilter(
+        action_prefix=r.action_prefix,
+        user_id=r.user_id,
+        target_id=r.target_id,
+        created_start=_from_ts(r.created, "start"),
+        created_end=_from_ts(r.created, "end"),
+    )
+
+
+def audit_input_from_pb(e: history_pb2.AuditEventInput) -> domain.NewAuditEvent:
+    return domain.NewAuditEvent(
+        id=e.id,
+        organization_id=e.organization_id,
+        user_id=e.user_id,
+        action=e.action,
+        target_type=e.target_type,
+        target_id=e.target_id,
+        details_json=e.details_json,
+        occurred_at=_from_ts(e, "occurred_at"),
+        client_ip=e.client_ip,
+    )
+
+
+def retention_to_pb(p: domain.RetentionPolicy) -> history_pb2.RetentionPolicy:
+    return history_pb2.RetentionPolicy(
+        organization_id=p.organization_id,
+        blob_days=p.blob_days,
+        record_days=p.record_days,
+        default_blob_days=p.default_blob_days,
+        effective_blob_days=p.effective_blob_days,
+        audit_retention_days=p.audit_retention_days,
+        updated_by=p.updated_by,
+        updated_at=_ts(p.updated_at),
     )
 
 
@@ -182,7 +228,7 @@ class HistoryServicer(history_pb2_grpc.HistoryServiceServicer):
 
     async def RecordPrediction(self, request, context):  # noqa: ANN001, N802
         stored = await self.service.predictions.record(
-            _caller(),
+            _caller(context),
             idempotency_key=request.idempotency_key,
             prediction=new_prediction_from_pb(request.prediction),
             image_png=request.image_png,
@@ -192,7 +238,7 @@ class HistoryServicer(history_pb2_grpc.HistoryServiceServicer):
 
     async def RecordPredictions(self, request, context):  # noqa: ANN001, N802
         outcomes = await self.service.predictions.record_many(
-            _caller(),
+            _caller(context),
             [
                 {
                     "idempotency_key": item.idempotency_key,
@@ -212,11 +258,11 @@ class HistoryServicer(history_pb2_grpc.HistoryServiceServicer):
         return response
 
     async def GetPrediction(self, request, context):  # noqa: ANN001, N802
-        return prediction_to_pb(await self.service.predictions.get(_caller(), request.id))
+        return prediction_to_pb(await self.service.predictions.get(_caller(context), request.id))
 
     async def ListPredictions(self, request, context):  # noqa: ANN001, N802
         page = await self.service.predictions.page(
-            _caller(),
+            _caller(context),
             filter=filter_from_pb(request.filter),
             limit=request.page.limit,
             cursor=request.page.cursor,
@@ -227,23 +273,23 @@ class HistoryServicer(history_pb2_grpc.HistoryServiceServicer):
         )
 
     async def DeletePrediction(self, request, context):  # noqa: ANN001, N802
-        await self.service.predictions.delete(_caller(), request.id)
+        await self.service.predictions.delete(_caller(context), request.id)
         return empty_pb2.Empty()
 
     async def ReviewPrediction(self, request, context):  # noqa: ANN001, N802
         reviewed = await self.service.review.record(
-            _caller(), request.id, label=request.label, comment=request.comment
+            _caller(context), request.id, label=request.label, comment=request.comment
         )
         return prediction_to_pb(reviewed)
 
     async def GetPredictionBlob(self, request, context):  # noqa: ANN001, N802
         kind = _BLOB_KIND.get(request.kind, "")
-        data = await self.service.predictions.blob(_caller(), request.prediction_id, kind)
+        data = await self.service.predictions.blob(_caller(context), request.prediction_id, kind)
         return history_pb2.Blob(content_type="image/png", data=data)
 
     async def CreateBatch(self, request, context):  # noqa: ANN001, N802
         batch = await self.service.batches.create(
-            _caller(),
+            _caller(context),
             idempotency_key=request.idempotency_key,
             total=request.total,
             sample_id=request.sample_id,
@@ -253,16 +299,16 @@ class HistoryServicer(history_pb2_grpc.HistoryServiceServicer):
         return batch_to_pb(batch)
 
     async def GetBatch(self, request, context):  # noqa: ANN001, N802
-        return batch_to_pb(await self.service.batches.get(_caller(), request.id))
+        return batch_to_pb(await self.service.batches.get(_caller(context), request.id))
 
     async def ListBatches(self, request, context):  # noqa: ANN001, N802
-        page = await self.service.batches.page(_caller(), limit=request.page.limit, cursor=request.page.cursor)
+        page = await self.service.batches.page(_caller(context), limit=request.page.limit, cursor=request.page.cursor)
         return history_pb2.ListBatchesResponse(items=[batch_to_pb(b) for b in page.items], next_cursor=page.next_cursor)
 
     async def RecordBatchItem(self, request, context):  # noqa: ANN001, N802
         item = request.item
         recorded = await self.service.batches.record_item(
-            _caller(),
+            _caller(context),
             batch_id=item.batch_id,
             index=item.index,
             filename=item.filename,
@@ -270,20 +316,21 @@ class HistoryServicer(history_pb2_grpc.HistoryServiceServicer):
             prediction_id=item.prediction_id,
             error=item.error,
         )
+        BATCH_ITEMS.labels(recorded.status).inc()
         return item_to_pb(recorded)
 
     async def ListBatchItems(self, request, context):  # noqa: ANN001, N802
         page = await self.service.batches.item_page(
-            _caller(), request.batch_id, limit=request.page.limit, cursor=request.page.cursor
+            _caller(context), request.batch_id, limit=request.page.limit, cursor=request.page.cursor
         )
         return history_pb2.ListBatchItemsResponse(items=[item_to_pb(i) for i in page.items], next_cursor=page.next_cursor)
 
     async def GetStatistics(self, request, context):  # noqa: ANN001, N802
-        return statistics_to_pb(await self.service.predictions.statistics(_caller(), filter_from_pb(request.filter)))
+        return statistics_to_pb(await self.service.predictions.statistics(_caller(context), filter_from_pb(request.filter)))
 
     async def RecordAuditEvent(self, request, context):  # noqa: ANN001, N802
         event = await self.service.audit.record(
-            _caller(),
+            _caller(context),
             action=request.action,
             target_type=request.target_type,
             target_id=request.target_id,
@@ -293,13 +340,28 @@ class HistoryServicer(history_pb2_grpc.HistoryServiceServicer):
 
     async def ListAuditEvents(self, request, context):  # noqa: ANN001, N802
         page = await self.service.audit.page(
-            _caller(), action_prefix=request.action_prefix, limit=request.page.limit, cursor=request.page.cursor
+            _caller(context), filter=audit_filter_from_pb(request), limit=request.page.limit, cursor=request.page.cursor
         )
         return history_pb2.ListAuditEventsResponse(items=[audit_to_pb(e) for e in page.items], next_cursor=page.next_cursor)
 
+    async def AppendAuditEvents(self, request, context):  # noqa: ANN001, N802
+        ids = await self.service.audit.append(_caller(context), [audit_input_from_pb(e) for e in request.events])
+        return history_pb2.AppendAuditEventsResponse(ids=ids)
+
+    async def GetRetentionPolicy(self, request, context):  # noqa: ANN001, N802
+        return retention_to_pb(await self.service.retention.get_policy(_caller(context)))
+
+    async def SetRetentionPolicy(self, request, context):  # noqa: ANN001, N802
+        policy = await self.service.retention.set_policy(
+            _caller(context),
+            blob_days=request.blob_days if request.HasField("blob_days") else None,
+            record_days=request.record_days if request.HasField("record_days") else None,
+        )
+        return retention_to_pb(policy)
+
     async def ExportReviewedDataset(self, request, context) -> AsyncIterator[history_pb2.DataChunk]:  # noqa: ANN001, N802
         chunks = self.service.review.export_dataset(
-            _caller(),
+            _caller(context),
             created_start=_from_ts(request.created, "start"),
             created_end=_from_ts(request.created, "end"),
             val_fraction=request.val_fraction,
@@ -307,5 +369,30 @@ class HistoryServicer(history_pb2_grpc.HistoryServiceServicer):
         async for chunk in chunks:
             yield history_pb2.DataChunk(data=chunk)
 
+    async def GetDrift(self, request, context):  # noqa: ANN001, N802
+        if self.service.drift is None:
+            raise Unavailable("drift is not configured in this process")
+        return drift_report_to_pb(await self.service.drift.report(_caller(context)))
 
-__all__ = ["HistoryServicer", "prediction_to_pb"]
+
+def drift_report_to_pb(report: DriftReport) -> history_pb2.DriftReport:
+    return history_pb2.DriftReport(
+        items=[
+            history_pb2.OrganizationDrift(
+                organization_id=i.organization_id, model_name=i.model_name, model_version=i.model_version,
+                cells=i.cells, score=i.score, status=i.status, review_rate=i.review_rate,
+                last_cell_at=_ts(i.last_cell_at),
+                components=[history_pb2.DriftComponent(component=c.component, score=c.score, status=c.status)
+                            for c in i.components],
+                histograms=[history_pb2.DriftHistogram(component=h.component, bins=h.bins, live=h.live,
+                                                       reference=h.reference) for h in i.histograms],
+            )
+            for i in report.items
+        ],
+        window_start=_ts(report.window_start), window_days=report.window_days, max_cells=report.max_cells,
+        min_cells=report.min_cells, watch_threshold=report.watch_threshold,
+        drifting_threshold=report.drifting_threshold,
+    )
+
+
+__all__ = ["HistoryServicer", "drift_report_to_pb", "prediction_to_pb"]

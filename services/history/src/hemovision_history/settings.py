@@ -36,8 +36,25 @@ class Settings(GrpcServiceSettings):
 
     # Storage policy: store the model-input-size image and its heatmap (never the original upload).
     store_images: bool = True
-    # Stored images and heatmaps older than this many days are purged; 0 keeps them forever.
+    # Stored images and heatmaps older than this many days are purged; 0 keeps them forever. The
+    # platform default: an organization's retention policy (retention_policies) overrides it.
     retention_days: int = Field(default=0, ge=0)
+    # Audit events older than this many days are deleted by `purge` (as the audit retention role
+    # only); 0 keeps them forever.
+    audit_retention_days: int = Field(default=400, ge=0)
+    # The connection `purge` deletes audit events through (it runs `SET LOCAL ROLE
+    # hemovision_audit_retention`, so this URL signs in as that role or a member of it). Empty: the
+    # database_url (the development stack, where the migrating owner is a member).
+    retention_database_url: str = ""
+    # The connection `migrate` uses (the schema owner). Empty: the database_url. Set it when the
+    # server runs as the restricted runtime role hemovision_history_app.
+    migrate_database_url: str = ""
+    # Services whose own tokens (the `act` claim) may call AppendAuditEvents, comma-separated.
+    audit_append_services: str = "auth,training"
+
+    @property
+    def audit_append_service_set(self) -> frozenset[str]:
+        return frozenset(s.strip() for s in self.audit_append_services.split(",") if s.strip())
 
     # Blob store: "local" (a directory) or "s3" (any S3-compatible endpoint; needs the `s3` extra).
     blob_backend: Literal["local", "s3"] = "local"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     Boolean,
     Column,
     DateTime,
@@ -133,7 +134,38 @@ audit_events = Table(
     Column("target_id", String(128), nullable=False, server_default=""),
     Column("details", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Where the request came from (the gateway's view of the client), "" when unknown.
+    Column("client_ip", String(64), nullable=False, server_default=""),
+    # The service that wrote the event: "history" (its own events and RecordAuditEvent), the `act`
+    # claim of an AppendAuditEvents caller ("auth", "training"), "retention" for the purge job.
+    Column("source", String(32), nullable=False, server_default="history"),
     Index("ix_audit_events_org_created", "organization_id", text("created_at DESC"), text("id DESC")),
     Index("ix_audit_events_created", text("created_at DESC"), text("id DESC")),
     Index("ix_audit_events_org_action", "organization_id", "action", postgresql_ops={"action": "text_pattern_ops"}),
+    Index("ix_audit_events_org_user_created", "organization_id", "user_id", text("created_at DESC")),
+    Index("ix_audit_events_org_target", "organization_id", "target_id"),
+)
+
+# The audit log is append-only (migration 0002): a trigger refuses UPDATE and TRUNCATE always and
+# DELETE unless the session's current_user is AUDIT_RETENTION_ROLE, which may DELETE (and SELECT)
+# history.audit_events and nothing else. HISTORY_APP_ROLE is the runtime role of the service:
+# SELECT/INSERT on the audit log, read/write on the other tables, owner of nothing.
+AUDIT_RETENTION_ROLE = "hemovision_audit_retention"
+HISTORY_APP_ROLE = "hemovision_history_app"
+
+# Per-organization retention; an organization without a row follows the platform's settings
+# (HV_HISTORY_RETENTION_DAYS for blobs, records kept).
+retention_policies = Table(
+    "retention_policies",
+    metadata,
+    Column("organization_id", String(64), primary_key=True),
+    # Stored images/heatmaps older than this many days are deleted; NULL = the platform default,
+    # 0 = keep them forever.
+    Column("blob_days", Integer),
+    # Whole prediction records (and batches) older than this many days are deleted; NULL = keep.
+    Column("record_days", Integer),
+    Column("updated_by", String(64), nullable=False, server_default=""),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("blob_days IS NULL OR blob_days >= 0", name="ck_retention_blob_days"),
+    CheckConstraint("record_days IS NULL OR record_days >= 1", name="ck_retention_record_days"),
 )

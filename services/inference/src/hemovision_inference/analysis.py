@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from hemovision_grpc_server import InvalidArgument
-from hemovision_inference.errors import SignatureMissing, VersionNotLoaded
+from hemovision_telemetry.metrics import observe_prediction
+from hemovision_inference.errors import ModelServerUnavailable, SignatureMissing, VersionNotLoaded
 from hemovision_inference.heatmaps import heatmap_png
 from hemovision_inference.model_info import ModelInfos
 from hemovision_inference.preprocess_client import Prepared, PreprocessClient
@@ -75,7 +76,9 @@ class ImageAnalyzer:
             raise InvalidArgument(f"at most {MAX_REQUEST_BYTES // (1024 * 1024)} MiB of images per call")
         name = self.service.check_name(name)
         ends = None if deadline_s is None else time.monotonic() + deadline_s
-        route = await self.router.route(0, caller, self.service.load_wait_s(deadline_s))
+        # any_spec: the images are prepared below with the routed version's own spec (a canary
+        # candidate with another pixel pipeline may answer).
+        route = await self.router.route(0, caller, self.service.load_wait_s(deadline_s), any_spec=True)
         try:
             t0 = time.perf_counter()
             prepared = await self._prepare(route.version, images, want_model_image, caller, ends)
@@ -89,10 +92,15 @@ class ImageAnalyzer:
                     break
                 except VersionNotLoaded:
                     if attempt:
-                        raise
+                        # The caller named no version: inference routed it, and the model server
+                        # does not serve that version right now (it restarted and is loading it,
+                        # or it is reloading): retryable, not the caller's precondition (was 409).
+                        raise ModelServerUnavailable(
+                            f"the model server is not serving model version {route.version} right now "
+                            "(starting or reloading it); try again shortly") from None
                     # Swapped out between preprocessing and the model call: once more, on the
                     # caller's version now; its pixel pipeline may differ, then prepare again.
-                    new = await self.router.route(0, caller, self.service.load_wait_s(_left(ends)))
+                    new = await self.router.route(0, caller, self.service.load_wait_s(_left(ends)), any_spec=True)
                     old, route = route, new
                     self.router.release(old)
                     log.info("version swapped out under a request; retried on the new one",
@@ -109,6 +117,11 @@ class ImageAnalyzer:
         meta = self.router.metadata(result.version)
         cells = iter(result.results)
         outcomes = [p if isinstance(p, Rejected) else _analyzed(next(cells), p, meta) for p in prepared]
+        for out in outcomes:
+            if isinstance(out, AnalyzedCell):
+                observe_prediction(label=out.cell.label, model_version=str(result.version),
+                                   organization=caller.organization_id if caller else "", flagged=out.needs_review,
+                                   confidence=out.cell.confidence)
         return Analysis(meta, outcomes, result.model_ms, preprocess_ms)
 
     async def _run(self, route: Route, name: str, batch: np.ndarray, want_heatmap: bool):

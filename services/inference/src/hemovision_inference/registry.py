@@ -55,6 +55,23 @@ class RegistryClient:
             raise RegistryUnavailable(f"{exc.code().name}: {exc.details()}") from None
         return (reply.version or None), bool(reply.adapted and reply.version)
 
+    async def rollout(self, model_name: str):
+        """The registry's running rollout (rollout.RolloutInfo), None when none is running."""
+        from hemovision_inference.rollout import RolloutInfo
+
+        try:
+            reply = await self.stub.GetRollout(
+                training_pb2.GetRolloutRequest(model_name=model_name), timeout=self.timeout_s, wait_for_ready=False)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise RegistryUnavailable(f"{exc.code().name}: {exc.details()}") from None
+        if reply.status != training_pb2.ROLLOUT_STATUS_RUNNING:
+            return None
+        mode = "shadow" if reply.mode == training_pb2.ROLLOUT_MODE_SHADOW else "canary"
+        return RolloutInfo(id=reply.id, candidate=int(reply.candidate_version), baseline=int(reply.baseline_version),
+                           mode=mode, percent=int(reply.canary_percent) if mode == "canary" else 0)
+
     async def close(self) -> None:
         await self.channel.close()
 

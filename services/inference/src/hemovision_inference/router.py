@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from pathlib import Path
 from hemovision_inference.errors import ModelServerUnavailable, NoActiveModel, VersionNotLoaded
 from hemovision_inference.org_routing import OrgRouting
 from hemovision_inference.registry import RegistryUnavailable
+from hemovision_inference.rollout import BASELINE, CANDIDATE, RolloutInfo
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,10 @@ class Caller:
 class Route:
     version: int
     adapted: bool  # the caller's organization's own version
+    # A platform-routed request during a rollout: the rollout, and whether the baseline (the
+    # active version) or the candidate (a canary share) answers it.
+    rollout: RolloutInfo | None = None
+    role: str = ""
 
 
 class ModelRouter:
@@ -83,7 +89,10 @@ class ModelRouter:
     server, wait until the new one is AVAILABLE (loaded and warm), switch, keep the old one
     pinned through the drain window, then pin {new} only. Registry unreachable or empty:
     follow the highest platform version the model server has AVAILABLE (no new pins).
-    Organizations' adapted versions (self.orgs) are pinned beside the platform's.
+    Organizations' adapted versions (self.orgs) are pinned beside the platform's, and so is the
+    candidate of the registry's running rollout (self.rollout): pre-loaded when the rollout starts,
+    routed to (canary) or shadowed only once AVAILABLE, kept pinned through the drain window (and
+    while requests hold it) when the rollout ends.
     """
 
     def __init__(
@@ -121,6 +130,12 @@ class ModelRouter:
         self._registry_error_logged = False
         self.switches: list[tuple[float, int | None, int]] = []
         self.missing_timeout_s = 30.0
+        self.rollout: RolloutInfo | None = None  # the registry's running rollout
+        self.rollout_ready = False  # its candidate is AVAILABLE: canary / shadow traffic may go to it
+        self._rollout_load: asyncio.Task | None = None
+        self._rollout_retry_at = 0.0
+        self._wake = asyncio.Event()  # a rollout event: reconcile now instead of at the next tick
+        self.rng = random.Random()
         self.orgs = (
             OrgRouting(self, registry, max_versions=max_org_versions, idle_s=org_idle_s,
                        load_timeout_s=org_load_timeout_s)
@@ -146,11 +161,15 @@ class ModelRouter:
 
     # ---- routing (docs/serving.md, "Routing order") ----------------------------------------
 
-    async def route(self, requested: int, caller: Caller | None, wait_s: float | None = None) -> Route:
+    async def route(self, requested: int, caller: Caller | None, wait_s: float | None = None, *,
+                    any_spec: bool = False) -> Route:
         """The version to serve a request with, counted in flight until release(). requested 0: the
         caller's organization's adapted version (a cold one waits for its load, at most wait_s),
-        else the platform's. An explicit version is served as asked, except another organization's
-        (answered like a version that is not loaded)."""
+        else a running canary's candidate with its share, else the platform's. An explicit version
+        is served as asked, except another organization's (answered like a version that is not
+        loaded). `any_spec`: the inputs are prepared after routing (AnalyzeImages), so a canary
+        candidate with another preprocessing may answer; tensors prepared for the active version
+        (Classify/Explain with version 0) go to the candidate only when it reads the same input."""
         org = caller.organization_id if caller is not None and self.orgs is not None else ""
         if requested:
             owner = self.owner_of(requested)
@@ -173,7 +192,35 @@ class ModelRouter:
                 return Route(v, adapted=True)
         if self.active is None:
             raise NoActiveModel("no model version is loaded yet")
-        return self._hold(Route(self.active, adapted=False))
+        rollout = self.rollout
+        if rollout is None or not self.rollout_ready:
+            return self._hold(Route(self.active, adapted=False))
+        if (rollout.mode == "canary" and self.rng.random() * 100 < rollout.percent
+                and (any_spec or self.compatible(self.active, rollout.candidate))):
+            return self._hold(Route(rollout.candidate, adapted=False, rollout=rollout, role=CANDIDATE))
+        return self._hold(Route(self.active, adapted=False, rollout=rollout, role=BASELINE))
+
+    def hold_version(self, version: int) -> None:
+        """Counts a use of `version` in flight (a shadow run): never unpinned until release_version()."""
+        if self.orgs is not None:
+            self.orgs.hold(version)
+
+    def release_version(self, version: int) -> None:
+        if self.orgs is not None:
+            self.orgs.release(version)
+
+    def in_flight(self, version: int) -> int:
+        return self.orgs.inflight[version] if self.orgs is not None else 0
+
+    def rollout_lost(self, rollout: RolloutInfo) -> None:
+        """The model server did not serve the candidate (it restarted): no more canary or shadow
+        traffic until the reconcile loop sees it AVAILABLE again."""
+        if self.rollout is rollout:
+            self.rollout_ready = False
+
+    def nudge(self) -> None:
+        """Reconcile now (a rollout started or ended): the candidate starts loading at once."""
+        self._wake.set()
 
     def _hold(self, route: Route) -> Route:
         if self.orgs is not None:
@@ -203,6 +250,8 @@ class ModelRouter:
     async def stop(self) -> None:
         if self.orgs is not None:
             await self.orgs.close()
+        if self._rollout_load is not None and not self._rollout_load.done():
+            self._rollout_load.cancel()
         if self._task:
             self._task.cancel()
             try:
@@ -218,7 +267,11 @@ class ModelRouter:
                 raise
             except Exception:  # noqa: BLE001 - the loop must survive anything
                 log.exception("reconcile failed")
-            await asyncio.sleep(self.reconcile_interval_s)
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.reconcile_interval_s)
+            except TimeoutError:
+                pass
+            self._wake.clear()
 
     async def _set_ready(self, ready: bool) -> None:
         if ready != self.ready:
@@ -242,7 +295,7 @@ class ModelRouter:
         target = await self._registry_target()
         now = time.monotonic()
         for version, until in list(self.draining.items()):
-            if now >= until:
+            if now >= until and not self.in_flight(version):  # never unpinned under a request
                 del self.draining[version]
         if target is None:
             # Fallback: follow the model server's own policy; no pinning.
@@ -258,6 +311,7 @@ class ModelRouter:
             await self._set_ready(self.active is not None and self.active in available)
             return
         self.mode = "registry"
+        await self._reconcile_rollout(statuses)
         if target != self.active:
             await self._activate(target, statuses)
             return
@@ -284,6 +338,63 @@ class ModelRouter:
                 log.warning("training registry unreachable", extra={"error": str(exc)})
                 self._registry_error_logged = True
             return None
+
+    async def _reconcile_rollout(self, statuses) -> None:
+        """Follows the registry's running rollout: a new one pins its candidate and loads it in the
+        background (routing starts once it is AVAILABLE); an ended one stops routing to it at once
+        and keeps it pinned through the drain window. Registry unreachable: the last answer stands."""
+        if self.registry is None or not hasattr(self.registry, "rollout"):
+            return
+        try:
+            info = await self.registry.rollout(self.model_name)
+        except RegistryUnavailable:
+            return
+        old = self.rollout
+        if old is not None and old != info:
+            self.rollout, self.rollout_ready = None, False
+            if self._rollout_load is not None and not self._rollout_load.done():
+                self._rollout_load.cancel()
+            if old.candidate != self.active:
+                self.draining[old.candidate] = time.monotonic() + self.drain_seconds
+            log.info("rollout ended on this replica", extra={"rollout_id": old.id, "version": old.candidate})
+        if info is None:
+            if old is not None:
+                await self.pin_now()
+            return
+        if self.rollout is None:
+            self.rollout = info
+            self.draining.pop(info.candidate, None)
+            log.info("rollout started on this replica", extra={
+                "rollout_id": info.id, "version": info.candidate, "mode": info.mode, "canary_percent": info.percent})
+        status = statuses.get(info.candidate)
+        if self.rollout_ready and not (status is not None and status.available):
+            self.rollout_ready = False  # the model server lost it (restart): load it again
+        loading = self._rollout_load is not None and not self._rollout_load.done()
+        if not self.rollout_ready and not loading and time.monotonic() >= self._rollout_retry_at:
+            self._rollout_load = asyncio.create_task(self._load_candidate(info))
+
+    async def _load_candidate(self, info: RolloutInfo) -> None:
+        async def still_wanted() -> bool:
+            return self.rollout is info
+
+        try:
+            self.metadata(info.candidate)  # not published under the model base: fail now
+            await self.pin_now()
+            ok = await self.wait_available(info.candidate, self.load_timeout_s, still_wanted)
+        except Exception as exc:  # noqa: BLE001 - unpublished, model server unreachable: a failed load
+            log.warning("rollout candidate could not be loaded", extra={"version": info.candidate,
+                                                                       "error": str(exc)[:300]})
+            ok = False
+        if self.rollout is not info:
+            return
+        if ok:
+            self.rollout_ready = True
+            log.info("rollout candidate available; routing to it", extra={
+                "rollout_id": info.id, "version": info.candidate, "mode": info.mode})
+        else:
+            self._rollout_retry_at = time.monotonic() + max(5.0, self.reconcile_interval_s * 4)
+            log.error("rollout candidate did not become AVAILABLE; only the active version serves",
+                      extra={"rollout_id": info.id, "version": info.candidate})
 
     def owner_of(self, version: int) -> str:
         """The organization an adapted version belongs to ("" for a platform version)."""
@@ -331,6 +442,8 @@ class ModelRouter:
         """Every version to keep pinned: the platform's active, pending and draining ones, and the
         organizations' (org_routing)."""
         platform = {v for v in (self.active, self.pending) if v is not None} | set(self.draining)
+        if self.rollout is not None:
+            platform.add(self.rollout.candidate)
         return platform | (self.orgs.pinned_versions() if self.orgs is not None else set())
 
     def can_pin(self) -> bool:

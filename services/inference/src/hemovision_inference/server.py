@@ -13,6 +13,7 @@ from hemovision_inference.analysis import ImageAnalyzer
 from hemovision_inference.model_client import ModelServerClient
 from hemovision_inference.preprocess_client import PreprocessClient
 from hemovision_inference.registry import RegistryClient
+from hemovision_inference.rollout import RolloutRecorder
 from hemovision_inference.service import InferenceService, ModelRouter
 from hemovision_inference.servicer import InferenceServicer
 from hemovision_inference.settings import Settings
@@ -45,6 +46,7 @@ class InferenceServer(hemovision_grpc_server.Server[InferenceService]):
             preprocess.close if preprocess is not None else None,
             model_server.close,
             router.stop,
+            service.shadow.close,
         ]
         super().__init__(running, service=service, closers=[c for c in closers if c is not None])
         self.router = router
@@ -109,12 +111,15 @@ async def create_server(
         from hemovision_inference.input_check import InputReference
 
         input_reference = InputReference.load()
+    recorder = RolloutRecorder(settings.redis_url or None, flush_s=settings.rollout_stats_flush_s)
     service = InferenceService(
         router=router,
         model_server=model_server,
         model_name=settings.model_name,
         max_images=settings.max_images,
         input_reference=input_reference,
+        recorder=recorder,
+        shadow_max_inflight=settings.shadow_max_inflight,
     )
     preprocess = (PreprocessClient(settings.preprocess_addr, timeout_s=settings.preprocess_timeout_s)
                   if settings.preprocess_addr else None)
@@ -131,17 +136,22 @@ async def create_server(
     server = InferenceServer(running, service=service, router=router, model_server=model_server,
                              registry=registry_client, preprocess=preprocess, verifier=verifier)
     if router.orgs is not None and settings.redis_url:
-        server.start_task(follow_organization_versions(settings.redis_url, router.orgs),
+        server.start_task(follow_organization_versions(settings.redis_url, router.orgs, router),
                           name="organization-version-events")
+    if settings.redis_url:
+        server.start_task(recorder.run(), name="rollout-statistics")
     return server
 
 
-async def follow_organization_versions(redis_url: str, orgs, *, retry_s: float = 5.0) -> None:
-    """Pre-loads each organization version the training service announces as activated. Best
-    effort: a missed event only means that organization's next request waits for the load."""
+async def follow_organization_versions(redis_url: str, orgs, router=None, *, retry_s: float = 5.0) -> None:
+    """Pre-loads each organization version the training service announces as activated, and
+    reconciles at once when a rollout starts or ends (router.nudge()). Best effort: a missed event
+    only means that organization's next request waits for the load, or the rollout is seen at the
+    next registry poll."""
     import redis.asyncio as aioredis
 
     from hemovision_contracts import ORGANIZATION_VERSION_CHANNEL, parse_organization_version_event
+    from hemovision_contracts.rollouts import ROLLOUT_CHANNEL
 
     client = aioredis.Redis.from_url(redis_url)
     logged = False
@@ -149,10 +159,15 @@ async def follow_organization_versions(redis_url: str, orgs, *, retry_s: float =
         while True:
             try:
                 async with client.pubsub() as pubsub:
-                    await pubsub.subscribe(ORGANIZATION_VERSION_CHANNEL)
+                    await pubsub.subscribe(ORGANIZATION_VERSION_CHANNEL, ROLLOUT_CHANNEL)
                     logged = False
                     async for message in pubsub.listen():
                         if message.get("type") != "message":
+                            continue
+                        channel = message.get("channel")
+                        if channel in (ROLLOUT_CHANNEL, ROLLOUT_CHANNEL.encode()):
+                            if router is not None:
+                                router.nudge()
                             continue
                         try:
                             org, version = parse_organization_version_event(message["data"])

@@ -9,8 +9,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hemovision_inference.errors import BadTensor, ModelNotFound, VersionNotLoaded
+from hemovision_inference.errors import BadTensor, ModelNotFound, ModelServerUnavailable, VersionNotLoaded
+from hemovision_inference.rollout import BASELINE, CANDIDATE, RolloutRecorder, ShadowRunner
 from hemovision_inference.router import Caller, ModelMetadata, ModelRouter, Route, read_metadata
+from hemovision_telemetry.metrics import observe_prediction
 
 __all__ = ["Caller", "ClassifyResult", "InferenceService", "ModelMetadata", "ModelRouter", "build_results",
            "energy_score", "read_metadata"]
@@ -45,9 +47,12 @@ class ClassifyResult:
 
 class InferenceService:
     def __init__(
-        self, *, router: ModelRouter, model_server, model_name: str, max_images: int = 64, input_reference=None
+        self, *, router: ModelRouter, model_server, model_name: str, max_images: int = 64, input_reference=None,
+        recorder: RolloutRecorder | None = None, shadow_max_inflight: int = 2,
     ) -> None:
         self.router = router
+        self.recorder = recorder or RolloutRecorder(None)
+        self.shadow = ShadowRunner(router, model_server, self.recorder, max_inflight=shadow_max_inflight)
         self.model_server = model_server
         self.model_name = model_name
         self.max_images = max_images
@@ -90,9 +95,21 @@ class InferenceService:
         name = self.check_name(name)
         route = await self.router.route(version, caller, self.load_wait_s(deadline_s))
         try:
-            return await self.serve(route, name, images, explain)
+            result = await self.serve(route, name, images, explain)
+        except VersionNotLoaded:
+            if version:  # the caller named the version: its precondition
+                raise
+            # Routed here, yet not on the model server (it restarted and is loading): retryable.
+            raise ModelServerUnavailable(
+                f"the model server is not serving model version {route.version} right now "
+                "(starting or reloading it); try again shortly") from None
         finally:
             self.router.release(route)
+        for cell in result.results:
+            observe_prediction(label=cell.label, model_version=str(result.version),
+                               organization=caller.organization_id if caller else "", flagged=cell.needs_review,
+                               confidence=cell.confidence)
+        return result
 
     @staticmethod
     def load_wait_s(deadline_s: float | None) -> float | None:
@@ -100,10 +117,22 @@ class InferenceService:
         return None if deadline_s is None else max(0.0, deadline_s - SERVE_MARGIN_S)
 
     async def serve(self, route: Route, name: str, images: np.ndarray, explain: bool) -> ClassifyResult:
-        """Runs the model for a route the caller holds (router.route ... router.release)."""
+        """Runs the model for a route the caller holds (router.route ... router.release). During a
+        rollout it also counts the call for its role and, in shadow mode, hands the same batch to
+        the candidate in the background (never awaited here)."""
         try:
-            return await self._classify(name, route.version, images, explain)
+            result = await self._classify(name, route.version, images, explain)
         except VersionNotLoaded:
+            if route.role == CANDIDATE and route.rollout is not None:
+                # The canary's candidate is not on the model server (it restarted): the active
+                # version answers; no canary traffic until the candidate is AVAILABLE again.
+                self.router.rollout_lost(route.rollout)
+                platform = self.router.active
+                if platform is None or not self.router.compatible(route.version, platform):
+                    raise
+                log.warning("canary candidate not on the model server; served by the active version",
+                            extra={"version": route.version, "platform_version": platform})
+                return await self._classify(name, platform, images, explain)
             platform = self.router.active
             if not route.adapted or platform is None or not self.router.compatible(route.version, platform):
                 raise
@@ -113,6 +142,13 @@ class InferenceService:
             log.warning("organization version not on the model server; served by the platform version",
                         extra={"version": route.version, "platform_version": platform})
             return await self._classify(name, platform, images, explain)
+        rollout = route.rollout
+        if rollout is not None:
+            self.recorder.served(rollout.id, route.role, len(result.results), result.model_ms)
+            if (rollout.mode == "shadow" and route.role == BASELINE and self.router.rollout is rollout
+                    and self.router.rollout_ready):
+                self.shadow.submit(rollout, name, images, explain, [c.label for c in result.results])
+        return result
 
     async def _classify(self, name: str, version: int, images: np.ndarray, explain: bool) -> ClassifyResult:
         meta = self.router.metadata(version)

@@ -42,6 +42,10 @@ class Settings(GrpcServiceSettings):
     org_idle_s: float = 600.0
     org_load_timeout_s: float = 60.0
     max_images: int = 64
+    # Safe rollouts (docs/serving.md): shadow runs of the candidate in flight at once per replica
+    # (more are dropped, never queued), and how often live statistics are added to Redis.
+    shadow_max_inflight: int = 2
+    rollout_stats_flush_s: float = 1.0
     # Back the model's OOD score with the input plausibility check (input_check.py, ood_reference.json).
     input_check: bool = True
     # Verify bearer tokens (hemovision_tokens); off only for local tools.

@@ -11,6 +11,7 @@ import grpc
 from hemovision.auth.v1 import auth_pb2, auth_pb2_grpc
 from hemovision.common.v1 import common_pb2
 from hemovision.history.v1 import history_pb2, history_pb2_grpc
+from hemovision_contracts import origin_metadata
 from hemovision_grpc_server import create_channel
 from hemovision_tokens import bearer_metadata
 
@@ -64,6 +65,15 @@ class HistoryClient:
                 return None
             raise
         return blob.data
+
+    async def record_audit_event(self, token: str, *, action: str, target_type: str, target_id: str, details_json: str,
+                                 client_ip: str = "", user_agent: str = "") -> None:
+        """Appends an audit event as the caller, with the request origin the gateway forwarded."""
+        await self._stub.RecordAuditEvent(
+            history_pb2.RecordAuditEventRequest(action=action, target_type=target_type, target_id=target_id,
+                                                details_json=details_json),
+            metadata=bearer_metadata(token) + origin_metadata(client_ip, user_agent), timeout=self._timeout,
+        )
 
 
 class OrganizationNames:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ class Report:
 class Caller:
     token: str
     organization_id: str
+    client_ip: str = ""  # the request origin the gateway forwarded (for the audit log)
+    user_agent: str = ""
 
 
 def _thumbnail(png: bytes, side: int = 96) -> bytes:
@@ -60,6 +63,13 @@ class ReportsService:
         name = await self.organizations.name_for(caller.token)
         return name or caller.organization_id or "-"
 
+    async def _audit(self, caller: Caller, target_type: str, target_id: str, *, pages: int) -> None:
+        """Every report handed out is in the audit log (`report.download`). Recorded before the
+        PDF is returned: when history cannot record it, the report is not handed out either."""
+        await self.history.record_audit_event(
+            caller.token, action="report.download", target_type=target_type, target_id=target_id,
+            details_json=json.dumps({"pages": pages}), client_ip=caller.client_ip, user_agent=caller.user_agent)
+
     async def prediction_report(self, caller: Caller, prediction_id: str) -> Report:
         if not prediction_id.strip():
             raise MissingId("prediction_id")
@@ -77,6 +87,7 @@ class ReportsService:
             self._organization(caller),
         )
         rendered = await asyncio.to_thread(self._render_prediction, prediction, organization, image, heatmap)
+        await self._audit(caller, "prediction", prediction.id, pages=rendered.pages)
         return Report(pdf=rendered.data, filename=f"hemovision-prediction-{_safe_id(prediction.id)}.pdf", pages=rendered.pages)
 
     @staticmethod
@@ -136,6 +147,7 @@ class ReportsService:
             thumbnails_left_out=len(flagged_items) - len(shown),
         )
         rendered = await asyncio.to_thread(rendering.batch_report, data)
+        await self._audit(caller, "batch", batch.id, pages=rendered.pages)
         return Report(pdf=rendered.data, filename=f"hemovision-batch-{_safe_id(batch.id)}.pdf", pages=rendered.pages)
 
 

@@ -36,7 +36,7 @@ def migrate() -> int:
 
 def register_existing(name: str | None) -> int:
     from hemovision_database import create_db_engine
-    from hemovision_training import registry
+    from hemovision_training import drift, registry
 
     settings = _settings()
     name = name or settings.model_name
@@ -44,6 +44,9 @@ def register_existing(name: str | None) -> int:
     try:
         with engine.begin() as conn:
             added, activated, _ = registry.register_existing(conn, model_base=settings.model_base, name=name)
+        # drift references: computed from PBC val for versions without one (~40 s each, 2 cores)
+        published = drift.publish_registered(engine, settings.redis_url, name, data_dir=settings.replay_data_dir)
+        print(f"model {name}: drift references published for {published or 'no version'}")
     finally:
         engine.dispose()
     print(f"model {name}: registered {added or 'nothing new'}; "

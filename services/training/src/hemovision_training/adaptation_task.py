@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from hemovision_training import drift
 from hemovision_training import repository as repo
 from hemovision_training.adaptation import ADAPT_TASK_NAME, read_cells, version_spec
 from hemovision_training.registry import Actor, _audit, register_version
@@ -109,6 +110,7 @@ def _run(job_id: str) -> None:
         raise
     _publish(job_id, repo.SUCCEEDED)
     _announce_organization_version(org, version)
+    drift.publish_version(settings.redis_url, name, version, path)
 
 
 def _publish_version(job: repo.Job, *, version: int, path: Path, base_version: int, figures: dict[str, Any],

@@ -4,7 +4,9 @@
     python -m hemovision_training models list
     HV_TOKEN=... python -m hemovision_training models activate 3 [--force --reason "..."]
 
-Talks to HV_TRAINING_ADDR (default 127.0.0.1:50056) with `authorization: Bearer $HV_TOKEN`.
+Talks to HV_TRAINING_ADDR (default 127.0.0.1:50056) with `authorization: Bearer $HV_TOKEN`;
+over mutual TLS when HV_TLS_CERT_FILE / HV_TLS_KEY_FILE / HV_TLS_CA_FILE are set (a stack started
+with `hemovision up --tls`: the files var/secrets/tls/cli.{pem,key} and ca.pem).
 """
 
 from __future__ import annotations
@@ -74,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
 
     addr = os.environ.get("HV_TRAINING_ADDR", DEFAULT_ADDR)
     md = _metadata()
-    with grpc.insecure_channel(addr) as channel:
+    from hemovision_grpc_server import create_blocking_channel
+
+    with create_blocking_channel(addr) as channel:
         stub = training_pb2_grpc.TrainingServiceStub(channel)
         try:
             if args.command == "train":

@@ -22,6 +22,11 @@ class VersionNotFound(NotFound):
             super().__init__(f"model {name!r} version {version} not found")
 
 
+class RolloutNotFound(NotFound):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"model {name!r} has no rollout")
+
+
 class JobNotCancellable(FailedPrecondition):
     """The job already ended."""
 
@@ -36,6 +41,10 @@ class VersionDeprecated(FailedPrecondition):
 
 class AdaptationRefused(FailedPrecondition):
     """An adaptation cannot start or a rollback cannot happen now; the message says why."""
+
+
+class RolloutRefused(FailedPrecondition):
+    """A rollout cannot start, be promoted or aborted now; the message says why."""
 
 
 class ForbiddenForRole(PermissionDenied):
@@ -54,6 +63,8 @@ __all__ = [
     "JobNotCancellable",
     "JobNotFound",
     "QualityGateRefused",
+    "RolloutNotFound",
+    "RolloutRefused",
     "VersionDeprecated",
     "VersionNotFound",
 ]

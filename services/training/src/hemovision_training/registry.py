@@ -223,8 +223,12 @@ def activate(
     updated = repo.set_active(conn, name=name, version=version)
     details["adapted_versions_stale"] = repo.mark_stale(conn, name=name, platform_version=version)
     event = _audit(conn, actor, action, updated, details)
+    from hemovision_training import rollouts  # (it builds on this module)
+
+    # Any activation ends a running rollout: promoted when it is the candidate, else aborted.
+    ended = rollouts.end_on_activation(conn, name=name, version=version, actor=actor)
     log.info("model activated", extra={"model": name, "version": version, "action": action, "user": actor.user_id})
-    return Activation(version=updated, events=[event], changed=True)
+    return Activation(version=updated, events=[event, *ended], changed=True)
 
 
 def deprecate(conn: Connection, *, name: str, version: int, actor: Actor, reason: str,
@@ -253,8 +257,11 @@ def deprecate(conn: Connection, *, name: str, version: int, actor: Actor, reason
         return Activation(version=candidate, events=[], changed=False)
     updated = repo.set_deprecated(conn, name=name, version=version, reason=reason[:500])
     event = _audit(conn, actor, "model.deprecate", updated, {"name": name, "version": version, "reason": reason[:500]})
+    from hemovision_training import rollouts
+
+    ended = rollouts.end_on_deprecation(conn, name=name, version=version, actor=actor)  # never rolls out
     log.info("model version deprecated", extra={"model": name, "version": version, "user": actor.user_id})
-    return Activation(version=updated, events=[event], changed=True)
+    return Activation(version=updated, events=[event, *ended], changed=True)
 
 
 # ----------------------------------------------------------------------------- registration

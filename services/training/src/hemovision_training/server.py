@@ -3,17 +3,20 @@ tests (port 0) and for `serve` (hemovision_grpc_server.run)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 import hemovision_grpc_server
 from hemovision.training.v1 import training_pb2, training_pb2_grpc
 from hemovision_database import create_db_engine
+from hemovision_telemetry.metrics import ScrapeTimeGauges, register_scrape_time_gauge
 from hemovision_tokens import AuthKeyProvider, TokenInterceptor, TokenVerifier
+from hemovision_training import drift
 from hemovision_training.adaptation import AdaptationService, CellSource
 from hemovision_training.audit import HistoryAuditSink
 from hemovision_training.history_cells import HistoryCellSource
@@ -24,7 +27,8 @@ from hemovision_training.settings import Settings
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name
-PUBLIC_METHODS = {f"/{SERVICE_NAME}/GetActiveModelVersion"}
+# Inference replicas poll these without a token.
+PUBLIC_METHODS = {f"/{SERVICE_NAME}/GetActiveModelVersion", f"/{SERVICE_NAME}/GetRollout"}
 
 
 def celery_enqueuer(settings: Settings):
@@ -79,8 +83,30 @@ async def create_server(
         register=lambda s: training_pb2_grpc.add_TrainingServiceServicer_to_server(servicer, s),
         interceptors=[TokenInterceptor(verifier, public_methods=PUBLIC_METHODS)],
     )
+    register_scrape_time_gauge(ScrapeTimeGauges(
+        "hemovision_training_jobs", "Training and adaptation jobs by kind and status.", ["kind", "status"],
+        lambda: _job_counts(engine)))
+    register_scrape_time_gauge(ScrapeTimeGauges(
+        "hemovision_training_job_progress", "Share of epochs done of each running job (0..1).", ["job_id", "kind"],
+        lambda: _running_progress(engine)))
     # stop() also cancels the job reaper and closes what was made here (not what was passed in)
     server = hemovision_grpc_server.Server(running, service=service, closers=closers)
     if start_reaper:
         server.start_task(service.run_reaper(), name="training-job-reaper")
+        # history reads drift references from Redis: re-publish every registered version's
+        server.start_task(asyncio.to_thread(drift.publish_registered, engine, settings.redis_url, settings.model_name),
+                          name="drift-references")
     return server
+
+
+def _job_counts(engine: Engine) -> list[tuple[tuple[str, ...], float]]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT kind, status, count(*) FROM training.training_jobs GROUP BY kind, status")).all()
+    return [((kind, status), float(n)) for kind, status, n in rows]
+
+
+def _running_progress(engine: Engine) -> list[tuple[tuple[str, ...], float]]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT id, kind, epoch, total_epochs FROM training.training_jobs "
+                                 "WHERE status = 'running'")).all()
+    return [((str(job_id), kind), epoch / total if total else 0.0) for job_id, kind, epoch, total in rows]

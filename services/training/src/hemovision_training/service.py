@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 from sqlalchemy import Engine
 
 from hemovision_contracts import is_platform_role
-from hemovision_training import registry
+from hemovision_training import registry, rollouts
 from hemovision_training import repository as repo
 from hemovision_training.errors import (
     BrokerUnavailable,
@@ -155,15 +155,15 @@ class TrainingService:
     async def start_job(self, actor: Actor, req: TrainingRequest) -> repo.Job:
         config = await asyncio.to_thread(validate_request, req, default_model_name=self.settings.model_name)
         job_id = str(uuid.uuid4())
-        await self._tx(
-            repo.insert_job,
-            job_id=job_id,
-            config=config,
-            model_name=config["model_name"],
-            total_epochs=config["epochs"],
-            created_by=actor.user_id,
-        )
+
+        def insert(conn) -> list[AuditEvent]:
+            repo.insert_job(conn, job_id=job_id, config=config, model_name=config["model_name"],
+                            total_epochs=config["epochs"], created_by=actor.user_id)
+            return [_job_event(conn, actor, "training.start", job_id, {"config": config})]
+
+        events = await self._tx(insert)
         await self.enqueue_job(job_id)
+        await self._forward_audit(events, token=actor.token)
         log.info("training job queued", extra={"job_id": job_id, "user": actor.user_id})
         return await self.get_job(job_id)
 
@@ -196,12 +196,16 @@ class TrainingService:
         job = await self.get_job(job_id)
         if job.terminal:
             raise JobNotCancellable(f"training job {job_id} already {job.status}")
-        ended = await self._tx(
-            repo.finish_job, job_id=job_id, status=repo.CANCELLED, error=f"cancelled by {actor.user_id}"
-        )
-        if not ended:
+        def finish(conn) -> list[AuditEvent] | None:
+            if not repo.finish_job(conn, job_id=job_id, status=repo.CANCELLED, error=f"cancelled by {actor.user_id}"):
+                return None
+            return [_job_event(conn, actor, "training.cancel", job_id, {"was": job.status, "epoch": job.epoch})]
+
+        events = await self._tx(finish)
+        if events is None:
             job = await self.get_job(job_id)
             raise JobNotCancellable(f"training job {job_id} already {job.status}")
+        await self._forward_audit(events, token=actor.token)
         # A queued task is dropped by the worker (it only starts queued jobs); a running one stops
         # at its next epoch, when it sees the job is no longer running.
         if revoke is not None and job.celery_task_id:
@@ -304,6 +308,7 @@ class TrainingService:
         )
         if result.events:
             await self._forward_audit(result.events, token=actor.token)
+            await rollouts.announce_ended(self.redis, result.events, self._name(name))
         return result.version
 
     async def deprecate(self, actor: Actor, name: str, version: int, *, reason: str,
@@ -312,6 +317,7 @@ class TrainingService:
                                 reason=reason, restore=restore)
         if result.events:
             await self._forward_audit(result.events, token=actor.token)
+            await rollouts.announce_ended(self.redis, result.events, self._name(name))
         return result.version
 
     async def _forward_audit(self, events: list[AuditEvent], *, token: str) -> None:
@@ -324,3 +330,11 @@ class TrainingService:
             return
         for audit_id in delivered:
             await self._tx(repo.mark_audit_forwarded, audit_id=audit_id)
+
+
+def _job_event(conn, actor: Actor, action: str, job_id: str, details: dict[str, Any]) -> AuditEvent:
+    """An audit row for a training job, in the caller's transaction (forwarded to history after)."""
+    audit_id = repo.insert_audit(conn, user_id=actor.user_id, organization_id=actor.organization_id,
+                                 role=actor.role, action=action, target_type="training_job", target_id=job_id,
+                                 details=details)
+    return AuditEvent(id=audit_id, action=action, target_type="training_job", target_id=job_id, details=details)

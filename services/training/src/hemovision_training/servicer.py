@@ -13,6 +13,7 @@ from hemovision_tokens import current_principal, require_role
 from hemovision_training import repository as repo
 from hemovision_training.adaptation import AdaptationService, OrganizationModel
 from hemovision_training.registry import Actor
+from hemovision_training.rollouts import RolloutService, RolloutView
 from hemovision_training.service import TrainingRequest, TrainingService
 
 JOB_STATUS = {
@@ -34,6 +35,15 @@ ADAPTATION_STATUS = {
     repo.REJECTED: training_pb2.ADAPTATION_STATUS_REJECTED,
     repo.FAILED: training_pb2.ADAPTATION_STATUS_FAILED,
     repo.CANCELLED: training_pb2.ADAPTATION_STATUS_CANCELLED,
+}
+
+
+ROLLOUT_MODE = {"canary": training_pb2.ROLLOUT_MODE_CANARY, "shadow": training_pb2.ROLLOUT_MODE_SHADOW}
+ROLLOUT_MODE_NAME = {v: k for k, v in ROLLOUT_MODE.items()}
+ROLLOUT_STATUS = {
+    "running": training_pb2.ROLLOUT_STATUS_RUNNING,
+    "promoted": training_pb2.ROLLOUT_STATUS_PROMOTED,
+    "aborted": training_pb2.ROLLOUT_STATUS_ABORTED,
 }
 
 
@@ -143,12 +153,35 @@ def version_to_proto(v: repo.ModelVersion) -> training_pb2.ModelVersion:
     )
 
 
+def rollout_to_proto(view: RolloutView) -> training_pb2.Rollout:
+    r = view.rollout
+    msg = training_pb2.Rollout(
+        id=r.id, model_name=r.name, candidate_version=r.candidate_version, baseline_version=r.baseline_version,
+        mode=ROLLOUT_MODE.get(r.mode, training_pb2.ROLLOUT_MODE_UNSPECIFIED), canary_percent=r.canary_percent,
+        status=ROLLOUT_STATUS.get(r.status, training_pb2.ROLLOUT_STATUS_UNSPECIFIED), started_by=r.started_by,
+        started_at=_ts(r.started_at), start_reason=r.start_reason, ended_by=r.ended_by, ended_at=_ts(r.ended_at),
+        end_reason=r.end_reason,
+    )
+    st = view.stats
+    if st is not None:
+        msg.stats.CopyFrom(training_pb2.RolloutStats(
+            versions=[training_pb2.RolloutVersionStats(
+                role=v.role, version=v.version, requests=v.requests, cells=v.cells,
+                latency_p50_ms=v.p50_ms or 0.0, latency_p95_ms=v.p95_ms or 0.0) for v in st.versions],
+            agree_cells=st.agree, compared_cells=st.compared, agreement_rate=st.agreement_rate or 0.0,
+            shadow_dropped=st.shadow_dropped, shadow_skipped=st.shadow_skipped, shadow_failed=st.shadow_failed,
+            available=st.available,
+        ))
+    return msg
+
+
 class TrainingServiceServicer(training_pb2_grpc.TrainingServiceServicer):
     def __init__(self, service: TrainingService, adaptations: AdaptationService, *,
                  revoke: Callable[[str], None] | None = None) -> None:
         self._service = service
         self._adaptations = adaptations
         self._revoke = revoke
+        self._rollouts = RolloutService(service)
 
     async def StartTrainingJob(self, request, context):
         require_role(*PLATFORM_ROLES)
@@ -235,3 +268,23 @@ class TrainingServiceServicer(training_pb2_grpc.TrainingServiceServicer):
     async def RollbackOrganizationModel(self, request, context):
         require_role(*ADAPTATION_ROLES)
         return organization_model_to_proto(await self._adaptations.rollback(_actor(), request.model_name))
+
+    async def StartRollout(self, request, context):
+        require_role(*PLATFORM_ROLES)
+        view = await self._rollouts.start(
+            _actor(), request.model_name, version=request.version,
+            mode=ROLLOUT_MODE_NAME.get(request.mode, "unspecified"), canary_percent=request.canary_percent,
+            reason=request.reason)
+        return rollout_to_proto(view)
+
+    async def GetRollout(self, request, context):
+        # Public: inference replicas poll it without a token (like GetActiveModelVersion).
+        return rollout_to_proto(await self._rollouts.get(request.model_name, with_stats=request.with_stats))
+
+    async def PromoteRollout(self, request, context):
+        require_role(*PLATFORM_ROLES)
+        return rollout_to_proto(await self._rollouts.promote(_actor(), request.model_name, reason=request.reason))
+
+    async def AbortRollout(self, request, context):
+        require_role(*PLATFORM_ROLES)
+        return rollout_to_proto(await self._rollouts.abort(_actor(), request.model_name, reason=request.reason))

@@ -109,6 +109,35 @@ adaptation_inputs = Table(
     Column("cells_zip", LargeBinary, nullable=False),
 )
 
+# Safe rollouts (canary / shadow) of a candidate beside the active version (migration 0004).
+rollouts = Table(
+    "rollouts",
+    metadata,
+    Column("id", UUID(as_uuid=False), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("candidate_version", BigInteger, nullable=False),
+    Column("baseline_version", BigInteger, nullable=False),
+    Column("mode", String(16), nullable=False),  # canary | shadow
+    Column("canary_percent", Integer, nullable=False, server_default="0"),
+    Column("status", String(16), nullable=False, server_default="running"),  # running | promoted | aborted
+    Column("started_by", String(64), nullable=False, server_default=""),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("start_reason", Text, nullable=False, server_default=""),
+    Column("ended_by", String(64), nullable=False, server_default=""),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("end_reason", Text, nullable=False, server_default=""),
+    CheckConstraint("mode IN ('canary', 'shadow')", name="ck_rollouts_mode"),
+    CheckConstraint("status IN ('running', 'promoted', 'aborted')", name="ck_rollouts_status"),
+    CheckConstraint(
+        "(mode = 'canary' AND canary_percent BETWEEN 1 AND 50) OR (mode = 'shadow' AND canary_percent = 0)",
+        name="ck_rollouts_percent"),
+    CheckConstraint("candidate_version <> baseline_version", name="ck_rollouts_candidate_not_baseline"),
+    CheckConstraint("(status = 'running') = (ended_at IS NULL)", name="ck_rollouts_ended"),
+    # At most one running rollout per model, enforced by PostgreSQL.
+    Index("uq_rollouts_one_running", "name", unique=True, postgresql_where=text("status = 'running'")),
+    Index("ix_rollouts_name_started", "name", "started_at"),
+)
+
 # Every activation / force / rollback is written here in the same transaction as the
 # registry change, and also sent to the history service (best effort): nothing is lost.
 audit_log = Table(

@@ -39,6 +39,7 @@ from hemovision_training import repository as repo
 from hemovision_training.registry import Actor
 from hemovision_training.service import TASK_NAME, job_channel
 from hemovision_training.settings import Settings
+from hemovision_telemetry import trace_celery_worker
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,8 @@ def make_celery(redis_url: str, queue: str = "training", visibility_timeout_s: f
 
 settings = Settings()
 app = make_celery(settings.redis_url, settings.queue, settings.broker_visibility_timeout_s)
+# A job's task continues the trace of the request that started it (traceparent in the task headers).
+trace_celery_worker("training-worker")
 
 _engine = None
 _redis = None
@@ -239,6 +242,7 @@ def _run(job_id: str) -> None:
         shutil.rmtree(export_path, ignore_errors=True)
         raise
     _publish(job_id, repo.SUCCEEDED)
+    drift.publish_version(settings.redis_url, name, version, export_path)
 
 
 def _register(job: repo.Job, *, version: int, path: Path, result: dict[str, Any]) -> None:
@@ -279,3 +283,4 @@ def _register(job: repo.Job, *, version: int, path: Path, result: dict[str, Any]
 
 # The adaptation task shares this app, its queue and the helpers above.
 from hemovision_training import adaptation_task  # noqa: E402,F401
+from hemovision_training import drift  # noqa: E402

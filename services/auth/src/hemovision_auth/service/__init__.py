@@ -1,22 +1,24 @@
 """Domain logic of the auth service, one class per responsibility; knows nothing of gRPC and
 raises errors.py exceptions. AuthService wires the parts; the servicer calls `service.<part>.<method>`.
 
-    sessions       SessionService: login, refresh, logout, on-behalf-of tokens, signing keys, ending sessions
+    sessions       SessionService: login (with the lockout of lockout.py), refresh, logout, the caller's
+                   sessions, on-behalf-of tokens, signing keys, ending sessions
     users          UserService: users and roles (org_admin: its organization, platform_admin: all),
-                   own password change, create-admin
+                   own password change, sign out everywhere, unlock, create-admin
     organizations  OrganizationService: register (a new organization and its org_admin), list
     invitations    InvitationService: invite by e-mail, accept
     email_flows    EmailFlowService: verify the e-mail address, reset a forgotten password
     api_keys       ApiKeyService: create, list, revoke, exchange for an access token
 
 Shared by the parts: validation.py (request checks), links.py (one-time mailed links),
-pagination.py (the contracts' page rule for auth's listings). Database work runs in worker
+pagination.py (the contracts' page rule for auth's listings), lockout.py (failed sign-ins per
+e-mail), and hemovision_auth.audit (each change writes its audit event in its own transaction). Database work runs in worker
 threads (sync SQLAlchemy, argon2); Redis and mail are awaited.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
@@ -31,6 +33,9 @@ from hemovision_auth.passwords import Passwords
 from hemovision_auth.service.sessions import SessionService
 from hemovision_auth.settings import Settings
 from hemovision_auth.service.users import UserService
+
+if TYPE_CHECKING:
+    from hemovision_auth.audit import AuditForwarder
 
 
 class AuthService:
@@ -58,3 +63,5 @@ class AuthService:
             settings=settings, engine=engine, passwords=passwords, links=links, sessions=self.sessions
         )
         self.api_keys = ApiKeyService(settings=settings, engine=engine, keys=keys, sessions=self.sessions)
+        # set by create_server when it forwards audit events (HV_AUTH_AUDIT_FORWARD)
+        self.audit_forwarder: AuditForwarder | None = None

@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from hemovision_auth import repository
-from hemovision_auth.domain import AccessToken, ApiKey
+from hemovision_auth import audit, repository
+from hemovision_auth.domain import NO_ORIGIN, AccessToken, ApiKey, Origin
 from hemovision_auth.errors import InvalidArgument, NotFound, Unauthenticated
 from hemovision_auth.keys import KeyStore
 from hemovision_auth.passwords import sha256_hex
@@ -32,7 +32,7 @@ class ApiKeyService:
     keys: KeyStore
     sessions: SessionService
 
-    async def create_api_key(self, principal: Principal, *, name: str) -> ApiKey:
+    async def create_api_key(self, principal: Principal, *, name: str, origin: Origin = NO_ORIGIN) -> ApiKey:
         """A new key of the caller; its secret is in this answer only (the database keeps its SHA-256)."""
         refuse_on_behalf_of(principal, "create API keys")
         name = one_line(name)
@@ -44,7 +44,7 @@ class ApiKeyService:
 
         def tx() -> Any:
             with self.engine.begin() as conn:
-                return repository.insert_api_key(
+                row = repository.insert_api_key(
                     conn,
                     key_id=uuid.uuid4(),
                     user_id=uuid.UUID(principal.user_id),
@@ -52,6 +52,11 @@ class ApiKeyService:
                     prefix=secret[:_SHOWN_PREFIX_LENGTH],
                     secret_hash=sha256_hex(secret),
                 )
+                audit.record(
+                    conn, audit.API_KEY_CREATE, origin=origin, actor=principal, target_type="api_key",
+                    target_id=row.id, details={"name": name, "prefix": row.prefix},
+                )
+                return row
 
         return ApiKey.from_row(await asyncio.to_thread(tx), secret=secret)
 
@@ -62,7 +67,7 @@ class ApiKeyService:
 
         return [ApiKey.from_row(r) for r in await asyncio.to_thread(q)]
 
-    async def revoke_api_key(self, principal: Principal, *, key_id: str) -> None:
+    async def revoke_api_key(self, principal: Principal, *, key_id: str, origin: Origin = NO_ORIGIN) -> None:
         kid = parse_uuid(key_id, "key_id")
 
         def tx() -> None:
@@ -72,6 +77,10 @@ class ApiKeyService:
                     raise NotFound("API key not found")
                 if row.revoked_at is None:
                     repository.update_api_key(conn, key_id=kid, revoked_at=datetime.now(UTC))
+                    audit.record(
+                        conn, audit.API_KEY_REVOKE, origin=origin, actor=principal, target_type="api_key",
+                        target_id=kid, details={"name": row.name, "prefix": row.prefix},
+                    )
 
         await asyncio.to_thread(tx)
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from hemovision_auth import repository
-from hemovision_auth.domain import User
+from hemovision_auth import audit, repository
+from hemovision_auth.domain import NO_ORIGIN, Origin, User
 from hemovision_auth.errors import InvalidArgument, NotFound
 from hemovision_auth.service.links import RESET_PASSWORD, VERIFY_EMAIL, MailLinks
 from hemovision_auth.mailer import reset_mail, verification_mail
@@ -95,7 +95,7 @@ class EmailFlowService:
                 )
             )
 
-    async def reset_password(self, *, token: str, new_password: str) -> None:
+    async def reset_password(self, *, token: str, new_password: str, origin: Origin = NO_ORIGIN) -> None:
         """Sets the password, marks the e-mail verified (the link reached it) and ends every session."""
         if not token:
             raise InvalidArgument("token is required")
@@ -115,6 +115,10 @@ class EmailFlowService:
                     conn, user_id=row.user_id, password_hash=new_hash, password_changed_at=now, email_verified=True
                 )
                 repository.use_email_tokens(conn, user_id=row.user_id, purpose=RESET_PASSWORD, at=now)
+                audit.record(
+                    conn, audit.PASSWORD_RESET, origin=origin, user_id=row.user_id,
+                    organization_id=user.organization_id, target_type="user", target_id=row.user_id,
+                )
                 return row.user_id
 
         user_id = await asyncio.to_thread(tx)

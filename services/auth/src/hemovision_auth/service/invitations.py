@@ -11,8 +11,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from hemovision_auth import repository
-from hemovision_auth.domain import Invitation, User
+from hemovision_auth import audit, repository
+from hemovision_auth.domain import NO_ORIGIN, Invitation, Origin, User
 from hemovision_auth.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from hemovision_auth.service.links import MailLinks, new_link_token
 from hemovision_auth.mailer import invitation_mail
@@ -32,7 +32,7 @@ class InvitationService:
     passwords: Passwords
     links: MailLinks
 
-    async def invite_user(self, principal: Principal, *, email: str, role: str) -> Invitation:
+    async def invite_user(self, principal: Principal, *, email: str, role: str, origin: Origin = NO_ORIGIN) -> Invitation:
         """Invites `email` into the caller's organization with an organization role (lab_user by default);
         a new invitation to the same address replaces a pending one."""
         check_role(principal, USER_ADMIN_ROLES)
@@ -65,6 +65,10 @@ class InvitationService:
                     invited_by=uuid.UUID(principal.user_id),
                     expires_at=expires_at,
                 )
+                audit.record(
+                    conn, audit.INVITATION_CREATE, origin=origin, actor=principal, organization_id=org_id,
+                    target_type="invitation", target_id=invitation_id, details={"email": email, "role": role},
+                )
                 return org
 
         org = await asyncio.to_thread(tx)
@@ -80,7 +84,7 @@ class InvitationService:
         log.info("invited", extra={"invitation_id": str(invitation_id), "by": principal.user_id})
         return Invitation(str(invitation_id), email, role, expires_at)
 
-    async def accept_invitation(self, *, token: str, password: str) -> User:
+    async def accept_invitation(self, *, token: str, password: str, origin: Origin = NO_ORIGIN) -> User:
         """Creates the invited user (e-mail verified: the link reached the mailbox) with the invited role."""
         if not token:
             raise InvalidArgument("token is required")
@@ -105,6 +109,11 @@ class InvitationService:
                     email_verified=True,
                 )
                 repository.mark_invitation_accepted(conn, invitation_id=inv.id, at=datetime.now(UTC))
+                audit.record(
+                    conn, audit.INVITATION_ACCEPT, origin=origin, user_id=user_id, organization_id=inv.organization_id,
+                    target_type="invitation", target_id=inv.id,
+                    details={"email": inv.email, "role": inv.role, "invited_by": str(inv.invited_by or "")},
+                )
                 return repository.get_user(conn, user_id=user_id)
 
         return User.from_row(await asyncio.to_thread(tx))

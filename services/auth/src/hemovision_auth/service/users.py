@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from hemovision_auth import repository
-from hemovision_auth.domain import Page, User
+from hemovision_auth import audit, repository
+from hemovision_auth.domain import NO_ORIGIN, Origin, Page, User
 from hemovision_auth.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from hemovision_auth.service.pagination import page_of, page_request
 from hemovision_auth.passwords import Passwords
@@ -100,7 +100,7 @@ class UserService:
         rows = await asyncio.to_thread(q)
         return page_of("users", rows, limit, User.from_row)
 
-    async def set_user_role(self, principal: Principal, *, user_id: str, role: str) -> User:
+    async def set_user_role(self, principal: Principal, *, user_id: str, role: str, origin: Origin = NO_ORIGIN) -> User:
         target_id = parse_uuid(user_id, "user_id")
         if role not in ROLES:
             raise InvalidArgument(f"role must be one of {', '.join(ROLES)}")
@@ -115,6 +115,10 @@ class UserService:
                 if is_organization_role(role) and target.organization_id is None:
                     raise FailedPrecondition("a user without an organization can only hold a platform role")
                 repository.update_user(conn, user_id=target_id, role=role)
+                audit.record(
+                    conn, audit.ROLE_CHANGE, origin=origin, actor=principal, organization_id=target.organization_id,
+                    target_type="user", target_id=target_id, details={"from": target.role, "to": role},
+                )
                 return repository.get_user(conn, user_id=target_id)
 
         row = await asyncio.to_thread(tx)
@@ -123,7 +127,9 @@ class UserService:
         log.info("role changed", extra={"user_id": user_id, "role": role, "by": principal.user_id})
         return User.from_row(row)
 
-    async def set_user_active(self, principal: Principal, *, user_id: str, active: bool) -> User:
+    async def set_user_active(
+        self, principal: Principal, *, user_id: str, active: bool, origin: Origin = NO_ORIGIN
+    ) -> User:
         target_id = parse_uuid(user_id, "user_id")
 
         def tx() -> Any:
@@ -133,6 +139,11 @@ class UserService:
                 repository.update_user(conn, user_id=target_id, active=active)
                 if not active:
                     repository.revoke_user_refresh_tokens(conn, user_id=target_id, at=datetime.now(UTC))
+                audit.record(
+                    conn, audit.ACTIVATE if active else audit.DEACTIVATE, origin=origin, actor=principal,
+                    organization_id=target.organization_id, target_type="user", target_id=target_id,
+                    details={"email": target.email},
+                )
                 return repository.get_user(conn, user_id=target_id)
 
         row = await asyncio.to_thread(tx)
@@ -141,7 +152,7 @@ class UserService:
         log.info("user active changed", extra={"user_id": user_id, "active": active, "by": principal.user_id})
         return User.from_row(row)
 
-    async def delete_user(self, principal: Principal, *, user_id: str) -> None:
+    async def delete_user(self, principal: Principal, *, user_id: str, origin: Origin = NO_ORIGIN) -> None:
         target_id = parse_uuid(user_id, "user_id")
 
         def tx() -> None:
@@ -149,12 +160,18 @@ class UserService:
                 target = self._scoped_target(conn, principal, target_id, for_update=True)
                 self._check_manageable(principal, target, "delete")
                 repository.delete_user(conn, user_id=target_id)
+                audit.record(
+                    conn, audit.USER_DELETE, origin=origin, actor=principal, organization_id=target.organization_id,
+                    target_type="user", target_id=target_id, details={"email": target.email, "role": target.role},
+                )
 
         await asyncio.to_thread(tx)
         await revoke_user_tokens(self.redis, str(target_id))
         log.info("user deleted", extra={"user_id": user_id, "by": principal.user_id})
 
-    async def change_password(self, principal: Principal, *, current_password: str, new_password: str) -> None:
+    async def change_password(
+        self, principal: Principal, *, current_password: str, new_password: str, origin: Origin = NO_ORIGIN
+    ) -> None:
         """Sets the caller's own password and ends all its sessions."""
         refuse_on_behalf_of(principal, "change a password")
         if not current_password:
@@ -173,9 +190,64 @@ class UserService:
                 repository.update_user(
                     conn, user_id=user_id, password_hash=new_hash, password_changed_at=datetime.now(UTC)
                 )
+                audit.record(conn, audit.PASSWORD_CHANGE, origin=origin, actor=principal, target_type="user",
+                             target_id=user_id)
 
         await asyncio.to_thread(tx)
         await self.sessions.end_user_sessions(user_id, refresh_tokens=True)
+
+    async def sign_out_everywhere(self, principal: Principal, *, user_id: str = "", origin: Origin = NO_ORIGIN) -> int:
+        """Ends every session of the caller, or of a user an org_admin/platform_admin manages:
+        all refresh families and every access token issued until now. Returns the sessions ended."""
+        refuse_on_behalf_of(principal, "end sessions")
+        target_id = parse_uuid(user_id, "user_id") if user_id else uuid.UUID(principal.user_id)
+        own = str(target_id) == principal.user_id
+
+        def tx() -> int:
+            with self.engine.begin() as conn:
+                if own:
+                    target = repository.get_user(conn, user_id=target_id)
+                    if target is None:
+                        raise NotFound("user not found")
+                else:
+                    target = self._scoped_target(conn, principal, target_id, for_update=True)
+                    self._check_manageable(principal, target, "sign out")
+                now = datetime.now(UTC)
+                ended = repository.count_live_sessions(conn, user_id=target_id, now=now)
+                repository.revoke_user_refresh_tokens(conn, user_id=target_id, at=now)
+                audit.record(
+                    conn, audit.SIGN_OUT_EVERYWHERE, origin=origin, actor=principal,
+                    organization_id=target.organization_id, target_type="user", target_id=target_id,
+                    details={"sessions_ended": ended},
+                )
+                return ended
+
+        ended = await asyncio.to_thread(tx)
+        await revoke_user_tokens(self.redis, str(target_id))
+        log.info("signed out everywhere", extra={"user_id": str(target_id), "sessions": ended, "by": principal.user_id})
+        return ended
+
+    async def unlock_user(self, principal: Principal, *, user_id: str, origin: Origin = NO_ORIGIN) -> User:
+        """Lifts a sign-in lockout (and forgets the failed attempts) of a user the caller manages."""
+        check_role(principal, USER_ADMIN_ROLES)
+        refuse_on_behalf_of(principal, "unlock users")
+        target_id = parse_uuid(user_id, "user_id")
+
+        def tx() -> Any:
+            with self.engine.begin() as conn:
+                target = self._scoped_target(conn, principal, target_id, for_update=True)
+                if principal.role == ORG_ADMIN and not is_organization_role(target.role):
+                    raise PermissionDenied("only a platform_admin can manage platform users")
+                was_locked = repository.clear_login_attempts(conn, email=target.email)
+                audit.record(
+                    conn, audit.UNLOCK, origin=origin, actor=principal, organization_id=target.organization_id,
+                    target_type="user", target_id=target_id, details={"email": target.email, "was_locked": was_locked},
+                )
+                return repository.get_user(conn, user_id=target_id)
+
+        row = await asyncio.to_thread(tx)
+        log.info("user unlocked", extra={"user_id": user_id, "by": principal.user_id})
+        return User.from_row(row)
 
     def create_admin_sync(self, *, email: str, password: str, promote: bool = False) -> tuple[str, str]:
         """Creates a platform_admin without organization (`create-admin`). Returns (outcome, user_id):

@@ -17,8 +17,10 @@ import os
 import re
 import shutil
 import stat
+import struct
 import uuid
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -78,7 +80,9 @@ def _check_image(data: bytes, settings: Settings) -> str | None:
 def expand_zip(source: BinaryIO, settings: Settings, start: int, staging: Path) -> list[Item]:
     try:
         zf = zipfile.ZipFile(source)
-    except (zipfile.BadZipFile, OSError, ValueError):
+    except NotImplementedError as exc:  # e.g. "zip file version 6.4" in the central directory
+        raise ApiError(422, "invalid_archive", f"the ZIP file cannot be read ({exc})") from None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, struct.error):
         raise ApiError(422, "invalid_archive", "the ZIP file cannot be read") from None
     with zf:
         infos = [i for i in zf.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX/")
@@ -123,7 +127,7 @@ def expand_zip(source: BinaryIO, settings: Settings, start: int, staging: Path) 
             try:
                 with zf.open(info) as fh:  # bounded read: the header may lie about the size
                     content = fh.read(settings.max_image_bytes + 1)
-            except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as exc:
+            except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError, zlib.error) as exc:
                 fail(f"the entry cannot be read ({type(exc).__name__})")
                 continue
             if len(content) > settings.max_image_bytes:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from hemovision_gateway.errors import error_body
 from hemovision_gateway.schemas import Alive, NotReady, Ready
 from hemovision_gateway.security import Ctx
 
@@ -29,6 +30,6 @@ async def readyz(ctx: Ctx) -> Ready | JSONResponse:
     down = sorted(name for name, state in deps.items() if state != "SERVING")
     if down:
         return JSONResponse(
-            {"error": {"code": "not_ready", "message": f"not ready: {', '.join(down)}"}, "dependencies": deps},
+            {**error_body("not_ready", f"not ready: {', '.join(down)}"), "dependencies": deps},
             status_code=503, headers={"Retry-After": "5"})
     return Ready(status="ready", dependencies=deps)

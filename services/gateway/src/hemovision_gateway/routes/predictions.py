@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import uuid
 from collections.abc import AsyncIterator
 from datetime import date, datetime, time, timezone
@@ -13,6 +14,7 @@ from typing import Annotated
 import grpc
 from fastapi import APIRouter, Depends, File, Form, Header, Query, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
+from google.protobuf.json_format import MessageToDict
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import BaseModel, Field
 
@@ -25,8 +27,10 @@ from hemovision_gateway import idempotency
 from hemovision_gateway.clients import bearer
 from hemovision_gateway.errors import ApiError, ErrorBody, api_error_from_grpc
 from hemovision_gateway.pipeline import Upload, run_prediction
+from hemovision_gateway.query_params import IsoDay
 from hemovision_gateway.schemas import Prediction, PredictionPage, Statistics, timestamp
 from hemovision_gateway.security import Ctx, CurrentUser, VerifiedUser
+from hemovision_gateway.spreadsheet import spreadsheet_safe
 
 router = APIRouter(prefix="/api/v1", tags=["predictions"])
 
@@ -129,8 +133,10 @@ class Filters:
     def __init__(
         self,
         label: Annotated[str | None, Query(description="model label")] = None,
-        date_from: Annotated[date | None, Query(alias="from", description="first day (UTC), YYYY-MM-DD")] = None,
-        date_to: Annotated[date | None, Query(alias="to", description="last day (UTC), inclusive")] = None,
+        date_from: Annotated[date | None, IsoDay,
+                             Query(alias="from", description="first day (UTC), YYYY-MM-DD")] = None,
+        date_to: Annotated[date | None, IsoDay,
+                           Query(alias="to", description="last day (UTC), inclusive")] = None,
         needs_review: bool | None = None,
         model_version: Annotated[int | None, Query(ge=1)] = None,
         sample_id: Annotated[str | None, Query(max_length=100)] = None,
@@ -175,13 +181,6 @@ EXPORT_COLUMNS = ["id", "created_at", "label", "confidence", "needs_review", "re
                   "filename", *[f"p_{c}" for c in CLASS_NAMES]]
 
 
-def _csv_safe(value: object) -> object:
-    """Neutralises spreadsheet formula injection in free-text cells."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
 @router.get("/predictions/export.csv", response_class=StreamingResponse,
             responses={200: {"content": {"text/csv": {}}}})
 async def export_csv(user: CurrentUser, ctx: Ctx, filters: Annotated[Filters, Depends()]) -> StreamingResponse:
@@ -191,6 +190,12 @@ async def export_csv(user: CurrentUser, ctx: Ctx, filters: Annotated[Filters, De
     first = await ctx.clients.history.ListPredictions(
         history_pb2.ListPredictionsRequest(page=common_pb2.PageRequest(limit=200), filter=filters.proto),
         metadata=metadata, timeout=ctx.settings.rpc_timeout_s)
+    # recorded before the first byte: an export the log does not show never leaves
+    await ctx.clients.history.RecordAuditEvent(
+        history_pb2.RecordAuditEventRequest(
+            action="prediction.export", target_type="predictions", target_id=user.organization_id,
+            details_json=json.dumps({"format": "csv", "filters": MessageToDict(filters.proto)}, sort_keys=True)),
+        metadata=metadata, timeout=ctx.settings.rpc_timeout_s)
 
     async def rows() -> AsyncIterator[str]:
         buf = io.StringIO()
@@ -199,7 +204,7 @@ async def export_csv(user: CurrentUser, ctx: Ctx, filters: Annotated[Filters, De
         reply = first
         while True:
             for p in reply.items:
-                writer.writerow([_csv_safe(v) for v in [
+                writer.writerow([spreadsheet_safe(v) for v in [
                     p.id, timestamp(p.created_at), p.label, f"{p.confidence:.6f}", p.needs_review,
                     ";".join(p.review_reasons), p.reviewed_label, p.reviewed_by, timestamp(p.reviewed_at) or "",
                     p.model.name, p.model.version, p.sample_id, p.slide_id, p.batch_id, p.filename,

@@ -3,7 +3,7 @@ protobuf messages by its `from_pb` (the one place a message becomes JSON) and do
 OpenAPI schema field by field (docs/api.md, docs/decisions.md)."""
 
 from hemovision_gateway.schemas.accounts import (
-    ApiKey, ApiKeyCreated, ApiKeyList, Invitation, TokenPair, User, UserPage,
+    ApiKey, ApiKeyCreated, ApiKeyList, Invitation, Session, SessionList, SessionsEnded, TokenPair, User, UserPage,
 )
 from hemovision_gateway.schemas.adaptations import (
     ADAPTATION_STATUS, Adaptation, AdaptationLinks, AdaptationList, AdaptationStatus, OrganizationModel,
@@ -27,6 +27,7 @@ __all__ = [
     "ApiKeyCreated", "ApiKeyList", "AuditEvent", "AuditPage", "Batch", "BatchAccepted", "BatchDetail", "BatchItem",
     "BatchLinks", "BatchPage", "DailyCount", "Invitation", "ModelCount", "ModelRef", "ModelVersion",
     "ModelVersionList", "NotReady", "Organization", "OrganizationModel", "OrganizationPage", "Prediction",
-    "PredictionLinks", "PredictionPage", "Ready", "ResponseModel", "Review", "Statistics", "StatusMessage",
-    "TokenPair", "TrainingConfig", "TrainingJob", "TrainingJobList", "User", "UserPage", "role_name", "timestamp",
+    "PredictionLinks", "PredictionPage", "Ready", "ResponseModel", "Review", "Session", "SessionList", "SessionsEnded",
+    "Statistics", "StatusMessage", "TokenPair", "TrainingConfig", "TrainingJob", "TrainingJobList", "User", "UserPage",
+    "role_name", "timestamp",
 ]

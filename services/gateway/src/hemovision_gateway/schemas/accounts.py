@@ -16,12 +16,16 @@ class User(ResponseModel):
     active: bool
     email_verified: bool
     created_at: str | None = Field(examples=["2026-11-22T14:00:00Z"])
+    locked_until: str | None = Field(default=None, examples=[None],
+                                     description="until when sign-in is locked after failed attempts; null: not locked "
+                                                 "(an admin may lift it: POST /api/v1/admin/users/{id}/unlock)")
 
     @classmethod
     def from_pb(cls, u) -> User:
         return cls(id=u.id, email=u.email, organization=u.organization_name, organization_id=u.organization_id,
                    role=role_name(u.role), active=u.active, email_verified=u.email_verified,
-                   created_at=timestamp(u.created_at))
+                   created_at=timestamp(u.created_at),
+                   locked_until=timestamp(u.locked_until) if u.HasField("locked_until") else None)
 
 
 class UserPage(ResponseModel):
@@ -31,14 +35,42 @@ class UserPage(ResponseModel):
 
 class TokenPair(ResponseModel):
     access_token: str = Field(examples=["eyJhbGciOiJFZERTQSIs..."])
-    refresh_token: str = Field(examples=["r1.Zm9v..."])
+    refresh_token: str | None = Field(examples=["r1.Zm9v..."],
+                                      description="null for a browser session (`X-HV-Session: cookie`): the refresh "
+                                                  "token is then in an HttpOnly cookie only")
     token_type: str = Field(examples=["bearer"])
     expires_in: int = Field(examples=[900], description="seconds the access token lives")
 
     @classmethod
-    def from_pb(cls, t) -> TokenPair:
-        return cls(access_token=t.access_token, refresh_token=t.refresh_token, token_type=t.token_type or "bearer",
-                   expires_in=t.expires_in)
+    def from_pb(cls, t, *, refresh_in_cookie: bool = False) -> TokenPair:
+        return cls(access_token=t.access_token, refresh_token=None if refresh_in_cookie else t.refresh_token,
+                   token_type=t.token_type or "bearer", expires_in=t.expires_in)
+
+
+class Session(ResponseModel):
+    """A sign-in session (one refresh-token family)."""
+
+    id: str = Field(examples=["5f0c2a7e-..."])
+    created_at: str | None = Field(examples=["2026-12-07T09:00:00Z"], description="when it signed in")
+    last_used_at: str | None = Field(description="when its refresh token was last used (or created_at)")
+    client_ip: str = Field(examples=["203.0.113.7"], description="the client's IP at sign-in")
+    user_agent: str = Field(examples=["Mozilla/5.0 ..."], description="the User-Agent at sign-in (truncated)")
+    current: bool = Field(description="true for the session of the token making this call")
+
+    @classmethod
+    def from_pb(cls, s) -> Session:
+        return cls(id=s.id, created_at=timestamp(s.created_at), last_used_at=timestamp(s.last_used_at),
+                   client_ip=s.client_ip, user_agent=s.user_agent, current=s.current)
+
+
+class SessionList(ResponseModel):
+    items: list[Session] = Field(description="active sessions, newest first")
+
+
+class SessionsEnded(ResponseModel):
+    """What "sign out everywhere" did."""
+
+    sessions_ended: int = Field(examples=[3], description="how many sessions were ended")
 
 
 class Invitation(ResponseModel):

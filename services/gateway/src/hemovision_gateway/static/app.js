@@ -25,11 +25,15 @@ function toast(msg) {
   toast._t = setTimeout(() => t.classList.remove("show"), 4000);
 }
 
+/* The access token lives in this page's memory only (never in localStorage). The refresh token is
+   an HttpOnly cookie the page cannot read (the gateway sets it for `X-HV-Session: cookie`), so a
+   script injected into the page cannot carry the session away; a reload restores the session by
+   refreshing with that cookie. Refresh and logout send the readable CSRF cookie back as X-CSRF-Token. */
+const COOKIE_SESSION = { "X-HV-Session": "cookie" };
 const session = {
-  get access() { return localStorage.getItem("hv_access"); },
-  get refresh() { return localStorage.getItem("hv_refresh"); },
-  set(tokens) { localStorage.setItem("hv_access", tokens.access_token); localStorage.setItem("hv_refresh", tokens.refresh_token); },
-  clear() { localStorage.removeItem("hv_access"); localStorage.removeItem("hv_refresh"); session.me = null; },
+  access: null,
+  set(tokens) { session.access = tokens.access_token; },
+  clear() { session.access = null; session.me = null; },
   me: null,
   claims() {
     try { return JSON.parse(atob(session.access.split(".")[1].replace(/-/g, "+").replace(/_/g, "/"))); } catch { return {}; }
@@ -41,23 +45,48 @@ class ApiError extends Error {
   constructor(status, code, message) { super(message); this.status = status; this.code = code; }
 }
 
-async function refreshTokens() {
-  if (!session.refresh) return false;
-  const r = await fetch("/api/v1/auth/refresh", { method: "POST", headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ refresh_token: session.refresh }) });
-  if (!r.ok) return false;
-  session.set(await r.json());
-  return true;
+/* The CSRF cookie's value (not HttpOnly; "__Host-" prefixed over HTTPS). Its presence also says
+   that a session cookie was set. */
+function csrfToken() {
+  const m = document.cookie.match(/(?:^|;\s*)(?:__Host-)?hv_csrf=([^;]*)/);
+  return m ? decodeURIComponent(m[1]) : "";
 }
 
-/* fetch with the bearer token, one refresh on 401, JSON errors -> ApiError */
-async function api(path, { method = "GET", json, body, headers = {}, raw = false, retry = true } = {}) {
+/* One refresh at a time (refresh tokens rotate: two refreshes with one token would end the
+   session), across tabs too where the browser has Web Locks. */
+let refreshing = null;
+function refreshTokens() {
+  if (!refreshing) {
+    const run = async () => {
+      const csrf = csrfToken();
+      if (!csrf) return false;
+      const r = await fetch("/api/v1/auth/refresh", { method: "POST", credentials: "same-origin",
+        headers: { ...COOKIE_SESSION, "X-CSRF-Token": csrf } });
+      if (!r.ok) return false;
+      session.set(await r.json());
+      return true;
+    };
+    const once = navigator.locks ? () => navigator.locks.request("hv-refresh", run) : run;
+    refreshing = once().catch(() => false).finally(() => { refreshing = null; });
+  }
+  return refreshing;
+}
+
+async function signIn(email, password) {
+  session.set(await api("/api/v1/auth/login", { method: "POST", json: { email, password }, headers: COOKIE_SESSION, retry: false }));
+  session.me = null;
+}
+
+/* fetch with the bearer token, one refresh on 401, JSON errors -> ApiError.
+   csrf: a cookie-session call (logout): sends X-HV-Session and the current X-CSRF-Token. */
+async function api(path, { method = "GET", json, body, headers = {}, raw = false, retry = true, csrf = false } = {}) {
   const h = { ...headers };
   if (session.access) h.Authorization = "Bearer " + session.access;
+  if (csrf) Object.assign(h, COOKIE_SESSION, { "X-CSRF-Token": csrfToken() });
   if (json !== undefined) { h["Content-Type"] = "application/json"; body = JSON.stringify(json); }
-  const r = await fetch(path, { method, headers: h, body });
-  if (r.status === 401 && retry && session.refresh && await refreshTokens()) {
-    return api(path, { method, json, body: json === undefined ? body : undefined, headers, raw, retry: false });
+  const r = await fetch(path, { method, headers: h, body, credentials: "same-origin" });
+  if (r.status === 401 && retry && await refreshTokens()) {
+    return api(path, { method, json, body: json === undefined ? body : undefined, headers, raw, retry: false, csrf });
   }
   if (!r.ok) {
     let code = "http_" + r.status, message = r.statusText || "request failed";
@@ -171,7 +200,7 @@ function navLinks() {
 }
 
 async function signOut() {
-  try { await api("/api/v1/auth/logout", { method: "POST", json: { refresh_token: session.refresh || "" } }); } catch { }
+  try { await api("/api/v1/auth/logout", { method: "POST", csrf: true }); } catch { }
   session.clear();
   location.hash = "#/login";
 }
@@ -194,8 +223,7 @@ function pageLogin() {
     </form>
     <p><a href="#/forgot">Forgot your password?</a> · <a href="#/signup">Create an account</a></p></section>`, "Sign in");
   onSubmit($("#f"), async (fd) => {
-    session.set(await api("/api/v1/auth/login", { method: "POST", json: { email: fd.get("email"), password: fd.get("password") } }));
-    session.me = null;
+    await signIn(fd.get("email"), fd.get("password"));
     location.hash = "#/upload";
   });
 }
@@ -213,7 +241,7 @@ function pageSignup() {
   onSubmit($("#f"), async (fd) => {
     const body = { email: fd.get("email"), password: fd.get("password"), organization: fd.get("organization") };
     await api("/api/v1/auth/register", { method: "POST", json: body });
-    session.set(await api("/api/v1/auth/login", { method: "POST", json: { email: body.email, password: body.password } }));
+    await signIn(body.email, body.password);
     toast("Welcome! If e-mail verification is on, check your inbox.");
     location.hash = "#/upload";
   });
@@ -258,7 +286,7 @@ function pageAccept() {
     <p><button type="submit">Create my account</button></p></form></section>`, "Accept invitation");
   onSubmit($("#f"), async (fd) => {
     const u = await api("/api/v1/invitations/accept", { method: "POST", json: { token: fd.get("token"), password: fd.get("password") } });
-    session.set(await api("/api/v1/auth/login", { method: "POST", json: { email: u.email, password: fd.get("password") } }));
+    await signIn(u.email, fd.get("password"));
     history.replaceState(null, "", "/#/upload"); route();
   });
 }
@@ -327,7 +355,7 @@ function probBars(probs, top) {
   return `<div class="bars" role="list" aria-label="Class probabilities">` + Object.keys(probs).map((c) => {
     const p = probs[c] || 0;
     return `<span role="listitem" id="pl-${c}">${nice(c)}</span>
-      <div class="bar ${c === top ? "top" : ""}" role="meter" aria-labelledby="pl-${c}" aria-valuemin="0" aria-valuemax="100" aria-valuenow="${(100 * p).toFixed(1)}"><span style="width:${(100 * p).toFixed(2)}%"></span></div>
+      <div class="bar ${c === top ? "top" : ""}" role="meter" aria-labelledby="pl-${c}" aria-valuemin="0" aria-valuemax="100" aria-valuenow="${(100 * p).toFixed(1)}"><span data-width="${(100 * p).toFixed(2)}"></span></div>
       <span>${pct(p)}</span>`;
   }).join("") + `</div>`;
 }
@@ -363,6 +391,8 @@ async function pageResult(id) {
     <div><button type="submit">Save review</button></div></form>
   </section>
   <p><a href="#/history">Back to history</a> · <a href="#/upload">Classify another</a></p>`, "Result");
+  // widths set through the CSSOM: the CSP allows no inline style attributes
+  $$(".bar > span[data-width]", main).forEach((s) => { s.style.width = s.dataset.width + "%"; });
   const heat = $("#heat");
   const setOpacity = () => { heat.style.opacity = $("#opacity").value / 100; };
   setOpacity();
@@ -442,7 +472,7 @@ async function pageReview() {
   try { page = await api("/api/v1/review-queue?limit=30"); } catch (e) { $("#queue").innerHTML = `<p class="error">${esc(e.message)}</p>`; return; }
   if (!page.items.length) { $("#queue").innerHTML = "<p>Nothing to review. 🎉</p>"; return; }
   $("#queue").innerHTML = page.items.map((x) => `<section class="card row" data-id="${esc(x.id)}" aria-label="cell ${esc(x.id.slice(0, 8))}">
-    <div style="flex:0 0 80px">${x.has_image ? `<img class="thumb" style="width:72px;height:72px" alt="cell" data-src="${esc(x.links.image)}">` : ""}</div>
+    <div class="thumb-cell">${x.has_image ? `<img class="thumb large" alt="cell" data-src="${esc(x.links.image)}">` : ""}</div>
     <div><strong>${esc(nice(x.label))}</strong> ${pct(x.confidence)} ${x.needs_review ? '<span class="badge review">needs review</span>' : ""}<br><a href="#/result/${esc(x.id)}">details</a></div>
     <div><label for="l-${esc(x.id)}">Reviewer's label</label><select id="l-${esc(x.id)}">${labelOptions(Object.keys(x.probabilities), x.label, "—")}</select></div>
     <div><button class="save">Save</button></div></section>`).join("");
@@ -478,7 +508,8 @@ function lineChart(points, { width = 520, height = 200, label = "" } = {}) {
 }
 
 async function pageDashboard() {
-  render(`<h1>Dashboard</h1><div id="dash">Loading…</div>`, "Dashboard");
+  render(`<h1>Dashboard</h1><div id="drift-panel"></div><div id="dash">Loading…</div>`, "Dashboard");
+  driftPanel();  // drift.js
   let s;
   try { s = await api("/api/v1/stats"); } catch (e) { $("#dash").innerHTML = `<p class="error">${esc(e.message)}</p>`; return; }
   const classData = Object.entries(s.label_counts).map(([c, n]) => ({ label: nice(c), short: c.slice(0, 4), value: n }));
@@ -559,7 +590,11 @@ async function pageProfile() {
     <section class="card"><h2>API keys</h2><p class="muted">Use a key as <code>Authorization: Bearer hv_…</code>. The secret is shown once.</p>
       <form id="kf" class="row"><div><label for="kn">Key name</label><input id="kn" name="name" type="text" maxlength="100" required></div><div><button type="submit">Create key</button></div></form>
       <div id="secret" aria-live="polite"></div>
-      <div class="table-wrap"><table><thead><tr><th scope="col">Name</th><th scope="col">Prefix</th><th scope="col">Created</th><th scope="col">Last used</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead><tbody id="keys"></tbody></table></div></section>`, "Profile");
+      <div class="table-wrap"><table><thead><tr><th scope="col">Name</th><th scope="col">Prefix</th><th scope="col">Created</th><th scope="col">Last used</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead><tbody id="keys"></tbody></table></div></section>
+    <section class="card" aria-labelledby="sess-h"><h2 id="sess-h">Sessions</h2>
+      <p class="muted">Every sign-in is a session, until it signs out or is ended here. End one you do not recognise, or all of them.</p>
+      <div class="table-wrap"><table><caption class="visually-hidden">Your sessions</caption><thead><tr><th scope="col">Signed in</th><th scope="col">Last active</th><th scope="col">From</th><th scope="col">Browser</th><th scope="col"><span class="visually-hidden">Actions</span></th></tr></thead><tbody id="sessions"></tbody></table></div>
+      <p><button class="danger" id="everywhere">Sign out everywhere</button></p></section>`, "Profile");
   try {
     const me = session.me = await api("/api/v1/me");
     $("#me").innerHTML = `<h2>${esc(me.email)}</h2><p>${esc(nice(me.role))} at <strong>${esc(me.organization)}</strong></p>
@@ -582,6 +617,24 @@ async function pageProfile() {
     $("#kf").reset(); loadKeys();
   });
   loadKeys().catch((e) => { $("#keys").innerHTML = `<tr><td colspan="5" class="error">${esc(e.message)}</td></tr>`; });
+  const loadSessions = async () => {
+    const ss = (await api("/api/v1/auth/sessions")).items;
+    $("#sessions").innerHTML = ss.map((x) => `<tr data-id="${esc(x.id)}"><td>${fmtDate(x.created_at)}</td><td>${fmtDate(x.last_used_at)}</td>
+      <td>${esc(x.client_ip) || "—"}</td><td class="ua">${esc(x.user_agent) || "—"}</td>
+      <td>${x.current ? '<span class="badge ok">this session</span>' : `<button class="secondary end" aria-label="Sign out the session from ${esc(x.client_ip || "an unknown address")}, signed in ${esc(fmtDate(x.created_at))}">Sign out</button>`}</td></tr>`).join("")
+      || `<tr><td colspan="5">No sessions.</td></tr>`;
+    $$(".end", $("#sessions")).forEach((b) => b.onclick = async () => {
+      try { await api("/api/v1/auth/sessions/" + encodeURIComponent(b.closest("tr").dataset.id), { method: "DELETE" }); toast("Session ended"); loadSessions(); } catch (e) { toast(e.message); }
+    });
+  };
+  $("#everywhere").onclick = async () => {
+    if (!confirm("Sign out of every session, this one included?")) return;
+    try {
+      const r = await api("/api/v1/auth/sign-out-everywhere", { method: "POST" });
+      session.clear(); toast(`Signed out of ${r.sessions_ended} session(s)`); location.hash = "#/login";
+    } catch (e) { toast(e.message); }
+  };
+  loadSessions().catch((e) => { $("#sessions").innerHTML = `<tr><td colspan="5" class="error">${esc(e.message)}</td></tr>`; });
 }
 
 /* ---------- admin ---------- */
@@ -603,6 +656,7 @@ async function pageAdmin() {
       <section class="card"><h2>Organizations</h2><div class="table-wrap"><table><thead><tr><th scope="col">Name</th><th scope="col">Users</th><th scope="col">Created</th></tr></thead><tbody id="orgs"></tbody></table></div></section>` : ""}
     ${adapt ? adaptPanelHtml() : ""}
     <section class="card"><h2>Model versions</h2><div class="table-wrap"><table><thead id="mhead"></thead><tbody id="models"></tbody></table></div></section>
+    ${models ? rolloutPanelHtml() : ""}
     ${models ? `<section class="card"><h2>Training jobs</h2>
       <form id="tf" class="row"><div><label for="te">Epochs</label><input id="te" name="epochs" type="number" min="1" max="200" value="5"></div>
       <div><label for="tl">Images per class (0 = all)</label><input id="tl" name="limit_per_class" type="number" min="0" value="0"></div>
@@ -614,10 +668,13 @@ async function pageAdmin() {
     .map((r) => `<option value="${r}" ${r === cur ? "selected" : ""}>${nice(r)}</option>`).join("");
   const loadUsers = async () => {
     const us = (await api("/api/v1/admin/users?limit=200")).items;
+    const locked = (u) => u.locked_until && new Date(u.locked_until) > new Date();
     $("#users").innerHTML = us.map((u) => `<tr data-id="${esc(u.id)}"><td>${esc(u.email)}</td>
       <td><label class="visually-hidden" for="r-${esc(u.id)}">Role of ${esc(u.email)}</label><select id="r-${esc(u.id)}" class="role">${roleOpts(u.role)}</select></td>
-      <td>${u.active ? "active" : "deactivated"}</td>
-      <td><button class="secondary act">${u.active ? "Deactivate" : "Reactivate"}</button> <button class="danger del">Delete</button></td></tr>`).join("");
+      <td>${u.active ? "active" : "deactivated"}${locked(u) ? ` <span class="badge bad" title="too many failed sign-ins">locked until ${esc(fmtDate(u.locked_until))}</span>` : ""}</td>
+      <td>${locked(u) ? `<button class="secondary unlock" aria-label="Unlock ${esc(u.email)}">Unlock</button> ` : ""}<button class="secondary act">${u.active ? "Deactivate" : "Reactivate"}</button> <button class="secondary endall" aria-label="Sign ${esc(u.email)} out everywhere">Sign out everywhere</button> <button class="danger del">Delete</button></td></tr>`).join("");
+    $$(".unlock", main).forEach((b) => b.onclick = async () => { try { await api(`/api/v1/admin/users/${b.closest("tr").dataset.id}/unlock`, { method: "POST" }); toast("Unlocked"); loadUsers(); } catch (e) { toast(e.message); } });
+    $$(".endall", main).forEach((b) => b.onclick = async () => { if (!confirm("End every session of this user?")) return; try { const r = await api(`/api/v1/admin/users/${b.closest("tr").dataset.id}/sign-out-everywhere`, { method: "POST" }); toast(`Ended ${r.sessions_ended} session(s)`); } catch (e) { toast(e.message); } });
     $$(".role", main).forEach((s) => s.onchange = async () => { try { await api(`/api/v1/admin/users/${s.closest("tr").dataset.id}/role`, { method: "POST", json: { role: s.value } }); toast("Role changed"); } catch (e) { toast(e.message); loadUsers(); } });
     $$(".act", main).forEach((b) => b.onclick = async () => { try { await api(`/api/v1/admin/users/${b.closest("tr").dataset.id}/active`, { method: "POST", json: { active: b.textContent === "Reactivate" } }); loadUsers(); } catch (e) { toast(e.message); } });
     $$(".del", main).forEach((b) => b.onclick = async () => { if (!confirm("Delete this user?")) return; try { await api(`/api/v1/admin/users/${b.closest("tr").dataset.id}`, { method: "DELETE" }); loadUsers(); } catch (e) { toast(e.message); } });
@@ -645,6 +702,7 @@ async function pageAdmin() {
     });
   };
   loadModels().catch((e) => { $("#models").innerHTML = `<tr><td class="error">${esc(e.message)}</td></tr>`; });
+  if (models) rolloutPanel($("#rollout"), loadModels).catch((e) => toast(e.message));  // rollouts.js
   if (adapt) adaptPanel($("#adapt")).catch((e) => toast(e.message));
   if (!models) return;
   const loadJobs = async () => {
@@ -694,4 +752,9 @@ window.addEventListener("hashchange", () => {
   $("#nav").classList.remove("open");
   route();
 });
-route();
+/* A reload or a new tab: the access token went with the old page; the session cookie brings it back. */
+async function start() {
+  if (!session.access && csrfToken()) await refreshTokens();
+  route();
+}
+start();

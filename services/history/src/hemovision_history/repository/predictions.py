@@ -1,5 +1,5 @@
 """SQL of prediction records (schema `history`): record, read, list, delete, review, the
-reviewed cells for export, the retention claim and the statistics. Every query that reads or
+reviewed cells for export and the statistics (the retention purge: repository/retention.py). Every query that reads or
 writes an organization's rows filters by `organization_id` here; callers cannot forget it.
 Blocking (psycopg2): the services run these in a worker thread."""
 
@@ -132,7 +132,7 @@ class PredictionRepository:
         return domain.Page(items=[prediction_from(r._mapping) for r in rows], next_cursor=next_cursor)
 
     def delete_prediction(
-        self, *, organization_id: str, prediction_id: str, actor_id: str
+        self, *, organization_id: str, prediction_id: str, actor_id: str, client_ip: str = ""
     ) -> domain.Prediction | None:
         """Deletes the row and appends the audit event in one transaction; returns the deleted row."""
         with self.engine.begin() as conn:
@@ -151,11 +151,13 @@ class PredictionRepository:
                 target_type="prediction",
                 target_id=prediction_id,
                 details={"label": row.label, "batch_id": row.batch_id},
+                client_ip=client_ip,
             )
         return prediction_from(row._mapping)
 
     def review_prediction(
-        self, *, organization_id: str, prediction_id: str, reviewer_id: str, label: str, comment: str
+        self, *, organization_id: str, prediction_id: str, reviewer_id: str, label: str, comment: str,
+        client_ip: str = "",
     ) -> domain.Prediction | None:
         with self.engine.begin() as conn:
             before = conn.execute(
@@ -184,6 +186,7 @@ class PredictionRepository:
                     "reviewed_label": label,
                     "agreed": label == before.label,
                 },
+                client_ip=client_ip,
             )
         return prediction_from(row._mapping)
 
@@ -213,28 +216,6 @@ class PredictionRepository:
         return [(r.id, r.reviewed_label, r.image_key, r.model_name, int(r.model_version)) for r in rows]
 
     # ---- retention -----------------------------------------------------------------
-
-    def claim_expired_blobs(self, *, older_than: datetime, limit: int) -> list[tuple[str, str | None, str | None]]:
-        """Clears the blob keys of up to `limit` rows created before `older_than` (all
-        organizations: a system task) and returns (id, image_key, heatmap_key) to delete."""
-        with self.engine.begin() as conn:
-            picked = (
-                select(P.id)
-                .where(P.created_at < older_than, (P.image_key.is_not(None)) | (P.heatmap_key.is_not(None)))
-                .order_by(P.created_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-                .scalar_subquery()
-            )
-            old = predictions.alias("old")
-            rows = conn.execute(
-                update(predictions)
-                .where(P.id.in_(picked), P.id == old.c.id)
-                .values(image_key=None, heatmap_key=None)
-                .returning(P.id, old.c.image_key, old.c.heatmap_key)
-            ).all()
-        return [(r[0], r[1], r[2]) for r in rows]
-
 
     # ---- statistics ------------------------------------------------------------------
 

@@ -9,11 +9,14 @@ import logging
 import uuid
 
 from hemovision_contracts import ORG_ADMIN
+from hemovision_database import is_connection_error
 from hemovision_grpc_server import ServiceError
 
 from hemovision_history import domain
 from hemovision_history.blobstore import BlobMissing, BlobStore, blob_key, delete_blobs
-from hemovision_history.errors import BatchNotFound, BlobNotFound, InvalidRequest, PredictionNotFound, RoleRequired
+from hemovision_history.errors import (
+    BatchNotFound, BlobNotFound, DatabaseUnavailable, InvalidRequest, PredictionNotFound, RoleRequired,
+)
 from hemovision_history.pagination import page_limit
 from hemovision_history.repository import BatchRepository, PredictionRepository
 from hemovision_history.service.validation import (
@@ -101,8 +104,18 @@ class PredictionService:
             if blobs:
                 self.blobs.put_many(blobs, content_type="image/png")
             stored = self.repo.insert_predictions([row for _, row in rows]) if rows else []
-        except BaseException:
-            delete_blobs(self.blobs, written)
+        except BaseException as exc:
+            outage = isinstance(exc, Exception) and is_connection_error(exc)
+            # A connection lost during the transaction may have lost only the COMMIT's answer: the
+            # rows may be stored and point at these blobs, so they stay (at worst orphans of an
+            # outage) and a retry with the same idempotency key returns that record.
+            if not outage:
+                delete_blobs(self.blobs, written)
+            if outage:  # item by item would fail alike (and write blobs again): the caller retries
+                if len(items) == 1:
+                    raise DatabaseUnavailable() from exc
+                log.warning("grouped prediction insert: the database is unavailable", exc_info=True)
+                return [DatabaseUnavailable() for _ in items]
             if len(items) == 1:
                 raise
             log.warning("grouped prediction insert failed; recording the items one by one", exc_info=True)
@@ -161,6 +174,7 @@ class PredictionService:
             organization_id=found.organization_id,
             prediction_id=prediction_id,
             actor_id=caller.user_id,
+            client_ip=caller.client_ip,
         )
         if deleted is None:
             raise PredictionNotFound(prediction_id)

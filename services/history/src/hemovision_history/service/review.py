@@ -71,6 +71,7 @@ class ReviewService:
             organization_id=found.organization_id,
             prediction_id=prediction_id,
             reviewer_id=caller.user_id,
+            client_ip=caller.client_ip,
             label=label,
             comment=comment,
         )
@@ -102,6 +103,7 @@ class ReviewService:
             target_type="dataset",
             target_id="",
             details={"val_fraction": val_fraction},
+            client_ip=caller.client_ip,
         )
         sink = _ChunkSink()
         rows: list[tuple[str, str, str, str, int]] = []

@@ -92,6 +92,14 @@ def _decode_pillow(data: bytes, max_pixels: int) -> U8Image:
         declared = f"{int(m.group(1)):,} pixels" if m else "more pixels than allowed"
         raise ImageRejected("too_many_pixels", f"The image declares {declared}; the limit is {limit:,}.") from None
     except UnidentifiedImageError:
+        claimed = _claimed_format(data)
+        if claimed is not None:
+            # It starts like a format we accept, but no header could be read: a damaged or cut-short
+            # file (say so), not a foreign one ("not a recognised image" misled the sender).
+            raise ImageRejected(
+                "corrupt", f"The file starts like a {claimed} image but its header cannot be read "
+                "(it is cut short or damaged)."
+            ) from None
         try:
             with Image.open(io.BytesIO(data)) as other:
                 fmt = other.format
@@ -139,6 +147,16 @@ def _decode_pillow(data: bytes, max_pixels: int) -> U8Image:
         except Exception as exc:
             raise ImageRejected("corrupt", f"The {im.format} image data is corrupt ({type(exc).__name__}).") from None
     return rgb
+
+
+def _claimed_format(data: bytes) -> str | None:
+    """The accepted format whose signature the bytes start with (Pillow's own signature checks), or None."""
+    Image.init()
+    for fmt in OPENERS:
+        entry = Image.OPEN.get(fmt)
+        if entry is not None and entry[1] is not None and entry[1](data[:16]):
+            return fmt
+    return None
 
 
 def _check_trailing(data: bytes, fmt: str) -> None:

@@ -314,6 +314,7 @@ class AdaptResult:
     gate: dict[str, Any]
     metrics: dict[str, Any]
     training_info: dict[str, Any]
+    drift_reference: dict[str, Any] | None = None  # its answers on the PBC val cells (hemovision.json)
 
 
 def adapt(base_dir: str | Path, lab_images: np.ndarray, lab_labels: np.ndarray, *, data_dir: str | Path,
@@ -328,6 +329,7 @@ def adapt(base_dir: str | Path, lab_images: np.ndarray, lab_labels: np.ndarray, 
     ``replay`` / ``pbc_val``: model images already prepared under the base's spec (the benchmark
     shares them across runs); by default they are read from ``data_dir``."""
     from .calibration import fit_temperature, ood_threshold, review_threshold, softmax
+    from .drift_reference import reference_from_logits
     from .evaluate import classification_metrics
 
     t0 = time.monotonic()
@@ -373,7 +375,9 @@ def adapt(base_dir: str | Path, lab_images: np.ndarray, lab_labels: np.ndarray, 
             "recipe": meta.get("training", {}).get("recipe", {})}
     return AdaptResult(model=model, meta=meta, temperature=temperature,
                        review_threshold=review_threshold(val_probs, pbc_val[1]),
-                       ood_threshold=ood_threshold(val_logits), gate=decision, metrics=metrics, training_info=info)
+                       ood_threshold=ood_threshold(val_logits), gate=decision, metrics=metrics, training_info=info,
+                       drift_reference=reference_from_logits(
+                           val_logits, temperature, source=f"PBC val ({len(val_logits)} cells), at adaptation"))
 
 
 def export_adapted(result: AdaptResult, *, model_base: str | Path, organization_id: str,
@@ -387,7 +391,8 @@ def export_adapted(result: AdaptResult, *, model_base: str | Path, organization_
                         metrics=result.metrics, training_info=result.training_info,
                         data_hash=meta.get("data_hash", ""), model_base=model_base,
                         model_name=meta["model_name"], version=version,
-                        gradcam_layer=meta.get("gradcam_layer"), organization_id=organization_id)
+                        gradcam_layer=meta.get("gradcam_layer"), organization_id=organization_id,
+                        drift_reference=result.drift_reference)
 
 
 def read_cells_csv(path: str | Path, class_names: Sequence[str] = CLASS_NAMES) -> tuple[np.ndarray, np.ndarray]:

@@ -211,7 +211,7 @@ def export_model(keras_model, *, spec: dict[str, Any], temperature: float, revie
                  ood_threshold: float, metrics: dict[str, Any], training_info: dict[str, Any], data_hash: str,
                  model_base: str | os.PathLike, model_name: str = "hemovision", version: int | None = None,
                  replace: bool = False, gradcam_layer: str | None = None, gradcam: str = "auto",
-                 organization_id: str | None = None) -> Path:
+                 organization_id: str | None = None, drift_reference: dict[str, Any] | None = None) -> Path:
     """Export and publish ``<model_base>/<model_name>/<version>`` atomically; returns its path.
 
     The SavedModel is written to ``<model_base>/<model_name>/.tmp-<version>-<uuid>`` (hidden from
@@ -220,6 +220,8 @@ def export_model(keras_model, *, spec: dict[str, Any], temperature: float, revie
     ``replace`` (used for the shipped default): the old directory is renamed away first.
     ``organization_id``: an adapted version's organization, written into hemovision.json so a
     model server or registry that reads only the files still knows whose version it is.
+    ``drift_reference``: the version's answers on PBC val as histograms
+    (``ml.drift_reference.reference_from_logits``), written as hemovision.json["drift_reference"].
     """
     import tensorflow as tf
 
@@ -272,6 +274,8 @@ def export_model(keras_model, *, spec: dict[str, Any], temperature: float, revie
         }
         if organization_id:
             meta["organization_id"] = organization_id
+        if drift_reference is not None:
+            meta["drift_reference"] = drift_reference
         (extra / METADATA_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
         _warmup_records(extra / WARMUP_FILE, model_name, input_size)
         _fsync_tree(tmp)
@@ -301,12 +305,19 @@ def export_run(run_dir: str | os.PathLike, *, model_base: str | os.PathLike, mod
     run = Path(run_dir)
     result = json.loads((run / "result.json").read_text())
     model = keras.models.load_model(run / "final.keras", compile=False)
+    reference = None
+    if (run / "logits.npz").is_file():
+        from .drift_reference import reference_from_logits
+
+        val_logits = np.load(run / "logits.npz")["val_logits"]
+        reference = reference_from_logits(val_logits, result["temperature"],
+                                          source=f"PBC val ({len(val_logits)} cells), at export")
     return export_model(model, spec=result["spec"], temperature=result["temperature"],
                         review_threshold=result["review_threshold"], ood_threshold=result["ood_threshold"],
                         metrics=result["metrics"], training_info=result["training_info"],
                         data_hash=result["data_hash"], model_base=model_base, model_name=model_name,
                         version=version, replace=replace,
-                        gradcam_layer=gradcam_layer or result.get("gradcam_layer"))
+                        gradcam_layer=gradcam_layer or result.get("gradcam_layer"), drift_reference=reference)
 
 
 def main(argv: list[str] | None = None) -> int:

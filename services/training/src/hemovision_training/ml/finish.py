@@ -45,6 +45,7 @@ def finish(model, data, cfg: TrainConfig, out: Path, log, state: dict, train_sec
     optional export, result.json."""
     from . import calibration as cal
     from .evaluate import evaluate, predict_logits, write_artifacts
+    from .drift_reference import reference_from_logits
     from .export import export_model
 
     spec = data.spec
@@ -117,7 +118,9 @@ def finish(model, data, cfg: TrainConfig, out: Path, log, state: dict, train_sec
         path = export_model(model, spec=spec, temperature=temperature, review_threshold=review_t,
                             ood_threshold=ood_t, metrics=_compact(metrics), training_info=training_info,
                             data_hash=data.data_hash, model_base=cfg.model_base, model_name=cfg.model_name,
-                            version=cfg.version, replace=cfg.replace, gradcam_layer=gradcam_layer)
+                            version=cfg.version, replace=cfg.replace, gradcam_layer=gradcam_layer,
+                            drift_reference=reference_from_logits(
+                                val_logits, temperature, source=f"PBC val ({len(val_y)} cells), at export"))
         result["export_path"] = str(path)
         log.info("exported %s", path)
     (out / "result.json").write_text(json.dumps(result, indent=2, default=str))

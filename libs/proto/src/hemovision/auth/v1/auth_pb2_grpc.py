@@ -195,7 +195,10 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Login(self, request, context):
-        """Exchanges e-mail + password for an access/refresh token pair. Public.
+        """Exchanges e-mail + password for an access/refresh token pair. Public. After repeated failed
+        sign-ins for one e-mail (known or not) it answers RESOURCE_EXHAUSTED "too many failed
+        sign-ins; try again in N s" with trailing metadata `retry-after: N`, even for the right
+        password, until the lockout ends or an admin calls UnlockUser.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -506,3 +506,103 @@ class DataChunk(_message.Message):
     DATA_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class GetRetentionPolicyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RetentionPolicy(_message.Message):
+    __slots__ = ("organization_id", "blob_days", "record_days", "default_blob_days", "effective_blob_days", "audit_retention_days", "updated_by", "updated_at")
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    BLOB_DAYS_FIELD_NUMBER: _ClassVar[int]
+    RECORD_DAYS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_BLOB_DAYS_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_BLOB_DAYS_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_RETENTION_DAYS_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_BY_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    organization_id: str
+    blob_days: int
+    record_days: int
+    default_blob_days: int
+    effective_blob_days: int
+    audit_retention_days: int
+    updated_by: str
+    updated_at: _timestamp_pb2.Timestamp
+    def __init__(self, organization_id: _Optional[str] = ..., blob_days: _Optional[int] = ..., record_days: _Optional[int] = ..., default_blob_days: _Optional[int] = ..., effective_blob_days: _Optional[int] = ..., audit_retention_days: _Optional[int] = ..., updated_by: _Optional[str] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class SetRetentionPolicyRequest(_message.Message):
+    __slots__ = ("blob_days", "record_days")
+    BLOB_DAYS_FIELD_NUMBER: _ClassVar[int]
+    RECORD_DAYS_FIELD_NUMBER: _ClassVar[int]
+    blob_days: int
+    record_days: int
+    def __init__(self, blob_days: _Optional[int] = ..., record_days: _Optional[int] = ...) -> None: ...
+
+class GetDriftRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DriftHistogram(_message.Message):
+    __slots__ = ("component", "bins", "live", "reference")
+    COMPONENT_FIELD_NUMBER: _ClassVar[int]
+    BINS_FIELD_NUMBER: _ClassVar[int]
+    LIVE_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    component: str
+    bins: _containers.RepeatedScalarFieldContainer[str]
+    live: _containers.RepeatedScalarFieldContainer[float]
+    reference: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, component: _Optional[str] = ..., bins: _Optional[_Iterable[str]] = ..., live: _Optional[_Iterable[float]] = ..., reference: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class DriftComponent(_message.Message):
+    __slots__ = ("component", "score", "status")
+    COMPONENT_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    component: str
+    score: float
+    status: str
+    def __init__(self, component: _Optional[str] = ..., score: _Optional[float] = ..., status: _Optional[str] = ...) -> None: ...
+
+class OrganizationDrift(_message.Message):
+    __slots__ = ("organization_id", "model_name", "model_version", "cells", "score", "status", "components", "histograms", "review_rate", "last_cell_at")
+    ORGANIZATION_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CELLS_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    COMPONENTS_FIELD_NUMBER: _ClassVar[int]
+    HISTOGRAMS_FIELD_NUMBER: _ClassVar[int]
+    REVIEW_RATE_FIELD_NUMBER: _ClassVar[int]
+    LAST_CELL_AT_FIELD_NUMBER: _ClassVar[int]
+    organization_id: str
+    model_name: str
+    model_version: int
+    cells: int
+    score: float
+    status: str
+    components: _containers.RepeatedCompositeFieldContainer[DriftComponent]
+    histograms: _containers.RepeatedCompositeFieldContainer[DriftHistogram]
+    review_rate: float
+    last_cell_at: _timestamp_pb2.Timestamp
+    def __init__(self, organization_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[int] = ..., cells: _Optional[int] = ..., score: _Optional[float] = ..., status: _Optional[str] = ..., components: _Optional[_Iterable[_Union[DriftComponent, _Mapping]]] = ..., histograms: _Optional[_Iterable[_Union[DriftHistogram, _Mapping]]] = ..., review_rate: _Optional[float] = ..., last_cell_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class DriftReport(_message.Message):
+    __slots__ = ("items", "window_start", "window_days", "max_cells", "min_cells", "watch_threshold", "drifting_threshold")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_START_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_DAYS_FIELD_NUMBER: _ClassVar[int]
+    MAX_CELLS_FIELD_NUMBER: _ClassVar[int]
+    MIN_CELLS_FIELD_NUMBER: _ClassVar[int]
+    WATCH_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    DRIFTING_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[OrganizationDrift]
+    window_start: _timestamp_pb2.Timestamp
+    window_days: int
+    max_cells: int
+    min_cells: int
+    watch_threshold: float
+    drifting_threshold: float
+    def __init__(self, items: _Optional[_Iterable[_Union[OrganizationDrift, _Mapping]]] = ..., window_start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., window_days: _Optional[int] = ..., max_cells: _Optional[int] = ..., min_cells: _Optional[int] = ..., watch_threshold: _Optional[float] = ..., drifting_threshold: _Optional[float] = ...) -> None: ...

@@ -121,6 +121,21 @@ class HistoryServiceStub:
                 request_serializer=hemovision_dot_history_dot_v1_dot_history__pb2.ExportReviewedDatasetRequest.SerializeToString,
                 response_deserializer=hemovision_dot_history_dot_v1_dot_history__pb2.DataChunk.FromString,
                 _registered_method=True)
+        self.GetRetentionPolicy = channel.unary_unary(
+                '/hemovision.history.v1.HistoryService/GetRetentionPolicy',
+                request_serializer=hemovision_dot_history_dot_v1_dot_history__pb2.GetRetentionPolicyRequest.SerializeToString,
+                response_deserializer=hemovision_dot_history_dot_v1_dot_history__pb2.RetentionPolicy.FromString,
+                _registered_method=True)
+        self.SetRetentionPolicy = channel.unary_unary(
+                '/hemovision.history.v1.HistoryService/SetRetentionPolicy',
+                request_serializer=hemovision_dot_history_dot_v1_dot_history__pb2.SetRetentionPolicyRequest.SerializeToString,
+                response_deserializer=hemovision_dot_history_dot_v1_dot_history__pb2.RetentionPolicy.FromString,
+                _registered_method=True)
+        self.GetDrift = channel.unary_unary(
+                '/hemovision.history.v1.HistoryService/GetDrift',
+                request_serializer=hemovision_dot_history_dot_v1_dot_history__pb2.GetDriftRequest.SerializeToString,
+                response_deserializer=hemovision_dot_history_dot_v1_dot_history__pb2.DriftReport.FromString,
+                _registered_method=True)
 
 
 class HistoryServiceServicer:
@@ -253,6 +268,35 @@ class HistoryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRetentionPolicy(self, request, context):
+        """The caller's organization's retention policy: how long stored images/heatmaps and whole
+        prediction records are kept (org_admin of the organization; anyone else PERMISSION_DENIED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetRetentionPolicy(self, request, context):
+        """Sets the caller's organization's retention policy (org_admin; audited as `retention.update`).
+        INVALID_ARGUMENT when a value is out of range. The purge (`python -m hemovision_history
+        purge`, scheduled) applies it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDrift(self, request, context):
+        """Drift: how recent predictions compare with each model version's reference (its answers on PBC
+        val; docs/operations.md "Drift"). A member of an organization gets its own organization's
+        entries with the histograms; platform staff without an organization (platform_admin,
+        ml_engineer) get every organization's entries as scores and counts only — no histograms,
+        labels or cells. Any other caller without an organization: PERMISSION_DENIED. A version whose
+        reference is not published (yet) gives status "no_reference", never an error.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_HistoryServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -340,6 +384,21 @@ def add_HistoryServiceServicer_to_server(servicer, server):
                     servicer.ExportReviewedDataset,
                     request_deserializer=hemovision_dot_history_dot_v1_dot_history__pb2.ExportReviewedDatasetRequest.FromString,
                     response_serializer=hemovision_dot_history_dot_v1_dot_history__pb2.DataChunk.SerializeToString,
+            ),
+            'GetRetentionPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRetentionPolicy,
+                    request_deserializer=hemovision_dot_history_dot_v1_dot_history__pb2.GetRetentionPolicyRequest.FromString,
+                    response_serializer=hemovision_dot_history_dot_v1_dot_history__pb2.RetentionPolicy.SerializeToString,
+            ),
+            'SetRetentionPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetRetentionPolicy,
+                    request_deserializer=hemovision_dot_history_dot_v1_dot_history__pb2.SetRetentionPolicyRequest.FromString,
+                    response_serializer=hemovision_dot_history_dot_v1_dot_history__pb2.RetentionPolicy.SerializeToString,
+            ),
+            'GetDrift': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDrift,
+                    request_deserializer=hemovision_dot_history_dot_v1_dot_history__pb2.GetDriftRequest.FromString,
+                    response_serializer=hemovision_dot_history_dot_v1_dot_history__pb2.DriftReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -802,6 +861,87 @@ class HistoryService:
             '/hemovision.history.v1.HistoryService/ExportReviewedDataset',
             hemovision_dot_history_dot_v1_dot_history__pb2.ExportReviewedDatasetRequest.SerializeToString,
             hemovision_dot_history_dot_v1_dot_history__pb2.DataChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRetentionPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hemovision.history.v1.HistoryService/GetRetentionPolicy',
+            hemovision_dot_history_dot_v1_dot_history__pb2.GetRetentionPolicyRequest.SerializeToString,
+            hemovision_dot_history_dot_v1_dot_history__pb2.RetentionPolicy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetRetentionPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hemovision.history.v1.HistoryService/SetRetentionPolicy',
+            hemovision_dot_history_dot_v1_dot_history__pb2.SetRetentionPolicyRequest.SerializeToString,
+            hemovision_dot_history_dot_v1_dot_history__pb2.RetentionPolicy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDrift(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hemovision.history.v1.HistoryService/GetDrift',
+            hemovision_dot_history_dot_v1_dot_history__pb2.GetDriftRequest.SerializeToString,
+            hemovision_dot_history_dot_v1_dot_history__pb2.DriftReport.FromString,
             options,
             channel_credentials,
             insecure,

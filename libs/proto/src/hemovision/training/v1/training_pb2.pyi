@@ -36,6 +36,19 @@ class AdaptationStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ADAPTATION_STATUS_REJECTED: _ClassVar[AdaptationStatus]
     ADAPTATION_STATUS_FAILED: _ClassVar[AdaptationStatus]
     ADAPTATION_STATUS_CANCELLED: _ClassVar[AdaptationStatus]
+
+class RolloutMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROLLOUT_MODE_UNSPECIFIED: _ClassVar[RolloutMode]
+    ROLLOUT_MODE_CANARY: _ClassVar[RolloutMode]
+    ROLLOUT_MODE_SHADOW: _ClassVar[RolloutMode]
+
+class RolloutStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROLLOUT_STATUS_UNSPECIFIED: _ClassVar[RolloutStatus]
+    ROLLOUT_STATUS_RUNNING: _ClassVar[RolloutStatus]
+    ROLLOUT_STATUS_PROMOTED: _ClassVar[RolloutStatus]
+    ROLLOUT_STATUS_ABORTED: _ClassVar[RolloutStatus]
 JOB_STATUS_UNSPECIFIED: JobStatus
 JOB_STATUS_QUEUED: JobStatus
 JOB_STATUS_RUNNING: JobStatus
@@ -53,6 +66,13 @@ ADAPTATION_STATUS_SUCCEEDED: AdaptationStatus
 ADAPTATION_STATUS_REJECTED: AdaptationStatus
 ADAPTATION_STATUS_FAILED: AdaptationStatus
 ADAPTATION_STATUS_CANCELLED: AdaptationStatus
+ROLLOUT_MODE_UNSPECIFIED: RolloutMode
+ROLLOUT_MODE_CANARY: RolloutMode
+ROLLOUT_MODE_SHADOW: RolloutMode
+ROLLOUT_STATUS_UNSPECIFIED: RolloutStatus
+ROLLOUT_STATUS_RUNNING: RolloutStatus
+ROLLOUT_STATUS_PROMOTED: RolloutStatus
+ROLLOUT_STATUS_ABORTED: RolloutStatus
 
 class TrainingConfig(_message.Message):
     __slots__ = ("data_dir", "model_name", "epochs", "batch_size", "input_size", "seed", "limit_per_class", "learning_rate", "auto_activate", "parent_version")
@@ -353,3 +373,109 @@ class ActivateModelVersionRequest(_message.Message):
     force: bool
     reason: str
     def __init__(self, model_name: _Optional[str] = ..., version: _Optional[int] = ..., force: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class RolloutVersionStats(_message.Message):
+    __slots__ = ("role", "version", "requests", "cells", "latency_p50_ms", "latency_p95_ms")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    CELLS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P50_MS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_P95_MS_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    version: int
+    requests: int
+    cells: int
+    latency_p50_ms: float
+    latency_p95_ms: float
+    def __init__(self, role: _Optional[str] = ..., version: _Optional[int] = ..., requests: _Optional[int] = ..., cells: _Optional[int] = ..., latency_p50_ms: _Optional[float] = ..., latency_p95_ms: _Optional[float] = ...) -> None: ...
+
+class RolloutStats(_message.Message):
+    __slots__ = ("versions", "agree_cells", "compared_cells", "agreement_rate", "shadow_dropped", "shadow_skipped", "shadow_failed", "available")
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    AGREE_CELLS_FIELD_NUMBER: _ClassVar[int]
+    COMPARED_CELLS_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_RATE_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_DROPPED_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_FAILED_FIELD_NUMBER: _ClassVar[int]
+    AVAILABLE_FIELD_NUMBER: _ClassVar[int]
+    versions: _containers.RepeatedCompositeFieldContainer[RolloutVersionStats]
+    agree_cells: int
+    compared_cells: int
+    agreement_rate: float
+    shadow_dropped: int
+    shadow_skipped: int
+    shadow_failed: int
+    available: bool
+    def __init__(self, versions: _Optional[_Iterable[_Union[RolloutVersionStats, _Mapping]]] = ..., agree_cells: _Optional[int] = ..., compared_cells: _Optional[int] = ..., agreement_rate: _Optional[float] = ..., shadow_dropped: _Optional[int] = ..., shadow_skipped: _Optional[int] = ..., shadow_failed: _Optional[int] = ..., available: _Optional[bool] = ...) -> None: ...
+
+class Rollout(_message.Message):
+    __slots__ = ("id", "model_name", "candidate_version", "baseline_version", "mode", "canary_percent", "status", "started_by", "started_at", "start_reason", "ended_by", "ended_at", "end_reason", "stats")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    BASELINE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    CANARY_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    STARTED_BY_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    START_REASON_FIELD_NUMBER: _ClassVar[int]
+    ENDED_BY_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    END_REASON_FIELD_NUMBER: _ClassVar[int]
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    model_name: str
+    candidate_version: int
+    baseline_version: int
+    mode: RolloutMode
+    canary_percent: int
+    status: RolloutStatus
+    started_by: str
+    started_at: _timestamp_pb2.Timestamp
+    start_reason: str
+    ended_by: str
+    ended_at: _timestamp_pb2.Timestamp
+    end_reason: str
+    stats: RolloutStats
+    def __init__(self, id: _Optional[str] = ..., model_name: _Optional[str] = ..., candidate_version: _Optional[int] = ..., baseline_version: _Optional[int] = ..., mode: _Optional[_Union[RolloutMode, str]] = ..., canary_percent: _Optional[int] = ..., status: _Optional[_Union[RolloutStatus, str]] = ..., started_by: _Optional[str] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., start_reason: _Optional[str] = ..., ended_by: _Optional[str] = ..., ended_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_reason: _Optional[str] = ..., stats: _Optional[_Union[RolloutStats, _Mapping]] = ...) -> None: ...
+
+class StartRolloutRequest(_message.Message):
+    __slots__ = ("model_name", "version", "mode", "canary_percent", "reason")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    CANARY_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    version: int
+    mode: RolloutMode
+    canary_percent: int
+    reason: str
+    def __init__(self, model_name: _Optional[str] = ..., version: _Optional[int] = ..., mode: _Optional[_Union[RolloutMode, str]] = ..., canary_percent: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class GetRolloutRequest(_message.Message):
+    __slots__ = ("model_name", "with_stats")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    WITH_STATS_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    with_stats: bool
+    def __init__(self, model_name: _Optional[str] = ..., with_stats: _Optional[bool] = ...) -> None: ...
+
+class PromoteRolloutRequest(_message.Message):
+    __slots__ = ("model_name", "reason")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    reason: str
+    def __init__(self, model_name: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class AbortRolloutRequest(_message.Message):
+    __slots__ = ("model_name", "reason")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    reason: str
+    def __init__(self, model_name: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...

@@ -115,6 +115,26 @@ class TrainingServiceStub:
                 request_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.RollbackOrganizationModelRequest.SerializeToString,
                 response_deserializer=hemovision_dot_training_dot_v1_dot_training__pb2.OrganizationModel.FromString,
                 _registered_method=True)
+        self.StartRollout = channel.unary_unary(
+                '/hemovision.training.v1.TrainingService/StartRollout',
+                request_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.StartRolloutRequest.SerializeToString,
+                response_deserializer=hemovision_dot_training_dot_v1_dot_training__pb2.Rollout.FromString,
+                _registered_method=True)
+        self.GetRollout = channel.unary_unary(
+                '/hemovision.training.v1.TrainingService/GetRollout',
+                request_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.GetRolloutRequest.SerializeToString,
+                response_deserializer=hemovision_dot_training_dot_v1_dot_training__pb2.Rollout.FromString,
+                _registered_method=True)
+        self.PromoteRollout = channel.unary_unary(
+                '/hemovision.training.v1.TrainingService/PromoteRollout',
+                request_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.PromoteRolloutRequest.SerializeToString,
+                response_deserializer=hemovision_dot_training_dot_v1_dot_training__pb2.Rollout.FromString,
+                _registered_method=True)
+        self.AbortRollout = channel.unary_unary(
+                '/hemovision.training.v1.TrainingService/AbortRollout',
+                request_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.AbortRolloutRequest.SerializeToString,
+                response_deserializer=hemovision_dot_training_dot_v1_dot_training__pb2.Rollout.FromString,
+                _registered_method=True)
 
 
 class TrainingServiceServicer:
@@ -242,6 +262,43 @@ class TrainingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StartRollout(self, request, context):
+        """Starts a safe rollout of a registered platform version beside the active one: `canary`
+        sends canary_percent (1..50) of the platform-routed requests to it, `shadow` runs it on the
+        same inputs in the background without returning its answers. One running rollout per model
+        (FAILED_PRECONDITION otherwise, and for a deprecated, adapted or already active version;
+        NOT_FOUND for an unknown one; INVALID_ARGUMENT for a bad mode or percent). Audited
+        `rollout.start`. ml_engineer or platform_admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetRollout(self, request, context):
+        """The model's running rollout, else its most recent one (NOT_FOUND when it never had one), with
+        live statistics when asked. Public: inference replicas poll it without a token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PromoteRollout(self, request, context):
+        """Ends the running rollout by activating its candidate through the normal activation path (the
+        quality gate applies: FAILED_PRECONDITION with the numbers, and the rollout keeps running).
+        Audited `rollout.promote` (and the activation's own event). ml_engineer or platform_admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AbortRollout(self, request, context):
+        """Ends the running rollout; the active version keeps serving everything. FAILED_PRECONDITION
+        when none is running. Audited `rollout.abort`. ml_engineer or platform_admin.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -324,6 +381,26 @@ def add_TrainingServiceServicer_to_server(servicer, server):
                     servicer.RollbackOrganizationModel,
                     request_deserializer=hemovision_dot_training_dot_v1_dot_training__pb2.RollbackOrganizationModelRequest.FromString,
                     response_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.OrganizationModel.SerializeToString,
+            ),
+            'StartRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartRollout,
+                    request_deserializer=hemovision_dot_training_dot_v1_dot_training__pb2.StartRolloutRequest.FromString,
+                    response_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.Rollout.SerializeToString,
+            ),
+            'GetRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRollout,
+                    request_deserializer=hemovision_dot_training_dot_v1_dot_training__pb2.GetRolloutRequest.FromString,
+                    response_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.Rollout.SerializeToString,
+            ),
+            'PromoteRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.PromoteRollout,
+                    request_deserializer=hemovision_dot_training_dot_v1_dot_training__pb2.PromoteRolloutRequest.FromString,
+                    response_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.Rollout.SerializeToString,
+            ),
+            'AbortRollout': grpc.unary_unary_rpc_method_handler(
+                    servicer.AbortRollout,
+                    request_deserializer=hemovision_dot_training_dot_v1_dot_training__pb2.AbortRolloutRequest.FromString,
+                    response_serializer=hemovision_dot_training_dot_v1_dot_training__pb2.Rollout.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -759,6 +836,114 @@ class TrainingService:
             '/hemovision.training.v1.TrainingService/RollbackOrganizationModel',
             hemovision_dot_training_dot_v1_dot_training__pb2.RollbackOrganizationModelRequest.SerializeToString,
             hemovision_dot_training_dot_v1_dot_training__pb2.OrganizationModel.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hemovision.training.v1.TrainingService/StartRollout',
+            hemovision_dot_training_dot_v1_dot_training__pb2.StartRolloutRequest.SerializeToString,
+            hemovision_dot_training_dot_v1_dot_training__pb2.Rollout.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hemovision.training.v1.TrainingService/GetRollout',
+            hemovision_dot_training_dot_v1_dot_training__pb2.GetRolloutRequest.SerializeToString,
+            hemovision_dot_training_dot_v1_dot_training__pb2.Rollout.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PromoteRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hemovision.training.v1.TrainingService/PromoteRollout',
+            hemovision_dot_training_dot_v1_dot_training__pb2.PromoteRolloutRequest.SerializeToString,
+            hemovision_dot_training_dot_v1_dot_training__pb2.Rollout.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AbortRollout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hemovision.training.v1.TrainingService/AbortRollout',
+            hemovision_dot_training_dot_v1_dot_training__pb2.AbortRolloutRequest.SerializeToString,
+            hemovision_dot_training_dot_v1_dot_training__pb2.Rollout.FromString,
             options,
             channel_credentials,
             insecure,
