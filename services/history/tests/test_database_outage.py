@@ -43,3 +43,23 @@ async def test_grouped_records_without_database_are_unavailable_each(stub_withou
                                                            metadata=alice.metadata, timeout=10)
     codes = [r.error.code for r in answer.results]
     assert codes == [grpc.StatusCode.UNAVAILABLE.value[0]] * 3
+
+
+async def test_reads_without_database_are_unavailable_not_internal(stub_without_database, alice):
+    """Not only the record path: every RPC that needs PostgreSQL answers a retryable UNAVAILABLE
+    while it is gone (a restart under load showed 502s for reads before)."""
+    calls = [
+        ("ListPredictions", history_pb2.ListPredictionsRequest()),
+        ("GetPrediction", history_pb2.GetPredictionRequest(id="6f1d4c1e-0000-4000-8000-000000000000")),
+        ("GetStatistics", history_pb2.GetStatisticsRequest()),
+        ("ListBatches", history_pb2.ListBatchesRequest()),
+    ]
+    for method, request in calls:
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await getattr(stub_without_database, method)(request, metadata=alice.metadata, timeout=10)
+        assert info.value.code() == grpc.StatusCode.UNAVAILABLE, (method, info.value.details())
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        async for _ in stub_without_database.ExportReviewedDataset(history_pb2.ExportReviewedDatasetRequest(),
+                                                                   metadata=alice.metadata, timeout=10):
+            pass
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE, info.value.details()

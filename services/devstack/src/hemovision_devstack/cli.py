@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
+from hemovision_devstack.backup import BackupError, Stores, backup, restore
 from hemovision_devstack.plan import DEFAULT_DATABASE_URL, DEFAULT_REDIS_URL, StackConfig
 from hemovision_devstack.supervisor import down, up
 
@@ -56,11 +58,44 @@ def cmd_down(args: argparse.Namespace) -> int:
     return down(config_from_args(args))
 
 
+def _stores(args: argparse.Namespace) -> Stores:
+    cfg = config_from_args(args)
+    return Stores(database_url=cfg.database_url, blob_root=cfg.var / "blobs", model_base=cfg.models)
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    try:
+        manifest = backup(_stores(args), args.directory)
+    except BackupError as exc:
+        print(f"backup failed: {exc}", file=sys.stderr)
+        return 2
+    counts = ", ".join(f"{n} {t}" for t, n in manifest["counts"].items())
+    print(f"backup written to {args.directory.resolve()}: {counts}")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    try:
+        counts = restore(args.directory, _stores(args))
+    except BackupError as exc:
+        print(f"restore failed: {exc}", file=sys.stderr)
+        return 2
+    print("restored: " + ", ".join(f"{n} {t}" for t, n in counts.items()) + "; start it with `hemovision up`")
+    return 0
+
+
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Adds `up` and `down` (each with its arguments and `func`) to a command line's subcommands."""
+    """Adds `up`, `down`, `backup` and `restore` (each with its arguments and `func`) to a command
+    line's subcommands."""
     for name, helptext, func in (("up", "run the whole system locally (Ctrl-C stops it)", cmd_up),
-                                 ("down", "stop a system started by `hemovision up`", cmd_down)):
+                                 ("down", "stop a system started by `hemovision up`", cmd_down),
+                                 ("backup", "copy the database, blob store and model base into a new directory",
+                                  cmd_backup),
+                                 ("restore", "restore a backup into an empty database, blob store and model base",
+                                  cmd_restore)):
         parser = subparsers.add_parser(name, help=helptext)
+        if name in ("backup", "restore"):
+            parser.add_argument("directory", type=Path, help="the backup directory")
         add_arguments(parser)
         parser.set_defaults(func=func)
 

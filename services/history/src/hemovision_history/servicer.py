@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import functools
+import inspect
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 from google.protobuf import empty_pb2, timestamp_pb2
 from hemovision.common.v1 import common_pb2
 from hemovision.history.v1 import history_pb2, history_pb2_grpc
+from hemovision_database import is_connection_error
 from hemovision_grpc_server import ServiceError, Unavailable
 from hemovision_telemetry.metrics import BATCH_ITEMS
 from hemovision_contracts import origin_from_metadata
 from hemovision_tokens import current_principal
 
 from hemovision_history import domain
+from hemovision_history.errors import DatabaseUnavailable
 from hemovision_history.service import HistoryService
 from hemovision_history.service.audit import metadata_client_ip
 from hemovision_history.service.drift import DriftReport
@@ -222,6 +226,43 @@ def statistics_to_pb(s: domain.Statistics) -> history_pb2.Statistics:
     )
 
 
+def _outages_are_retryable(cls: type) -> type:
+    """Every RPC of `cls`: PostgreSQL lost or refusing connections (a restart, a failover) answers
+    UNAVAILABLE "try again" (DatabaseUnavailable), never INTERNAL — reads included, not only the
+    record path. Other errors pass untouched to the one error mapping (hemovision_grpc_server)."""
+
+    def unary(method):
+        @functools.wraps(method)
+        async def wrapped(self, request, context):
+            try:
+                return await method(self, request, context)
+            except Exception as exc:
+                if is_connection_error(exc):
+                    raise DatabaseUnavailable() from exc
+                raise
+
+        return wrapped
+
+    def stream(method):
+        @functools.wraps(method)
+        async def wrapped(self, request, context):
+            try:
+                async for item in method(self, request, context):
+                    yield item
+            except Exception as exc:
+                if is_connection_error(exc):
+                    raise DatabaseUnavailable() from exc
+                raise
+
+        return wrapped
+
+    for name, method in list(vars(cls).items()):
+        if name[:1].isupper() and callable(method):
+            setattr(cls, name, stream(method) if inspect.isasyncgenfunction(method) else unary(method))
+    return cls
+
+
+@_outages_are_retryable
 class HistoryServicer(history_pb2_grpc.HistoryServiceServicer):
     def __init__(self, service: HistoryService) -> None:
         self.service = service
