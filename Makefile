@@ -5,7 +5,7 @@ UV ?= uv
 PYTEST := $(PY) -m pytest
 
 .PHONY: image compose-up help install proto proto-check up down test test-unit test-e2e test-browser lint \
-        bench bench-preprocess bench-serving bench-model bench-shift bench-adapt bench-reliability bench-tracing bench-ood sanitize-preprocess validate-deploy clean
+        bench bench-preprocess bench-serving bench-model bench-shift bench-adapt bench-reliability bench-tracing bench-ood sanitize-preprocess validate-deploy images-offline clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -77,16 +77,36 @@ sanitize-preprocess: ## build the C++ extension with ASan+UBSan and run the prop
 validate-deploy: ## validate docker-compose.yml and the Kubernetes manifests offline
 	bash scripts/validate_deploy.sh
 
+# Container images (issue 18): one per service, all from the one Dockerfile (its --target);
+# docs/deployment.md "The images". IMAGE_TAG is the tag everywhere (compose's HEMOVISION_TAG,
+# the kustomizations' newTag: deploy/checks hold them to it).
+IMAGE_TAG ?= 0.1.0
+IMAGE_REGISTRY ?=
+IMAGE_TARGETS := gateway auth history reports preprocess inference training migrate
+# extra `build` flags, e.g. the offline base (scripts/build_images_offline.sh sets them)
+IMAGE_BUILD_ARGS ?=
 # A docker whose daemon answers, else podman (issue 18: whichever engine is found).
 CONTAINER_ENGINE ?= $(shell (docker info >/dev/null 2>&1 && echo docker) || command -v podman 2>/dev/null)
+# podman keeps a HEALTHCHECK only in the docker image format (OCI has no health check)
+ENGINE_BUILD_FLAGS = $(if $(findstring podman,$(CONTAINER_ENGINE)),--format docker)
+# docker compose with a live daemon, else podman compose (podman >= 4.7), else podman-compose
+COMPOSE ?= $(shell (docker info >/dev/null 2>&1 && docker compose version >/dev/null 2>&1 && echo docker compose) \
+  || (podman compose version >/dev/null 2>&1 && echo podman compose) || command -v podman-compose 2>/dev/null)
 
-image: ## build the one container image every service runs from (docker or podman)
+image: ## build every service's image (hemovision-<target>:IMAGE_TAG) with docker or podman
 	@test -n "$(CONTAINER_ENGINE)" || { echo "no container engine: start the docker daemon or install podman" >&2; exit 2; }
-	$(CONTAINER_ENGINE) build -t hemovision:0.1.0 .
+	set -e; for target in $(IMAGE_TARGETS); do \
+	  echo "== $(IMAGE_REGISTRY)hemovision-$$target:$(IMAGE_TAG)"; \
+	  $(CONTAINER_ENGINE) build $(ENGINE_BUILD_FLAGS) $(IMAGE_BUILD_ARGS) --target $$target \
+	    -t $(IMAGE_REGISTRY)hemovision-$$target:$(IMAGE_TAG) . ; \
+	done
 
-compose-up: ## the whole system in containers with real tensorflow/serving (docker or podman compose)
-	@test -n "$(CONTAINER_ENGINE)" || { echo "no container engine: start the docker daemon or install podman" >&2; exit 2; }
-	$(CONTAINER_ENGINE) compose up --build -d
+compose-up: image ## the whole system in containers with real tensorflow/serving (docker or podman compose)
+	@test -n "$(COMPOSE)" || { echo "no compose: docker compose with a running daemon, podman compose or podman-compose" >&2; exit 2; }
+	HEMOVISION_REGISTRY=$(IMAGE_REGISTRY) HEMOVISION_TAG=$(IMAGE_TAG) $(COMPOSE) up -d
+
+images-offline: ## build every image offline (debootstrap base, podman), inspect them, start + health-check one, try compose (not CI)
+	bash scripts/build_images_offline.sh
 
 clean: ## remove build outputs and local state (var/)
 	rm -rf var build services/preprocess/core/build .pytest_cache

@@ -12,15 +12,18 @@ Legs, each on the same preprocessed PBC test images and the same SavedModel:
   gateway   POST /api/v1/predictions with the image file: the full REST upload (auth, decode + C++
             preprocessing, explain, heatmap PNG, history record in PostgreSQL + blob store), sent by
             http_load.py (keep-alive, pre-encoded requests: the load generator shares the cores)
-Every leg but the bare one runs on ONE system started as `make up` starts it (ports + 11000, its
-own database), nothing else beside it.
+  gateway_telemetry_off  the same upload on a second, identical system started with tracing and
+            metrics off (HV_OTEL_EXPORTER=off HV_METRICS=off; ports + 12000), its rounds interleaved
+            with the gateway leg's: what tracing and metrics cost at their defaults (issue 18)
+Every leg but the bare ones and gateway_telemetry_off runs on ONE system started as `make up`
+starts it (ports + 11000, its own database); the second system idles while the first is measured.
 p50/p99 at concurrency 1 (batch 1), throughput at concurrency 32 (batch 1 per request; bare:
 one batch of 32), and p99 + peak RSS of the model server while a new version is swapped in
 under load vs steady state. Absolute ms and ratios to the bare model are printed and written
 to bench/serving/last_run.json.
 
     python bench/serving/bench_serving.py [--model models/hemovision/1] [--rounds 3]
-        [--legs bare,bare_explain,predict,classify,explain,analyze,gateway,swap] [--port-offset 11000] [--warmup 20]
+        [--legs bare,bare_explain,predict,classify,explain,analyze,gateway,gateway_telemetry_off,swap] [--port-offset 11000] [--warmup 20]
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ import psutil  # noqa: E402
 from http_load import upload_call  # noqa: E402  (bench/serving/, beside this file)
 
 REPO = Path(__file__).resolve().parents[2]
+TELEMETRY_OFF_LEG = "gateway_telemetry_off"
 DATA = REPO.parent / "shared" / "data" / "pbc_128"
 
 
@@ -143,7 +147,8 @@ async def measure_interleaved(calls: dict, bares: dict[str, Bare], n1: int, seco
     later ones. The warm-up's own rate is reported beside the result (`warmup_c32`).
 
     `cpu()` (optional) returns CPU seconds so far per process group; each leg's c32 rounds then
-    report core-ms per request per group (`cpu_ms_per_request`): where a request's CPU goes."""
+    report core-ms per request per group (`cpu_ms_per_request`): where a request's CPU goes.
+    `cpu` may also be a dict leg -> such a function, for legs served by another system."""
     lat1: dict[str, list[float]] = {k: [] for k in calls}
     done32: dict[str, int] = {k: 0 for k in calls}
     time32: dict[str, float] = {k: 0.0 for k in calls}
@@ -168,10 +173,11 @@ async def measure_interleaved(calls: dict, bares: dict[str, Bare], n1: int, seco
             if name in bares:
                 count, elapsed = bares[name].batch_throughput(seconds32 / rounds)
             else:
-                before = cpu() if cpu is not None else {}
+                leg_cpu = cpu.get(name) if isinstance(cpu, dict) else cpu
+                before = leg_cpu() if leg_cpu is not None else {}
                 lat, err, elapsed = await closed_loop(call, 32, seconds32 / rounds)
                 count = len(lat)
-                for group, seconds in (cpu() if cpu is not None else {}).items():
+                for group, seconds in (leg_cpu() if leg_cpu is not None else {}).items():
                     cpu_used[name][group] = cpu_used[name].get(group, 0.0) + seconds - before.get(group, 0.0)
                 lat32[name] += lat
                 errors[name] += err
@@ -324,10 +330,13 @@ class Stack:
     ports, its own database, Redis db and model base holding versions 1 and 2 (copies of the
     model under test) — so every leg below the bare one runs on the one stack a user would run."""
 
-    def __init__(self, model_dir: Path, port_offset: int) -> None:
+    def __init__(self, model_dir: Path, port_offset: int, redis_url: str | None = None,
+                 env: dict[str, str] | None = None) -> None:
         import uuid
 
         self.offset = port_offset
+        self.redis_url = redis_url or os.environ.get("HV_BENCH_REDIS", "redis://127.0.0.1:6379/13")
+        self.extra_env = env or {}
         self.work = Path(tempfile.mkdtemp(prefix="hv-bench-"))
         self.base = self.work / "models"
         for version in (1, 2):
@@ -343,13 +352,13 @@ class Stack:
     def start(self) -> None:
         cmd = [sys.executable, "-m", "hemovision_devstack", "up", "--no-workers",
                "--port-offset", str(self.offset), "--database-url", self.database_url,
-               "--redis-url", os.environ.get("HV_BENCH_REDIS", "redis://127.0.0.1:6379/13"),
+               "--redis-url", self.redis_url,
                "--var-dir", str(self.work / "var"), "--model-base", str(self.base)]
         # a short drain so the swap window (activation -> old version unloaded) includes the unload
         # and no per-user rate limit: the bench is one user sending thousands of uploads on purpose
         # Otherwise `make up`'s defaults, logging included (issue 16: the targets hold as a user runs it).
         env = {**os.environ, "HV_INFERENCE_DRAIN_SECONDS": "2", "HV_MODEL_SERVER_DRAIN_SECONDS": "2",
-               "HV_GATEWAY_RATE_LIMIT_REQUESTS": "1000000"}
+               "HV_GATEWAY_RATE_LIMIT_REQUESTS": "1000000", **self.extra_env}
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=env,
                                          start_new_session=True)
@@ -452,10 +461,19 @@ async def main_async(args) -> dict:
              (("bare", "serving_default"), ("bare_explain", "explain")) if name in legs}
 
     stack = Stack(model_dir, args.port_offset)
+    # issue 18: what tracing + metrics cost at their defaults, measured against the same system
+    # with both switched off, interleaved round by round with the `gateway` leg
+    quiet = Stack(model_dir, args.port_offset + 1000, redis_url=os.environ.get(
+        "HV_BENCH_QUIET_REDIS", "redis://127.0.0.1:6379/14"), env={"HV_OTEL_EXPORTER": "off", "HV_METRICS": "off"}) \
+        if TELEMETRY_OFF_LEG in legs else None
     try:
         print("starting the system (hemovision up) ...")
         stack.start()
         token, admin = stack.lab_token(), stack.admin_token()
+        if quiet is not None:
+            print("starting a second system with tracing and metrics off (HV_OTEL_EXPORTER=off HV_METRICS=off) ...")
+            quiet.start()
+            quiet_token = quiet.lab_token()
         auth = (("authorization", f"Bearer {token}"),)
         import httpx
 
@@ -475,11 +493,13 @@ async def main_async(args) -> dict:
                 "explain": classify_call(inference, images, "Explain", metadata=auth),
                 "analyze": analyze_call(inference, files, metadata=auth),
                 "gateway": upload_call(stack.gateway_url, token, files),
+                TELEMETRY_OFF_LEG: upload_call(quiet.gateway_url, quiet_token, files) if quiet else None,
             }
             calls = {k: v for k, v in candidates.items() if k in legs and v is not None}
             if calls:
                 measured = await measure_interleaved(calls, bares, args.n1, args.seconds, args.rounds, args.warmup,
-                                                     cpu=stack.cpu_seconds)
+                                                     cpu={name: quiet.cpu_seconds if name == TELEMETRY_OFF_LEG
+                                                          else stack.cpu_seconds for name in calls})
                 for name, values in measured.items():
                     results[name] = values
                     print(f"{name:9}", values)
@@ -499,20 +519,22 @@ async def main_async(args) -> dict:
                 print("swap     ", results["swap"])
     finally:
         stack.stop()
+        if quiet is not None:
+            quiet.stop()
     return results
 
 
 def report(r: dict) -> str:
     bare, limit = r["bare"], r["bare_explain"]
     lines = [
-        f"{'leg':13} {'p50 c1 ms':>10} {'p99 c1 ms':>10} {'img/s c32':>10} {'p50/bare_expl':>14} {'tput/bare_expl':>15}",
+        f"{'leg':21} {'p50 c1 ms':>10} {'p99 c1 ms':>10} {'img/s c32':>10} {'p50/bare_expl':>14} {'tput/bare_expl':>15}",
     ]
-    for leg in ("bare", "bare_explain", "predict", "classify", "explain", "analyze", "gateway"):
+    for leg in ("bare", "bare_explain", "predict", "classify", "explain", "analyze", "gateway", TELEMETRY_OFF_LEG):
         if leg not in r:
             continue
         x = r[leg]
         lines.append(
-            f"{leg:13} {x['p50_ms']:10.2f} {x['p99_ms']:10.2f} {x['throughput_c32']:10.1f} "
+            f"{leg:21} {x['p50_ms']:10.2f} {x['p99_ms']:10.2f} {x['throughput_c32']:10.1f} "
             f"{x['p50_ms'] / limit['p50_ms']:13.2f}x {x['throughput_c32'] / limit['throughput_c32']:14.0%}"
         )
     if "gateway" in r:
@@ -524,7 +546,16 @@ def report(r: dict) -> str:
             f"p99 {g['p99_ms'] / limit['p50_ms']:.2f}x (target <= 4x); errors c32 {g['errors']}"
             + (f"; warm-up c32 (not counted) {g['warmup_c32']:.1f} uploads/s, {g.get('warmup_errors', 0)} errors"
                if g.get("warmup_c32") else ""))
-    for leg in ("analyze", "gateway"):
+    if "gateway" in r and TELEMETRY_OFF_LEG in r:
+        on, off = r["gateway"], r[TELEMETRY_OFF_LEG]
+        on_ms, off_ms = (sum(x.get("cpu_ms_per_request", {}).values()) for x in (on, off))
+        lines.append(
+            f"tracing + metrics at their defaults vs both off (a second system, interleaved): REST c32 "
+            f"{on['throughput_c32']:.1f} vs {off['throughput_c32']:.1f} uploads/s = "
+            f"{1 - on['throughput_c32'] / off['throughput_c32']:+.1%} cost (target <= 3 %); c1 p50 "
+            f"{on['p50_ms']:.2f} vs {off['p50_ms']:.2f} ms; core-ms per upload {on_ms:.2f} vs {off_ms:.2f} "
+            f"({on_ms - off_ms:+.2f})")
+    for leg in ("analyze", "gateway", TELEMETRY_OFF_LEG):
         split = r.get(leg, {}).get("cpu_ms_per_request")
         if split:
             parts = ", ".join(f"{g} {v:.2f}" for g, v in sorted(split.items(), key=lambda kv: -kv[1]))
@@ -547,7 +578,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds over the legs")
     parser.add_argument("--warmup", type=float, default=20.0,
                         help="seconds at concurrency 32 per leg before measuring (not counted; 0 = none)")
-    parser.add_argument("--legs", default="bare,bare_explain,predict,classify,explain,analyze,gateway,swap",
+    parser.add_argument("--legs", default="bare,bare_explain,predict,classify,explain,analyze,gateway,"
+                                          f"{TELEMETRY_OFF_LEG},swap",
                         help="comma-separated legs to run")
     parser.add_argument("--port-offset", type=int, default=int(os.environ.get("HV_BENCH_PORT_OFFSET", "11000")),
                         help="the bench's system listens on the default ports + this (default: 19000, "

@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +26,30 @@ DATA = ROOT.parent / "shared" / "data" / "pbc_128"
 PORT_OFFSET = int(os.environ.get("HV_E2E_PORT_OFFSET", "1000"))
 POSTGRES = os.environ.get("HV_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("HV_TEST_REDIS", "redis://127.0.0.1:6379")
-# One Redis database per port offset: two stacks side by side (another offset, a CI clone)
-# must not share Celery queues, or one stack's worker takes the other's batch items.
-REDIS_DB = int(os.environ.get("HV_E2E_REDIS_DB", str(1 + (PORT_OFFSET // 1000) % 15)))
+# Port offsets of the other stacks that run on this machine: bench/serving (11000, its quiet twin
+# 12000) and tests/reliability (14000). The highest port of a stack is 50056 + offset.
+OTHER_STACKS = frozenset({11000, 12000, 14000})
+MAX_OFFSET = 15000
+
+
+def redis_db(offset: int) -> int:
+    """One Redis database per port offset: two stacks side by side (another offset, a CI clone)
+    must not share Celery queues, or one stack's worker takes the other's batch items."""
+    return 1 + (offset // 1000) % 15
+
+
+# The shared stack of the whole run (the `system` fixture).
+REDIS_DB = int(os.environ.get("HV_E2E_REDIS_DB", str(redis_db(PORT_OFFSET))))
+
+
+def second_port_offset(shared: int = PORT_OFFSET) -> int:
+    """The offset of a test's own second stack (tracing's): the shared one + 7000 (8000 by default),
+    else the next thousand that is neither the shared stack's nor another stack's on this machine."""
+    for k in range(7, 7 + MAX_OFFSET // 1000):
+        candidate = 1000 + (shared - 1000 + k * 1000) % MAX_OFFSET
+        if candidate != shared and candidate not in OTHER_STACKS and redis_db(candidate) != redis_db(shared):
+            return candidate
+    raise AssertionError(f"no free port offset beside {shared}")
 
 
 @dataclass
@@ -63,27 +85,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
-@pytest.fixture(scope="session")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
-    var_dir = tmp_path_factory.mktemp("hv-var")
-    model_base = _model_base(tmp_path_factory.mktemp("hv-models"))
-    database_url = f"{POSTGRES}/hv_e2e_{uuid.uuid4().hex[:10]}"
+@contextmanager
+def start_system(tmp_path_factory: pytest.TempPathFactory, offset: int, extra_env: dict[str, str] | None = None, *,
+                 name: str = "", redis_database: int | None = None) -> Iterator[RunningSystem]:
+    """The whole system, started as `make up` starts it (`hemovision_devstack up`), on ports + `offset`,
+    its own PostgreSQL database (dropped afterwards) and Redis database (`redis_db(offset)`), with
+    `extra_env` on top of the e2e settings; `name` tells its directories and database apart; stopped (SIGTERM, then SIGKILL of its process group) on exit."""
+    assert 0 <= offset <= MAX_OFFSET, f"port offset {offset} out of range (ports + offset must stay below 65536)"
+    prefix = f"hv-{name}" if name else "hv"
+    var_dir = tmp_path_factory.mktemp(f"{prefix}-var")
+    model_base = _model_base(tmp_path_factory.mktemp(f"{prefix}-models"))
+    database_url = f"{POSTGRES}/hv_e2e_{name + '_' if name else ''}{uuid.uuid4().hex[:10]}"
     log = var_dir / "devstack.out"
     smtp_port = _free_port()
+    db = redis_db(offset) if redis_database is None else redis_database
     cmd = [
         sys.executable, "-m", "hemovision_devstack", "up",
-        "--port-offset", str(PORT_OFFSET), "--database-url", database_url,
-        "--redis-url", f"{REDIS}/{REDIS_DB}", "--var-dir", str(var_dir), "--model-base", str(model_base),
+        "--port-offset", str(offset), "--database-url", database_url,
+        "--redis-url", f"{REDIS}/{db}", "--var-dir", str(var_dir), "--model-base", str(model_base),
     ]
     # Auth mails through SMTP to a port the browser test listens on, and follows the link.
     env = {**os.environ, "HV_AUTH_MAIL_BACKEND": "smtp", "HV_AUTH_SMTP_HOST": "127.0.0.1",
            "HV_AUTH_SMTP_PORT": str(smtp_port),
            # the whole suite signs up dozens of labs from one IP within minutes; a lab's users
            # would come from many (the anonymous per-IP limit stays 60/min in production)
-           "HV_GATEWAY_RATE_LIMIT_AUTH_REQUESTS": "1000"}
+           "HV_GATEWAY_RATE_LIMIT_AUTH_REQUESTS": "1000", **(extra_env or {})}
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-    base_url = f"http://127.0.0.1:{8000 + PORT_OFFSET}"
+    base_url = f"http://127.0.0.1:{8000 + offset}"
     deadline = time.monotonic() + 420
     try:
         while True:
@@ -95,7 +124,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
             if time.monotonic() > deadline:
                 pytest.fail(f"`hemovision up` not ready after 420 s:\n{text[-4000:]}", pytrace=False)
             time.sleep(1)
-        yield RunningSystem(base_url, proc, var_dir, PORT_OFFSET, log, database_url, model_base, smtp_port)
+        yield RunningSystem(base_url, proc, var_dir, offset, log, database_url, model_base, smtp_port)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
@@ -105,6 +134,25 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         drop_database(database_url)
+
+
+@pytest.fixture(scope="session")
+def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
+    """The run's one shared stack, on HV_E2E_PORT_OFFSET (1000)."""
+    with start_system(tmp_path_factory, PORT_OFFSET, redis_database=REDIS_DB) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def system_starter() -> Callable[..., AbstractContextManager[RunningSystem]]:
+    """start_system, for a test that needs a stack of its own (on `second_offset`)."""
+    return start_system
+
+
+@pytest.fixture(scope="session")
+def second_offset() -> int:
+    """The port offset of a test's own second stack (second_port_offset())."""
+    return second_port_offset(PORT_OFFSET)
 
 
 @pytest.fixture(scope="session")

@@ -4,21 +4,16 @@ the model server, → history, with its PostgreSQL spans), so is a batch item (H
 Celery task in the batch worker → its gRPC calls); the trace id comes back in the response
 headers and in error bodies, and the processes' JSON log lines carry it.
 
-Its own stack (offset HV_E2E_PORT_OFFSET, default 8000) with HV_OTEL_EXPORTER=otlp, so the shared
-session stack of the other e2e tests keeps the default (no exporter)."""
+Its own stack (conftest's start_system at `second_offset`: the shared stack's offset + 7000,
+8000 by default, with its own Redis database) with HV_OTEL_EXPORTER=otlp, so the shared session
+stack of the other e2e tests keeps the default (no exporter)."""
 
 from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import secrets
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -32,12 +27,6 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from hemovision_database import drop_database
-
-ROOT = Path(__file__).resolve().parents[2]
-PORT_OFFSET = int(os.environ.get("HV_E2E_PORT_OFFSET", "8000"))
-POSTGRES = os.environ.get("HV_TEST_POSTGRES", "postgresql+psycopg2://postgres@127.0.0.1:5432")
-REDIS = os.environ.get("HV_TEST_REDIS", "redis://127.0.0.1:6379")
 SPAN_KIND = {1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
 
 
@@ -109,64 +98,28 @@ class TracedSystem:
 
 
 @pytest.fixture(scope="module")
-def traced(tmp_path_factory: pytest.TempPathFactory, test_images) -> Iterator[TracedSystem]:
+def traced(tmp_path_factory: pytest.TempPathFactory, system_starter, second_offset: int) -> Iterator[TracedSystem]:
     receiver = Receiver()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, server)
     otlp_port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    var_dir = tmp_path_factory.mktemp("hv-traced-var")
-    model_base = _model_base(tmp_path_factory.mktemp("hv-traced-models"))
-    database_url = f"{POSTGRES}/hv_e2e_trace_{uuid.uuid4().hex[:10]}"
-    log = var_dir / "devstack.out"
-    env = {**os.environ, "HV_OTEL_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_port}",
-           "OTEL_EXPORTER_OTLP_INSECURE": "true", "OTEL_BSP_SCHEDULE_DELAY": "300",
-           "HV_AUTH_MAIL_BACKEND": "smtp", "HV_AUTH_SMTP_HOST": "127.0.0.1", "HV_AUTH_SMTP_PORT": str(_free_port())}
-    cmd = [sys.executable, "-m", "hemovision_devstack", "up", "--port-offset", str(PORT_OFFSET),
-           "--database-url", database_url, "--redis-url", f"{REDIS}/13", "--var-dir", str(var_dir),
-           "--model-base", str(model_base)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
-    deadline = time.monotonic() + 420
+    otel = {"HV_OTEL_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{otlp_port}",
+            "OTEL_EXPORTER_OTLP_INSECURE": "true", "OTEL_BSP_SCHEDULE_DELAY": "300"}
     try:
-        while "HemoVision is up" not in log.read_text(errors="replace"):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"`hemovision up` not up ({proc.poll()}):\n{log.read_text(errors='replace')[-4000:]}",
-                            pytrace=False)
-            time.sleep(1)
-        system = TracedSystem(f"http://127.0.0.1:{8000 + PORT_OFFSET}", receiver, var_dir / "log")
-        with httpx.Client(base_url=system.base_url, timeout=60) as c:
-            email, password = f"trace-{uuid.uuid4().hex[:8]}@example.org", f"Tz-{uuid.uuid4().hex}"
-            reply = c.post("/api/v1/auth/register", json={"email": email, "password": password,
-                                                          "organization": f"Lab {uuid.uuid4().hex[:6]}"})
-            assert reply.status_code == 201, reply.text
-            reply = c.post("/api/v1/auth/login", json={"email": email, "password": password})
-            assert reply.status_code == 200, reply.text
-        system.headers = {"Authorization": f"Bearer {reply.json()['access_token']}"}
-        yield system
+        with system_starter(tmp_path_factory, second_offset, otel, name="trace") as running:
+            system = TracedSystem(running.base_url, receiver, running.var_dir / "log")
+            with httpx.Client(base_url=system.base_url, timeout=60) as c:
+                email, password = f"trace-{uuid.uuid4().hex[:8]}@example.org", f"Tz-{uuid.uuid4().hex}"
+                reply = c.post("/api/v1/auth/register", json={"email": email, "password": password,
+                                                              "organization": f"Lab {uuid.uuid4().hex[:6]}"})
+                assert reply.status_code == 201, reply.text
+                reply = c.post("/api/v1/auth/login", json={"email": email, "password": password})
+                assert reply.status_code == 200, reply.text
+            system.headers = {"Authorization": f"Bearer {reply.json()['access_token']}"}
+            yield system
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        drop_database(database_url)
         server.stop(0)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _model_base(tmp: Path) -> Path:
-    shipped = sorted((ROOT / "models" / "hemovision").iterdir(), key=lambda p: int(p.name))[-1]
-    base = tmp / "models"
-    shutil.copytree(shipped, base / "hemovision" / "1")
-    return base
 
 
 def _traceparent() -> tuple[str, str, str]:

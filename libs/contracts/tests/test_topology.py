@@ -5,11 +5,13 @@ import pytest
 from hemovision_contracts.topology import (
     HEMOVISION_GRPC_SERVICES,
     SERVERS,
+    WORKERS,
     addr_env,
     addr_setting,
     callers_of,
     default_addr,
     env_prefix,
+    worker_metrics_port_env,
 )
 
 
@@ -23,8 +25,16 @@ def test_peers_are_servers_and_ports_unique():
     for server in SERVERS.values():
         assert set(server.all_peers) <= set(SERVERS) - {server.name}
         assert not set(server.peers) & set(server.background_peers)
-    ports = [s.port for s in SERVERS.values()] + [s.metrics_port for s in SERVERS.values()]
+    ports = ([s.port for s in SERVERS.values()] + [s.metrics_port for s in SERVERS.values()]
+             + [w.metrics_port for w in WORKERS.values()])
     assert len(ports) == len(set(ports))
+
+
+def test_workers_read_a_servers_settings():
+    for worker in WORKERS.values():
+        assert worker.settings_of in SERVERS and worker.name not in SERVERS
+    assert worker_metrics_port_env("gateway-worker") == "HV_GATEWAY_WORKER_METRICS_PORT"
+    assert worker_metrics_port_env("training-worker") == "HV_TRAINING_WORKER_METRICS_PORT"
 
 
 def test_background_peers_break_the_start_cycle():

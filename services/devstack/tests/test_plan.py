@@ -6,7 +6,15 @@ import sys
 
 import pytest
 
-from hemovision_contracts.topology import SERVERS, addr_env, addr_setting, default_addr, env_prefix
+from hemovision_contracts.topology import (
+    SERVERS,
+    WORKERS,
+    addr_env,
+    addr_setting,
+    default_addr,
+    env_prefix,
+    worker_metrics_port_env,
+)
 from hemovision_devstack.plan import StackConfig, build_env, build_plan, start_order
 
 SETTINGS = {  # server -> its settings class
@@ -33,6 +41,19 @@ def test_every_port_and_peer_address_is_set_with_the_offset(cfg):
         for peer in server.peers:
             assert env[addr_env(server.name, peer)] == f"127.0.0.1:{SERVERS[peer].port + 100}"
     assert env["HV_INFERENCE_PREPROCESS_ADDR"] == "127.0.0.1:50152"
+    for worker in WORKERS.values():
+        assert env[worker_metrics_port_env(worker.name)] == str(worker.metrics_port + 100)
+    assert env["HV_GATEWAY_WORKER_METRICS_PORT"] == "9207"
+
+
+@pytest.mark.parametrize("worker", sorted(WORKERS))
+def test_each_workers_settings_read_its_metrics_port(worker, monkeypatch):
+    server = WORKERS[worker].settings_of
+    module, _, name = SETTINGS[server].partition(":")
+    settings = getattr(importlib.import_module(module), name)
+    assert settings.model_fields["worker_metrics_port"].default == WORKERS[worker].metrics_port
+    monkeypatch.setenv(worker_metrics_port_env(worker), "19999")
+    assert settings().worker_metrics_port == 19999
 
 
 def test_each_server_starts_after_its_peers_and_is_health_checked(cfg):

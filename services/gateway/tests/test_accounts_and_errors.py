@@ -200,6 +200,9 @@ async def test_unknown_route_and_method_are_json(client):
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
     r = await client.put("/api/v1/me")
     assert r.status_code == 405 and r.json()["error"]["code"] == "method_not_allowed"
+    # Allow names every method of the resource, not only the first route's (GET and DELETE here)
+    r = await client.put("/api/v1/predictions/00000000-0000-0000-0000-000000000001")
+    assert r.status_code == 405 and r.headers["Allow"] == "DELETE, GET, HEAD"
 
 
 @pytest.mark.parametrize("reason,status", [

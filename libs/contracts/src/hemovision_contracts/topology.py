@@ -4,6 +4,7 @@ health name and the peers it calls.
 Derived from here: the dev stack (`hemovision up`: ports, peer addresses, health checks), the
 gateway's channels, each service's settings defaults, and deploy/checks, which verify that
 docker-compose.yml and the Kubernetes manifests (YAML, which cannot import this) agree.
+The Celery workers (WORKERS) listen only for Prometheus: each serves /metrics on its own port.
 
 Names follow docs/engineering.md: a server `<name>` reads `HV_<NAME>_PORT`, and reaches peer
 `<peer>` through its setting `<peer>_addr`, env `HV_<NAME>_<PEER>_ADDR` ("-" becomes "_").
@@ -74,6 +75,25 @@ HEMOVISION_GRPC_SERVICES: tuple[str, ...] = tuple(
     s.name for s in SERVERS.values() if s.health_service.startswith("hemovision."))
 
 
+
+
+@dataclass(frozen=True)
+class Worker:
+    """A Celery worker of the system: it listens on nothing but its Prometheus /metrics port."""
+
+    name: str  # the compose service and Kubernetes Deployment
+    # the server whose settings (env prefix) it reads: its metrics port is that server's
+    # `worker_metrics_port` setting, HV_<SERVER>_WORKER_METRICS_PORT
+    settings_of: str
+    metrics_port: int
+
+
+WORKERS: dict[str, Worker] = {w.name: w for w in (
+    Worker("gateway-worker", "gateway", 9107),  # `make up` calls its process batch-worker
+    Worker("training-worker", "training", 9108),
+)}
+
+
 def env_prefix(name: str) -> str:
     """'model-server' -> 'HV_MODEL_SERVER_' (the server's pydantic-settings env prefix)."""
     return f"HV_{name.upper().replace('-', '_')}_"
@@ -95,6 +115,15 @@ def default_port(name: str) -> int:
 
 def default_metrics_port(name: str) -> int:
     return SERVERS[name].metrics_port
+
+
+def default_worker_metrics_port(name: str) -> int:
+    return WORKERS[name].metrics_port
+
+
+def worker_metrics_port_env(name: str) -> str:
+    """'training-worker' -> 'HV_TRAINING_WORKER_METRICS_PORT'."""
+    return env_prefix(WORKERS[name].settings_of) + "WORKER_METRICS_PORT"
 
 
 def default_addr(name: str, host: str = LOCALHOST) -> str:

@@ -11,6 +11,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from hemovision_contracts.topology import LIVENESS_HEALTH_SERVICE
+from hemovision_telemetry.metrics import metrics_enabled
 from hemovision_telemetry.tracing import exporting
 
 from hemovision_grpc_server.interceptors import ErrorInterceptor
@@ -75,7 +76,8 @@ async def create_server(
         # metrics outermost: every RPC counted with the status it really ended with. The caller's
         # trace: OpenTelemetry's interceptor (put first by configure_tracing) when spans are
         # exported, else ErrorInterceptor continues it (ids only, no extra interceptor)
-        interceptors=[MetricsInterceptor(), *interceptors, ErrorInterceptor(trace_context=not exporting())],
+        interceptors=[*([MetricsInterceptor()] if metrics_enabled() else []), *interceptors,
+                      ErrorInterceptor(trace_context=not exporting())],
         options=[
             ("grpc.max_receive_message_length", max_bytes),
             ("grpc.max_send_message_length", max_bytes),

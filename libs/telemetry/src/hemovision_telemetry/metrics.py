@@ -15,6 +15,7 @@ never exposes it.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -26,6 +27,19 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
+
+
+def metrics_enabled() -> bool:
+    """False only with HV_METRICS=off: no RED interceptor or middleware, no per-cell series and no
+    /metrics port, the system as it was before it exported metrics — for the A/B in bench-serving
+    that measures what tracing and metrics cost (docs/operations.md "Cost"). Never for production."""
+    value = os.environ.get("HV_METRICS", "on").strip().lower()
+    if value not in ("on", "off"):
+        raise ValueError(f"HV_METRICS must be on or off, not {value!r}")
+    return value == "on"
+
+
+_ENABLED = metrics_enabled()  # read once: observe_prediction runs per cell
 
 # Latency buckets for one request: 1 ms (a cached lookup) to 30 s (a cold model load).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -66,6 +80,8 @@ BATCH_ITEMS = Counter(
 def observe_prediction(*, label: str, model_version: str, organization: str, flagged: bool,
                        confidence: float) -> None:
     """One classified cell (inference counts every answer it returns)."""
+    if not _ENABLED:
+        return
     org = organization or "platform"
     PREDICTIONS.labels(label, model_version, org).inc()
     if flagged:
@@ -124,8 +140,9 @@ class MetricsEndpoint:
 
 
 def serve_metrics(port: int, host: str = "0.0.0.0", registry: CollectorRegistry = REGISTRY) -> MetricsEndpoint | None:
-    """Serves `registry` at http://host:port/metrics (port 0: any free port; negative: off)."""
-    if port < 0:
+    """Serves `registry` at http://host:port/metrics (port 0: any free port; negative or
+    HV_METRICS=off: off)."""
+    if port < 0 or not metrics_enabled():
         return None
     server, thread = start_http_server(port, addr=host, registry=registry)
     bound = server.server_address[1]

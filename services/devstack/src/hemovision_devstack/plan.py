@@ -14,7 +14,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hemovision_contracts.topology import LOCALHOST, MODEL_SERVER_REST_PORT, SERVERS, addr_env, env_prefix
+from hemovision_contracts.topology import (
+    LOCALHOST,
+    MODEL_SERVER_REST_PORT,
+    SERVERS,
+    WORKERS,
+    addr_env,
+    env_prefix,
+    worker_metrics_port_env,
+)
 from hemovision_grpc_server import TlsSettings
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/hemovision"
@@ -114,7 +122,8 @@ def _dev_secret(var: Path, name: str) -> str:
 
 
 def topology_env(cfg: StackConfig) -> dict[str, str]:
-    """HV_<SVC>_PORT of every server and HV_<SVC>_<PEER>_ADDR of every edge, on this machine."""
+    """HV_<SVC>_PORT of every server, HV_<SVC>_<PEER>_ADDR of every edge and the metrics ports
+    (HV_<SVC>_METRICS_PORT, HV_<SVC>_WORKER_METRICS_PORT of the Celery workers), on this machine."""
     env = {"HV_MODEL_SERVER_REST_PORT": str(cfg.port(MODEL_SERVER_REST))}
     for server in SERVERS.values():
         env[env_prefix(server.name) + "PORT"] = str(cfg.port(server.name))
@@ -122,6 +131,8 @@ def topology_env(cfg: StackConfig) -> dict[str, str]:
             env[env_prefix(server.name) + "METRICS_PORT"] = str(server.metrics_port + cfg.port_offset)
         for peer in server.all_peers:
             env[addr_env(server.name, peer)] = cfg.addr(peer)
+    for worker in WORKERS.values():  # the Celery workers' /metrics
+        env[worker_metrics_port_env(worker.name)] = str(worker.metrics_port + cfg.port_offset)
     return env
 
 

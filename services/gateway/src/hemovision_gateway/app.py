@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from hemovision_gateway.batches.processing import OnBehalfOfTokens
 from hemovision_telemetry import HttpTracingMiddleware
 from hemovision_telemetry.tracing import exporting
-from hemovision_telemetry.metrics import HttpMetricsMiddleware
+from hemovision_telemetry.metrics import HttpMetricsMiddleware, metrics_enabled
 from hemovision_gateway.clients import Clients
 from hemovision_gateway.context import GatewayContext
 from hemovision_gateway.errors import COMMON_ERROR_RESPONSES, install_error_handlers
@@ -151,7 +151,8 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None,
     # answer (413s from the body limit included) gets the security headers.
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestOriginMiddleware, trusted_proxies=settings.trusted_proxies)
-    app.add_middleware(HttpMetricsMiddleware)  # every answer counted, 413s and 429s included
+    if metrics_enabled():
+        app.add_middleware(HttpMetricsMiddleware)  # every answer counted, 413s and 429s included
     app.add_middleware(HttpTracingMiddleware)  # outermost: traceresponse / X-Trace-Id (the span is FastAPI's own)
     for module in (accounts, predictions, batches, models, rollouts, adaptations, admin, drift):
         app.include_router(module.router, responses=COMMON_ERROR_RESPONSES)

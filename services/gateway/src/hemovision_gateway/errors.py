@@ -10,6 +10,7 @@ through PREPROCESS_REASON_TO_HTTP.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 import grpc
@@ -208,12 +209,17 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(422, "validation_error", "; ".join(parts) or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         codes = {404: "not_found", 405: "method_not_allowed", 401: "unauthenticated", 403: "permission_denied",
                  413: "payload_too_large", 415: "unsupported_media_type", 400: "bad_request"}
         code = codes.get(exc.status_code, f"http_{exc.status_code}")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            # Starlette's Allow names only the first route that matched the path; RFC 9110 wants
+            # every method the resource supports, e.g. GET and DELETE on one prediction
+            headers = {**(headers or {}), "Allow": ", ".join(allowed_methods(request))}
+        return error_response(exc.status_code, code, message, headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -224,3 +230,15 @@ def install_error_handlers(app: FastAPI) -> None:
                                                 "trace_id": trace_headers.get("x-trace-id")})
         return JSONResponse(error_body("internal_error", "internal error", trace_headers.get("x-trace-id")),
                             status_code=500, headers=trace_headers)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the OpenAPI contract gives this request's path (HEAD with GET, as Starlette
+    serves it). Read from the schema, not the router: FastAPI's included routers are internal."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)), request.url.path):
+            methods |= {m.upper() for m in operations if m in ("get", "put", "post", "delete", "patch", "options")}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return sorted(methods)

@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from hemovision_contracts.topology import default_addr, default_metrics_port, default_port
+from hemovision_contracts.topology import default_addr, default_metrics_port, default_port, default_worker_metrics_port
 
 MB = 1024 * 1024
 
@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     # Prometheus /metrics on its own port (never behind the ingress); -1 = off.
     metrics_port: int = default_metrics_port("gateway")
+    # The batch worker's /metrics (its Celery task RED, hemovision_telemetry.celery_metrics); -1 = off.
+    worker_metrics_port: int = default_worker_metrics_port("gateway-worker")
 
     # Peers (host:port).
     auth_addr: str = default_addr("auth")

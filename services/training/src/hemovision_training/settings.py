@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
-from hemovision_contracts.topology import default_addr, default_port
+from hemovision_contracts.topology import default_addr, default_port, default_worker_metrics_port
 from hemovision_grpc_server import GrpcServiceSettings
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/hemovision"
@@ -17,6 +17,8 @@ class Settings(GrpcServiceSettings):
     model_config = SettingsConfigDict(env_prefix="HV_TRAINING_")
 
     port: int = default_port("training")
+    # The training worker's /metrics (its Celery task RED, hemovision_telemetry.celery_metrics); -1 = off.
+    worker_metrics_port: int = default_worker_metrics_port("training-worker")
     # HV_TRAINING_DATABASE_URL overrides the shared HV_DATABASE_URL.
     database_url: str = Field(
         default=DEFAULT_DATABASE_URL,

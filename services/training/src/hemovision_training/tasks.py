@@ -40,6 +40,7 @@ from hemovision_training.registry import Actor
 from hemovision_training.service import TASK_NAME, job_channel
 from hemovision_training.settings import Settings
 from hemovision_telemetry import trace_celery_worker
+from hemovision_telemetry.celery_metrics import serve_celery_metrics
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ settings = Settings()
 app = make_celery(settings.redis_url, settings.queue, settings.broker_visibility_timeout_s)
 # A job's task continues the trace of the request that started it (traceparent in the task headers).
 trace_celery_worker("training-worker")
+# Its tasks' RED on its own port; the job runs in a prefork child (hemovision_telemetry.celery_metrics).
+serve_celery_metrics(app, "training-worker", settings.worker_metrics_port, host=settings.host)
 
 _engine = None
 _redis = None

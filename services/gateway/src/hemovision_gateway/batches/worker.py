@@ -30,6 +30,7 @@ from hemovision_gateway.batches.processing import ItemTask, OnBehalfOfTokens, Re
 from hemovision_gateway.clients import Clients
 from hemovision_gateway.settings import Settings
 from hemovision_telemetry import configure_logging, trace_celery_worker
+from hemovision_telemetry.celery_metrics import serve_celery_metrics
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,8 @@ app = make_celery(settings)
 # Each worker process traces as "batch-worker": an item's task continues the trace of the request
 # that enqueued it (the traceparent travels in the task headers; hemovision_telemetry.tracing).
 trace_celery_worker("batch-worker")
+# A worker serves its tasks' RED on its own port (whatever its pool: prefork children included).
+serve_celery_metrics(app, "gateway-worker", settings.worker_metrics_port, host=settings.host)
 
 
 @setup_logging.connect

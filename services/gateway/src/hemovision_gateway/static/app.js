@@ -658,7 +658,8 @@ async function pageAdmin() {
     <section class="card"><h2>Model versions</h2><div class="table-wrap"><table><thead id="mhead"></thead><tbody id="models"></tbody></table></div></section>
     ${models ? rolloutPanelHtml() : ""}
     ${models ? `<section class="card"><h2>Training jobs</h2>
-      <form id="tf" class="row"><div><label for="te">Epochs</label><input id="te" name="epochs" type="number" min="1" max="200" value="5"></div>
+      <form id="tf" class="row"><div><label for="td">Data set folder <span class="muted">(on the training host, with splits.csv)</span></label><input id="td" name="data_dir" type="text" maxlength="500" placeholder="/data/pbc_128" required></div>
+      <div><label for="te">Epochs</label><input id="te" name="epochs" type="number" min="1" max="200" value="5"></div>
       <div><label for="tl">Images per class (0 = all)</label><input id="tl" name="limit_per_class" type="number" min="0" value="0"></div>
       <div><label><input type="checkbox" name="auto_activate"> Activate automatically if it passes the quality gate</label></div>
       <div><button type="submit">Start training</button></div></form>
@@ -724,7 +725,7 @@ async function pageAdmin() {
     }, jobAbort.signal).catch(() => { });
   };
   onSubmit($("#tf"), async (fd) => {
-    const j = await api("/api/v1/training-jobs", { method: "POST", json: { epochs: Number(fd.get("epochs")) || 0, limit_per_class: Number(fd.get("limit_per_class")) || 0, auto_activate: fd.get("auto_activate") === "on" } });
+    const j = await api("/api/v1/training-jobs", { method: "POST", json: { data_dir: String(fd.get("data_dir") || "").trim(), epochs: Number(fd.get("epochs")) || 0, limit_per_class: Number(fd.get("limit_per_class")) || 0, auto_activate: fd.get("auto_activate") === "on" } });
     toast("Training job started"); loadJobs(); watch(j.id);
   });
   loadJobs().catch((e) => toast(e.message));
