@@ -299,3 +299,75 @@ async def test_a_rejected_adaptation_is_stored_and_shown(env, tokens):
                                      timeout=T)
     assert shown.status == S.ADAPTATION_STATUS_REJECTED and shown.holdout_cells == 19
     assert list(shown.gate_reasons) == figures["gate_reasons"] and shown.model_version == 0
+
+
+async def test_platform_staff_retire_an_adapted_version(env, tokens):
+    """Issue 17: platform staff may retire an organization's adapted version. Retiring the serving
+    one moves the organization where its own rollback would (the version it replaced, else the
+    platform's); a retired version is never a rollback target; lab roles may not retire; the
+    organization itself sees the change, another organization never sees the version."""
+    stub, _, engine = env
+    with engine.begin() as conn:
+        for v in (2, 3, 4):  # org-a adapted 2, then 3 (replacing 2), then 4 (replacing 3)
+            repo.insert_version(conn, name=NAME, version=v, path=f"/m/{v}", metrics={"macro_f1": 0.99, "ece": 0.001},
+                                training_config={}, data_hash="", parent_version=1, created_by="",
+                                job_id=None, organization_id="org-a")
+        repo.set_active(conn, name=NAME, version=2, organization_id="org-a")
+        repo.set_active(conn, name=NAME, version=3, organization_id="org-a", replaced_version=2)
+        repo.set_active(conn, name=NAME, version=4, organization_id="org-a", replaced_version=3)
+    staff, lab = md(tokens, "ml_engineer", ""), md(tokens, "org_admin", "org-a")
+    retire = S.DeprecateModelVersionRequest
+
+    async def serving() -> tuple[int, bool]:
+        m = await stub.GetOrganizationModel(S.GetOrganizationModelRequest(), metadata=lab, timeout=T)
+        return m.version, m.adapted
+
+    for meta in (lab, md(tokens, "lab_user", "org-a")):  # the organization's own roles may not
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.DeprecateModelVersion(retire(version=4, reason="x"), metadata=meta, timeout=T)
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.DeprecateModelVersion(retire(version=4, reason="  "), metadata=staff, timeout=T)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    # 3 is not serving: retired, nothing moves
+    v3 = await stub.DeprecateModelVersion(retire(version=3, reason="bad stain lot"), metadata=staff, timeout=T)
+    assert v3.deprecated and v3.organization_id == "org-a" and await serving() == (4, True)
+    # 4 serves org-a: retiring it skips the retired 3 and lands on the platform's version
+    v4 = await stub.DeprecateModelVersion(retire(version=4, reason="drifted"), metadata=staff, timeout=T)
+    assert v4.deprecated and await serving() == (1, False)
+    # nothing left to roll back onto
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.RollbackOrganizationModel(S.RollbackOrganizationModelRequest(), metadata=lab, timeout=T)
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    # restoring 4 serves nobody by itself; again is a no-op
+    again = await stub.DeprecateModelVersion(retire(version=4, reason="drifted"), metadata=staff, timeout=T)
+    assert again.deprecated
+    restored = await stub.DeprecateModelVersion(retire(version=4, reason="was fine", restore=True), metadata=staff,
+                                                timeout=T)
+    assert not restored.deprecated and await serving() == (1, False)
+    # another organization's admin cannot see or retire it
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.GetModelVersion(S.GetModelVersionRequest(version=4), metadata=md(tokens, "org_admin", "org-b"),
+                                   timeout=T)
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    with engine.begin() as conn:
+        rows = [r for r in repo.list_audit(conn) if r["action"] in ("model.deprecate", "model.restore")][::-1]
+    assert [(r["action"], r["details"]["version"], r["details"].get("organization_now_on")) for r in rows] == [
+        ("model.deprecate", 3, "unchanged"), ("model.deprecate", 4, "platform"), ("model.restore", 4, None)]
+
+
+async def test_retiring_the_serving_version_goes_back_to_the_one_it_replaced(env, tokens):
+    stub, _, engine = env
+    with engine.begin() as conn:
+        for v in (2, 3):
+            repo.insert_version(conn, name=NAME, version=v, path=f"/m/{v}", metrics={"macro_f1": 0.99, "ece": 0.001},
+                                training_config={}, data_hash="", parent_version=1, created_by="",
+                                job_id=None, organization_id="org-a")
+        repo.set_active(conn, name=NAME, version=2, organization_id="org-a")
+        repo.set_active(conn, name=NAME, version=3, organization_id="org-a", replaced_version=2)
+    await stub.DeprecateModelVersion(S.DeprecateModelVersionRequest(version=3, reason="worse on our blasts"),
+                                     metadata=md(tokens, "platform_admin", ""), timeout=T)
+    mine = await stub.GetOrganizationModel(S.GetOrganizationModelRequest(), metadata=md(tokens, "lab_user", "org-a"),
+                                           timeout=T)
+    assert (mine.version, mine.adapted) == (2, True)

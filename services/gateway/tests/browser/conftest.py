@@ -142,7 +142,8 @@ def page(browser, artifacts, target):
     pg.on("pageerror", lambda exc: pg.errors.append(f"pageerror: {exc}"))
     pg.on("console", lambda msg: msg.type == "error" and "Failed to load resource" not in msg.text
           and pg.errors.append(f"console: {msg.text}"))
-    pg.on("dialog", lambda d: d.accept())
+    pg.prompt_answer = ""  # type: ignore[attr-defined]  # what a prompt() is answered with (confirm: accepted)
+    pg.on("dialog", lambda d: d.accept(pg.prompt_answer))
     yield pg
     context.close()
     assert not external, f"requests outside the gateway: {external}"

@@ -196,6 +196,31 @@ def test_admin_activates_a_model_version(page, target, artifacts):
     assert not page.errors, page.errors
 
 
+def test_admin_retires_and_restores_a_version(page, target, artifacts):
+    """Issue 18: retire (deprecate) a version from the registry page, with a reason, then restore it."""
+    sign_in(page, target.base_url, target.admin_email, target.admin_password)
+    page.goto(f"{target.base_url}/#/admin")
+    expect(page.locator("#models tr")).not_to_have_count(0, timeout=TIMEOUT)
+    # a platform version (on the real system an organization's adapted one may be listed too)
+    retire = page.locator("#models tr:not(:has(.badge:text-is('lab-adapted'))) button.retire").first
+    expect(retire).to_be_visible(timeout=TIMEOUT)
+    version = re.search(r"v(\d+)", retire.inner_text()).group(1)
+    row = page.locator("#models tr", has=page.locator(f"button.retire:text-is('Retire v{version}')"))
+    expect(row.locator("button.activate")).to_have_count(1)  # not the active one: it has no Retire
+    page.prompt_answer = "stain lot 42 drifted"
+    retire.click()
+    expect(page.locator("#toast")).to_contain_text(f"v{version} is retired", timeout=TIMEOUT)
+    row = page.locator("#models tr", has=page.locator(f"button.restore:text-is('Restore v{version}')"))
+    expect(row.locator(".badge.bad")).to_have_text("retired")
+    expect(row.locator(".badge.bad")).to_have_attribute("title", "stain lot 42 drifted")
+    expect(row.locator("button.activate")).to_have_count(0)  # a retired version cannot be activated
+    shot(page, artifacts, "18-admin-retired")
+    row.locator("button.restore").click()
+    expect(page.locator("#toast")).to_contain_text(f"v{version} is restored", timeout=TIMEOUT)
+    expect(page.locator(f"button.retire:text-is('Retire v{version}')")).to_have_count(1)
+    assert not page.errors, page.errors
+
+
 def test_lab_user_is_kept_out_of_admin(page, target, artifacts):
     email, password = f"lab-{uuid.uuid4().hex[:8]}@lab.example", "lab-password-1234"
     if target.fake:

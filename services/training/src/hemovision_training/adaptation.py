@@ -218,7 +218,7 @@ class AdaptationService:
                 raise AdaptationRefused("your organization uses the platform's version: there is nothing to roll back")
             back = current.replaced_version
             target = repo.get_version(conn, name=name, version=back) if back else None
-            if target is not None and target.organization_id == org:
+            if target is not None and target.organization_id == org and not target.deprecated:
                 updated = repo.set_active(conn, name=name, version=target.version, organization_id=org,
                                           replaced_version=target.replaced_version)
             else:

@@ -234,12 +234,14 @@ def activate(
 def deprecate(conn: Connection, *, name: str, version: int, actor: Actor, reason: str,
               restore: bool = False) -> Activation:
     """Deprecates a platform version that is not active (or restores it), inside the caller's
-    transaction; `changed` is False when it already was in the asked state."""
+    transaction; `changed` is False when it already was in the asked state. An organization's
+    adapted version is retired by `_retire_adapted` (platform staff only: the servicer's role check)."""
     rows = repo.lock_model(conn, name=name)  # an activation cannot slip in between
     candidate = next((v for v in rows if v.version == version), None)
-    if candidate is None or candidate.organization_id is not None:
-        # adapted versions belong to their organization: its rollback retires them
+    if candidate is None:
         raise VersionNotFound(name, version)
+    if candidate.organization_id is not None:
+        return _retire_adapted(conn, rows, candidate, name=name, actor=actor, reason=reason, restore=restore)
     if restore:
         if not candidate.deprecated:
             return Activation(version=candidate, events=[], changed=False)
@@ -262,6 +264,47 @@ def deprecate(conn: Connection, *, name: str, version: int, actor: Actor, reason
     ended = rollouts.end_on_deprecation(conn, name=name, version=version, actor=actor)  # never rolls out
     log.info("model version deprecated", extra={"model": name, "version": version, "user": actor.user_id})
     return Activation(version=updated, events=[event, *ended], changed=True)
+
+
+def _retire_adapted(conn: Connection, rows: list[repo.ModelVersion], candidate: repo.ModelVersion, *, name: str,
+                    actor: Actor, reason: str, restore: bool) -> Activation:
+    """Platform staff retire an organization's adapted version (issue 17: they may retire it, never
+    see the organization's cells). If it serves its organization now, the organization goes where
+    its own rollback would take it: the version this one replaced, when that is the organization's
+    and not deprecated, else the platform's. A restored version serves nobody until its
+    organization adapts or rolls back onto it again."""
+    org = candidate.organization_id
+    if restore:
+        if not candidate.deprecated:
+            return Activation(version=candidate, events=[], changed=False)
+        updated = repo.set_deprecated(conn, name=name, version=candidate.version, reason=None)
+        event = _audit(conn, actor, "model.restore", updated,
+                       {"name": name, "version": candidate.version, "organization_id": org, "reason": reason,
+                        "was_deprecated_for": candidate.deprecation_reason})
+        return Activation(version=updated, events=[event], changed=True)
+    reason = reason.strip()
+    if not reason:
+        raise InvalidTrainingConfig("a reason is required to retire a version (it is shown and audited)")
+    if candidate.deprecated:
+        return Activation(version=candidate, events=[], changed=False)
+    now_on: int | str = "unchanged"
+    if candidate.status == repo.ACTIVE:
+        back = next((v for v in rows if v.version == candidate.replaced_version), None)
+        if back is not None and back.organization_id == org and not back.deprecated:
+            repo.set_active(conn, name=name, version=back.version, organization_id=org,
+                            replaced_version=back.replaced_version)
+            now_on = back.version
+        else:
+            repo.retire_organization_version(conn, name=name, organization_id=org)
+            now_on = "platform"
+    updated = repo.set_deprecated(conn, name=name, version=candidate.version, reason=reason[:500])
+    event = _audit(conn, actor, "model.deprecate", updated,
+                   {"name": name, "version": candidate.version, "reason": reason[:500], "organization_id": org,
+                    "organization_now_on": now_on})
+    log.info("adapted version retired by platform staff",
+             extra={"model": name, "version": candidate.version, "organization_id": org, "now_on": now_on,
+                    "user": actor.user_id})
+    return Activation(version=updated, events=[event], changed=True)
 
 
 # ----------------------------------------------------------------------------- registration

@@ -318,7 +318,23 @@ class TrainingService:
         if result.events:
             await self._forward_audit(result.events, token=actor.token)
             await rollouts.announce_ended(self.redis, result.events, self._name(name))
+            await self._announce_organization_moves(result.events)
         return result.version
+
+    async def _announce_organization_moves(self, events: list[AuditEvent]) -> None:
+        """A retired adapted version moved its organization back onto an older adapted version:
+        inference replicas pre-load that one (best effort; they also follow the registry within
+        their reconcile interval, which is how a move to the platform's version arrives)."""
+        from hemovision_contracts import ORGANIZATION_VERSION_CHANNEL, organization_version_event
+
+        for event in events:
+            now_on = event.details.get("organization_now_on")
+            if isinstance(now_on, int):
+                try:
+                    await self.redis.publish(ORGANIZATION_VERSION_CHANNEL,
+                                             organization_version_event(event.details["organization_id"], now_on))
+                except Exception as exc:
+                    log.warning("could not announce the organization's version: %s", exc)
 
     async def _forward_audit(self, events: list[AuditEvent], *, token: str) -> None:
         """The rows are already in training.audit_log (same transaction as the change); history

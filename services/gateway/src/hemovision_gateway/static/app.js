@@ -487,11 +487,12 @@ async function pageReview() {
 function barChart(data, { width = 520, height = 220, label = "" } = {}) {
   const max = Math.max(1, ...data.map((d) => d.value));
   const bw = (width - 40) / Math.max(1, data.length);
+  const top = 20;  // room above the tallest bar for its value
   return `<svg viewBox="0 0 ${width} ${height + 60}" role="img" aria-label="${esc(label)}" width="100%">` + data.map((d, i) => {
     const h = (d.value / max) * height; const x = 30 + i * bw;
-    return `<rect x="${x + 4}" y="${height - h + 10}" width="${bw - 8}" height="${h}" fill="${COLORS[i % COLORS.length]}"><title>${esc(d.label)}: ${d.value}</title></rect>
-      <text x="${x + bw / 2}" y="${height + 24}" text-anchor="middle">${esc(d.short || d.label)}</text>
-      <text x="${x + bw / 2}" y="${height - h + 6}" text-anchor="middle">${d.value}</text>`;
+    return `<rect x="${x + 4}" y="${top + height - h}" width="${bw - 8}" height="${h}" fill="${COLORS[i % COLORS.length]}"><title>${esc(d.label)}: ${d.value}</title></rect>
+      <text x="${x + bw / 2}" y="${top + height + 16}" text-anchor="middle">${esc(d.short || d.label)}</text>
+      <text x="${x + bw / 2}" y="${top + height - h - 4}" text-anchor="middle">${d.value}</text>`;
   }).join("") + `</svg>`;
 }
 
@@ -499,12 +500,14 @@ function lineChart(points, { width = 520, height = 200, label = "" } = {}) {
   if (!points.length) return `<p class="muted">No data yet.</p>`;
   const max = Math.max(1, ...points.map((p) => p.value));
   const step = points.length > 1 ? (width - 60) / (points.length - 1) : 0;
-  const xy = points.map((p, i) => [40 + i * step, 10 + height - (p.value / max) * height]);
+  const x0 = points.length > 1 ? 40 : width / 2;
+  const xy = points.map((p, i) => [x0 + i * step, 10 + height - (p.value / max) * height]);
   return `<svg viewBox="0 0 ${width} ${height + 40}" role="img" aria-label="${esc(label)}" width="100%">
     <polyline fill="none" stroke="#1a5fd1" stroke-width="2" points="${xy.map((p) => p.join(",")).join(" ")}"/>` +
     xy.map(([x, y], i) => `<circle cx="${x}" cy="${y}" r="3" fill="#1a5fd1"><title>${esc(points[i].label)}: ${points[i].value}</title></circle>`).join("") +
-    `<text x="40" y="${height + 30}">${esc(points[0].label)}</text><text x="${width - 20}" y="${height + 30}" text-anchor="end">${esc(points[points.length - 1].label)}</text>
-    <text x="4" y="16">${max}</text></svg>`;
+    (points.length > 1 ? `<text x="40" y="${height + 30}">${esc(points[0].label)}</text><text x="${width - 20}" y="${height + 30}" text-anchor="end">${esc(points[points.length - 1].label)}</text>`
+      : `<text x="${x0}" y="${height + 30}" text-anchor="middle">${esc(points[0].label)}</text>`) +
+    `<text x="4" y="16">${max}</text></svg>`;
 }
 
 async function pageDashboard() {
@@ -658,7 +661,7 @@ async function pageAdmin() {
     <section class="card"><h2>Model versions</h2><div class="table-wrap"><table><thead id="mhead"></thead><tbody id="models"></tbody></table></div></section>
     ${models ? rolloutPanelHtml() : ""}
     ${models ? `<section class="card"><h2>Training jobs</h2>
-      <form id="tf" class="row"><div><label for="td">Data set folder <span class="muted">(on the training host, with splits.csv)</span></label><input id="td" name="data_dir" type="text" maxlength="500" placeholder="/data/pbc_128" required></div>
+      <form id="tf" class="row"><div><label for="td">Data set folder <span class="muted">(training host)</span></label><input id="td" name="data_dir" type="text" maxlength="500" placeholder="/data/pbc_128" title="an ImageFolder tree with splits.csv, as the training service sees it" required></div>
       <div><label for="te">Epochs</label><input id="te" name="epochs" type="number" min="1" max="200" value="5"></div>
       <div><label for="tl">Images per class (0 = all)</label><input id="tl" name="limit_per_class" type="number" min="0" value="0"></div>
       <div><label><input type="checkbox" name="auto_activate"> Activate automatically if it passes the quality gate</label></div>
@@ -693,13 +696,29 @@ async function pageAdmin() {
     if (!keys.length) keys = Array.from(present).sort().slice(0, 8);
     $("#mhead").innerHTML = `<tr><th scope="col">Version</th><th scope="col">Status</th>${keys.map((k) => `<th scope="col">${esc(nice(k))}</th>`).join("")}<th scope="col">Created</th>${models ? '<th scope="col"><span class="visually-hidden">Actions</span></th>' : ""}</tr>`;
     // an organization's adapted version is listed (metadata, metrics) but never activated platform-wide
-    const scope = (m) => (m.organization_id ? ' <span class="badge">lab-adapted</span>' : "") + (m.stale ? ' <span class="badge review">stale</span>' : "");
+    const scope = (m) => (m.organization_id ? ' <span class="badge">lab-adapted</span>' : "") + (m.stale ? ' <span class="badge review">stale</span>' : "")
+      + (m.deprecated ? ` <span class="badge bad" title="${esc(m.deprecation_reason)}">retired</span>` : "");
+    const ids = (m) => `data-v="${esc(m.version)}" data-n="${esc(m.name)}"`;
+    // retired: only Restore; the platform's active version cannot be retired (activate another first);
+    // an organization's adapted version, serving or not, can (the organization goes back to the one it replaced)
+    const actions = (m) => m.deprecated ? `<button class="secondary restore" ${ids(m)}>Restore v${esc(m.version)}</button>`
+      : (m.status === "active" || m.organization_id ? "" : `<button class="activate" ${ids(m)}>${m.was_active ? "Roll back to" : "Activate"} v${esc(m.version)}</button> `)
+        + (m.status === "active" && !m.organization_id ? "" : `<button class="secondary retire" ${ids(m)}>Retire v${esc(m.version)}</button>`);
     $("#models").innerHTML = ms.map((m) => `<tr><td>${esc(m.name)} v${esc(m.version)}${scope(m)}</td><td>${m.status === "active" ? '<span class="badge ok">active</span>' : esc(m.status)}</td>
       ${keys.map((k) => `<td>${m.metrics[k] == null ? "—" : Number(m.metrics[k]).toFixed(4)}</td>`).join("")}<td>${fmtDate(m.created_at)}</td>
-      ${models ? `<td>${m.status === "active" || m.organization_id ? "" : `<button class="activate" data-v="${esc(m.version)}" data-n="${esc(m.name)}">${m.was_active ? "Roll back to" : "Activate"} v${esc(m.version)}</button>`}</td>` : ""}</tr>`).join("");
+      ${models ? `<td>${actions(m)}</td>` : ""}</tr>`).join("");
     $$(".activate", main).forEach((b) => b.onclick = async () => {
       if (!confirm(`Make ${b.dataset.n} v${b.dataset.v} the active model?`)) return;
       try { await api(`/api/v1/models/${b.dataset.v}/activate`, { method: "POST", json: { name: b.dataset.n, reason: "activated from the admin page" } }); toast(`v${b.dataset.v} is now active`); loadModels(); } catch (e) { toast(e.message); }
+    });
+    $$(".retire", main).forEach((b) => b.onclick = async () => {
+      const reason = (prompt(`Why retire ${b.dataset.n} v${b.dataset.v}? It is shown and audited, and the version is not used again until restored.`) || "").trim();
+      if (!reason) return;
+      try { await api(`/api/v1/models/${b.dataset.v}/deprecate`, { method: "POST", json: { name: b.dataset.n, reason } }); toast(`v${b.dataset.v} is retired`); loadModels(); } catch (e) { toast(e.message); }
+    });
+    $$(".restore", main).forEach((b) => b.onclick = async () => {
+      if (!confirm(`Restore ${b.dataset.n} v${b.dataset.v}? It can then be activated again.`)) return;
+      try { await api(`/api/v1/models/${b.dataset.v}/restore`, { method: "POST", json: { name: b.dataset.n, reason: "restored from the admin page" } }); toast(`v${b.dataset.v} is restored`); loadModels(); } catch (e) { toast(e.message); }
     });
   };
   loadModels().catch((e) => { $("#models").innerHTML = `<tr><td class="error">${esc(e.message)}</td></tr>`; });
@@ -708,11 +727,16 @@ async function pageAdmin() {
   if (!models) return;
   const loadJobs = async () => {
     const js = (await api("/api/v1/training-jobs?limit=20")).items;
-    $("#jobs").innerHTML = js.map((j) => `<tr data-id="${esc(j.id)}"><td>${esc(j.id.slice(0, 8))}</td><td>${esc(j.status)}${j.phase ? " · " + esc(j.phase) : ""}</td><td>${j.epoch}/${j.total_epochs}</td>
+    $("#jobs").innerHTML = js.map((j) => `<tr data-id="${esc(j.id)}">${jobCells(j)}</tr>`).join("") || `<tr><td colspan="6">No jobs yet.</td></tr>`;
+    $$("#jobs tr[data-id]", main).forEach(wireJobRow);
+  };
+  const jobCells = (j) => `<td>${esc(j.id.slice(0, 8))}</td><td>${esc(j.status)}${j.phase ? " · " + esc(j.phase) : ""}</td><td>${j.epoch}/${j.total_epochs}</td>
       <td>${Object.entries(j.metrics).slice(0, 4).map(([k, v]) => `${esc(k)} ${Number(v).toFixed(3)}`).join(", ")}</td><td>${j.model_version ? "v" + j.model_version : ""}</td>
-      <td><button class="secondary watch">Watch</button> ${["queued", "running"].includes(j.status) ? '<button class="danger cancel">Cancel</button>' : ""}</td></tr>`).join("") || `<tr><td colspan="6">No jobs yet.</td></tr>`;
-    $$(".watch", main).forEach((b) => b.onclick = () => watch(b.closest("tr").dataset.id));
-    $$(".cancel", main).forEach((b) => b.onclick = async () => { try { await api(`/api/v1/training-jobs/${b.closest("tr").dataset.id}/cancel`, { method: "POST" }); loadJobs(); } catch (e) { toast(e.message); } });
+      <td><button class="secondary watch">Watch</button> ${["queued", "running"].includes(j.status) ? '<button class="danger cancel">Cancel</button>' : ""}</td>`;
+  const wireJobRow = (tr) => {
+    $(".watch", tr).onclick = () => watch(tr.dataset.id);
+    const c = $(".cancel", tr);
+    if (c) c.onclick = async () => { try { await api(`/api/v1/training-jobs/${tr.dataset.id}/cancel`, { method: "POST" }); loadJobs(); } catch (e) { toast(e.message); } };
   };
   const watch = (jid) => {
     if (jobAbort) jobAbort.abort();
@@ -721,6 +745,9 @@ async function pageAdmin() {
     streamEvents(`/api/v1/training-jobs/${jid}/events`, (ev, j) => {
       $("#jp").value = j.total_epochs ? j.epoch / j.total_epochs : 0;
       $("#js").textContent = `${j.status}${j.phase ? " (" + j.phase + ")" : ""}: epoch ${j.epoch} of ${j.total_epochs}` + (j.error ? ` — ${j.error}` : "");
+      // the job's row in the table follows the stream too (else it says "queued" while it trains)
+      const tr = $$("#jobs tr[data-id]", main).find((r) => r.dataset.id === j.id);
+      if (tr && ev === "progress") { tr.innerHTML = jobCells(j); wireJobRow(tr); }
       if (ev === "done") { loadJobs(); loadModels(); }
     }, jobAbort.signal).catch(() => { });
   };
