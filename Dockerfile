@@ -22,11 +22,12 @@
 # Offline (a Debian base made with debootstrap, uv from PyPI): scripts/build_images_offline.sh
 #   podman build --format docker --network host --target auth \
 #     --build-arg PYTHON_IMAGE=localhost/hemovision-base:bookworm --build-arg PYTHON=/usr/bin/python3.11 \
-#     --build-arg UV_SOURCE=pypi --build-arg "BUILD_PACKAGES=g++ make cmake python3.11-dev" -t hemovision-auth:0.1.0 .
+#     --build-arg UV_SOURCE=pypi --build-arg PYTHON_HEADERS=python3.11-dev -t hemovision-auth:0.1.0 .
 # See docs/deployment.md.
 
 # The base of every stage: a Debian bookworm with CPython 3.11 at ${PYTHON}.
-ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
+# fully qualified: podman on Debian has no unqualified-search registry
+ARG PYTHON_IMAGE=docker.io/library/python:3.11.13-slim-bookworm
 ARG PYTHON=/usr/local/bin/python3.11
 # Where uv comes from: `image` (its pinned ghcr image) or `pypi` (pip install uv==UV_VERSION).
 ARG UV_SOURCE=image
@@ -63,12 +64,12 @@ RUN mkdir /manifests \
 # --- builder: compilers, uv, the manifests ---------------------------------------------
 FROM ${PYTHON_IMAGE} AS builder
 ARG PYTHON
-# python:*-slim has the CPython headers; a Debian python3.11 base adds python3.11-dev
-ARG BUILD_PACKAGES="g++ make cmake"
+# python:*-slim has the CPython headers; a Debian python3.11 base needs PYTHON_HEADERS=python3.11-dev
+ARG PYTHON_HEADERS=""
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # hadolint ignore=SC2086
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ${BUILD_PACKAGES} \
+ && apt-get install -y --no-install-recommends g++ make cmake ${PYTHON_HEADERS} \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=uv /uv /uvx /usr/local/bin/
 ENV UV_COMPILE_BYTECODE=1 \

@@ -81,7 +81,6 @@ validate-deploy: ## validate docker-compose.yml and the Kubernetes manifests off
 # docs/deployment.md "The images". IMAGE_TAG is the tag everywhere (compose's HEMOVISION_TAG,
 # the kustomizations' newTag: deploy/checks hold them to it).
 IMAGE_TAG ?= 0.1.0
-IMAGE_REGISTRY ?=
 IMAGE_TARGETS := gateway auth history reports preprocess inference training migrate
 # extra `build` flags, e.g. the offline base (scripts/build_images_offline.sh sets them)
 IMAGE_BUILD_ARGS ?=
@@ -96,14 +95,14 @@ COMPOSE ?= $(shell (docker info >/dev/null 2>&1 && docker compose version >/dev/
 image: ## build every service's image (hemovision-<target>:IMAGE_TAG) with docker or podman
 	@test -n "$(CONTAINER_ENGINE)" || { echo "no container engine: start the docker daemon or install podman" >&2; exit 2; }
 	set -e; for target in $(IMAGE_TARGETS); do \
-	  echo "== $(IMAGE_REGISTRY)hemovision-$$target:$(IMAGE_TAG)"; \
+	  echo "== hemovision-$$target:$(IMAGE_TAG)"; \
 	  $(CONTAINER_ENGINE) build $(ENGINE_BUILD_FLAGS) $(IMAGE_BUILD_ARGS) --target $$target \
-	    -t $(IMAGE_REGISTRY)hemovision-$$target:$(IMAGE_TAG) . ; \
+	    -t hemovision-$$target:$(IMAGE_TAG) . ; \
 	done
 
 compose-up: image ## the whole system in containers with real tensorflow/serving (docker or podman compose)
 	@test -n "$(COMPOSE)" || { echo "no compose: docker compose with a running daemon, podman compose or podman-compose" >&2; exit 2; }
-	HEMOVISION_REGISTRY=$(IMAGE_REGISTRY) HEMOVISION_TAG=$(IMAGE_TAG) $(COMPOSE) up -d
+	HEMOVISION_TAG=$(IMAGE_TAG) $(COMPOSE) up -d
 
 images-offline: ## build every image offline (debootstrap base, podman), inspect them, start + health-check one, try compose (not CI)
 	bash scripts/build_images_offline.sh

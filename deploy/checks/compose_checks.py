@@ -13,14 +13,18 @@ from expected import (
     APP_SERVICES,
     GATEWAY_PORT,
     HEALTH_NAMES,
+    IMAGES,
     MIGRATE_STEPS,
     PORTS,
     ROOT,
     SERVERS,
     TF_SERVING_FLAGS,
     WORKERS,
+    WORKLOAD_IMAGES,
     check_peers,
+    image_name,
     image_pinned,
+    image_tag,
     peer_host,
     tf_serving_base_path,
 )
@@ -116,6 +120,26 @@ def check_compose(path: Path) -> int:
             else:
                 r.check(cond == "service_healthy", f"{name}: depends on {dep} with {cond}, want service_healthy")
                 r.check("healthcheck" in services[dep], f"{name}: waits for {dep} healthy but {dep} has no healthcheck")
+
+    # one image per service: hemovision-<target>:${HEMOVISION_TAG:-IMAGE_TAG}, built from its
+    # Dockerfile target by exactly one service (the others of that image reuse it)
+    raw = yaml.safe_load(path.read_text()).get("services", {})
+    built: dict[str, list[str]] = {}
+    for name in [*APP_SERVICES, *WORKERS, "migrate"]:
+        target = WORKLOAD_IMAGES.get(name)
+        if not r.check(target in IMAGES, f"{name}: no image assigned (expected.WORKLOAD_IMAGES)"):
+            continue
+        want = f"{image_name(target)}:${{HEMOVISION_TAG:-{image_tag()}}}"
+        r.check(raw[name].get("image") == want, f"{name}: image must be {want!r}, got {raw[name].get('image')!r}")
+        build = services[name].get("build")
+        if build:
+            r.check(build.get("target") == target, f"{name}: builds target {build.get('target')!r}, want {target!r}")
+            r.check(build.get("context") == "." and build.get("dockerfile", "Dockerfile") == "Dockerfile",
+                    f"{name}: build context . and the repository's Dockerfile")
+            built.setdefault(target, []).append(name)
+    for target in IMAGES:
+        r.check(len(built.get(target, [])) == 1,
+                f"image {image_name(target)}: built by {built.get(target, [])}, want exactly one service")
 
     # acyclic, and every HemoVision process starts after the migrations succeeded
     def closure(name: str, seen: tuple[str, ...] = ()) -> set[str]:

@@ -90,3 +90,88 @@ def image_pinned(image: str) -> bool:
         return True
     last = image.rsplit("/", 1)[-1]
     return ":" in last and not last.endswith(":latest") and "${" not in last
+
+
+# --------------------------------------------------------------------------- images
+# One image per service, each a target of the one Dockerfile: target -> the workspace packages
+# its virtual environment installs (`uv sync --frozen --no-dev --no-editable --package ...`).
+IMAGES = {
+    "gateway": ["hemovision-gateway"],
+    "auth": ["hemovision-auth"],
+    "history": ["hemovision-history"],
+    "reports": ["hemovision-reports"],
+    "preprocess": ["hemovision-preprocess"],
+    "inference": ["hemovision-inference"],
+    "training": ["hemovision-training"],
+    "migrate": ["hemovision-auth", "hemovision-history", "hemovision-training"],
+}
+# Images whose locked dependencies must not contain TensorFlow (only inference, training and the
+# migrations, which run training's commands, need it).
+NO_TENSORFLOW = ["gateway", "auth", "history", "reports", "preprocess"]
+# One-off images: no server, so `HEALTHCHECK NONE` is allowed.
+ONE_OFF_IMAGES = ["migrate"]
+# Which image each compose service / Kubernetes workload runs (keyed by compose service,
+# Deployment, Job or CronJob name).
+WORKLOAD_IMAGES = {
+    "gateway": "gateway",
+    "gateway-worker": "gateway",
+    "auth": "auth",
+    "history": "history",
+    "history-retention": "history",
+    "reports": "reports",
+    "preprocess": "preprocess",
+    "inference": "inference",
+    "training": "training",
+    "training-worker": "training",
+    "migrate": "migrate",
+    "hemovision-migrate": "migrate",
+}
+
+
+def image_name(target: str) -> str:
+    return f"hemovision-{target}"
+
+
+def image_tag() -> str:
+    """The one tag of every image: the Makefile's `IMAGE_TAG ?= ...`."""
+    m = re.search(r"^IMAGE_TAG \?= *(\S+)", (ROOT / "Makefile").read_text(), re.M)
+    return m.group(1) if m else ""
+
+
+def makefile_image_targets() -> list[str]:
+    m = re.search(r"^IMAGE_TARGETS := *(.+)$", (ROOT / "Makefile").read_text(), re.M)
+    return m.group(1).split() if m else []
+
+
+def split_image(ref: str) -> tuple[str, str]:
+    """(repository's last path component, tag or digest) of an image reference."""
+    repo, digest = ref.split("@", 1) if "@" in ref else (ref, "")
+    last = repo.rsplit("/", 1)[-1]
+    name, _, tag = last.partition(":")
+    return name, digest or tag
+
+
+def locked_closure(packages: list[str], lock_path: Path | None = None) -> set[str]:
+    """Every package `uv sync --no-dev --package P...` installs, from uv.lock: the packages'
+    dependencies (with the extras they ask for), transitively; dev groups are not followed."""
+    import tomllib
+
+    lock = tomllib.loads((lock_path or ROOT / "uv.lock").read_text())
+    by_name = {p["name"]: p for p in lock.get("package", [])}
+    seen: set[str] = set()
+    todo: list[tuple[str, tuple[str, ...]]] = [(p, ()) for p in packages]
+    while todo:
+        name, extras = todo.pop()
+        key = name if not extras else f"{name}[{','.join(extras)}]"
+        if key in seen:
+            continue
+        seen.add(key)
+        pkg = by_name.get(name)
+        if pkg is None:
+            continue
+        deps = list(pkg.get("dependencies", []))
+        for extra in extras:
+            deps += pkg.get("optional-dependencies", {}).get(extra, [])
+        for dep in deps:
+            todo.append((dep["name"], tuple(dep.get("extra", []))))
+    return {k.split("[", 1)[0] for k in seen}

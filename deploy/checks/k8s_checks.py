@@ -11,6 +11,7 @@ from expected import (
     APP_SERVICES,
     EXTERNAL_SECRETS,
     HEALTH_NAMES,
+    IMAGES,
     MIGRATE_STEPS,
     MODEL_SERVER_GRPC,
     PORTS,
@@ -18,8 +19,12 @@ from expected import (
     SERVERS,
     TF_SERVING_FLAGS,
     WORKERS,
+    WORKLOAD_IMAGES,
     check_peers,
+    image_name,
     image_pinned,
+    image_tag,
+    split_image,
     tf_serving_base_path,
     topology,
 )
@@ -80,6 +85,23 @@ def check_k8s(path: Path, overlay: str) -> int:
 
     workloads = [(f"Deployment/{n}", d["spec"]["template"]) for n, d in deployments.items()]
     workloads += [(f"Job/{n}", j["spec"]["template"]) for n, j in objs("Job").items()]
+
+    # one image per service: each HemoVision container runs its workload's image, tagged IMAGE_TAG
+    # (or pinned by digest); the tf-serving sidecar is the only other image
+    cronjobs = [(f"CronJob/{n}", c["spec"]["jobTemplate"]["spec"]["template"]) for n, c in objs("CronJob").items()]
+    used_images = set()
+    for label, template in [*workloads, *cronjobs]:
+        for c in containers_of(template["spec"]):
+            name, tag = split_image(c["image"])
+            if c["image"].startswith("tensorflow/serving:"):
+                continue
+            target = WORKLOAD_IMAGES.get(label.split("/", 1)[1])
+            if r.check(target is not None, f"{label}: no image assigned (expected.WORKLOAD_IMAGES)"):
+                r.check(name == image_name(target), f"{label}[{c['name']}]: image {c['image']}, want {image_name(target)}")
+                r.check(tag == image_tag() or tag.startswith("sha256:"),
+                        f"{label}[{c['name']}]: image tag {tag!r}, want the Makefile's IMAGE_TAG {image_tag()}")
+                used_images.add(target)
+    r.check(used_images == set(IMAGES), f"images used {sorted(used_images)}, want every one of {sorted(IMAGES)}")
     for label, template in workloads:
         spec = template["spec"]
         pod_sc = spec.get("securityContext", {})

@@ -52,7 +52,7 @@ def test_promql_names_parser():
         'histogram_quantile(0.99, sum by (le, grpc_service) (rate(grpc_server_handling_seconds_bucket'
         '{grpc_code=~"OK|INTERNAL"}[5m]))) / on (job) group_left up > 0.5 and changes(x_total[2h]) == 0')
     assert names == {"grpc_server_handling_seconds_bucket", "up", "x_total"}
-    assert len(_promql().rule_expressions()) == 9
+    assert len(_promql().rule_expressions()) == 10
 
 
 def test_serving_hpa_reads_the_series_inference_exports():

@@ -79,10 +79,24 @@ def _model_base(tmp: Path) -> Path:
     return base
 
 
+# test_system.py ends the shared stack (SIGTERM: every process must go): it stays the last test on it
+STOPS_THE_SHARED_STACK = "test_system.py::test_zz_stop_leaves_no_process"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "shared_stack_last: runs after every other test on the shared stack (it "
+                                       "changes what the stack holds in a way the others must not see, e.g. "
+                                       "registers a model version)")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/e2e" in str(item.path):
             item.add_marker(pytest.mark.e2e)
+    # shared_stack_last tests after every other, then the one that stops the shared stack (stable: the rest
+    # keep their order)
+    items.sort(key=lambda item: 2 if item.nodeid.endswith(STOPS_THE_SHARED_STACK)
+               else 1 if item.get_closest_marker("shared_stack_last") else 0)
 
 
 @contextmanager
@@ -90,7 +104,8 @@ def start_system(tmp_path_factory: pytest.TempPathFactory, offset: int, extra_en
                  name: str = "", redis_database: int | None = None) -> Iterator[RunningSystem]:
     """The whole system, started as `make up` starts it (`hemovision_devstack up`), on ports + `offset`,
     its own PostgreSQL database (dropped afterwards) and Redis database (`redis_db(offset)`), with
-    `extra_env` on top of the e2e settings; `name` tells its directories and database apart; stopped (SIGTERM, then SIGKILL of its process group) on exit."""
+    `extra_env` on top of the e2e settings; `name` tells its directories and database apart; stopped
+    (SIGTERM, then SIGKILL of its process group) on exit."""
     assert 0 <= offset <= MAX_OFFSET, f"port offset {offset} out of range (ports + offset must stay below 65536)"
     prefix = f"hv-{name}" if name else "hv"
     var_dir = tmp_path_factory.mktemp(f"{prefix}-var")
@@ -188,3 +203,9 @@ def new_lab(client: httpx.Client) -> Callable[[], dict[str, str]]:
         return {"Authorization": f"Bearer {reply.json()['access_token']}"}
 
     return sign_up
+
+
+# Chromium fixtures for the tests that drive the UI of the real system (browser_support.py; the
+# run imports in importlib mode, so this folder is put on the path for it and the test modules).
+sys.path.insert(0, str(Path(__file__).parent))
+from browser_support import browser, page  # noqa: E402,F401

@@ -10,13 +10,15 @@ peers does not check:
   equals GET /api/v1/stats and GET /api/v1/drift for the same session, and the API's totals are
   the cells this lab uploaded; a screenshot of it is kept (docs/img/dashboard.png is one);
 - the admin page's training form: a platform admin starts a job, the page follows it live (the
-  status line and progress bar step through epochs, as GET /api/v1/training-jobs/{id} says), and
-  cancels it from the jobs table. Not run to the end here: a finished job registers a new platform
-  version on the shared stack, which the later tests (activation, rollouts) would take for theirs;
-  the run to "succeeded" is the fake-peer suite's (services/gateway/tests/browser/test_training_browser.py).
+  status line, progress bar and jobs table step through the epochs, as GET
+  /api/v1/training-jobs/{id} says), and cancels it from the jobs table; and a small job (3 epochs,
+  4 cells per class, ~30 s) followed live to "succeeded", after which the page lists the version it
+  registered. That one is marked `shared_stack_last` (conftest runs it after every other test on
+  the shared stack, before the one that stops it): the new platform version is the newest non-active one,
+  which the activation and rollout tests would otherwise take for theirs.
 
 Screenshots land in test-artifacts/browser-ui-system/; with HV_E2E_DOCS_SCREENSHOTS=1 the dashboard's
-also replaces docs/img/dashboard.png."""
+two also replace docs/img/dashboard.png and docs/img/dashboard-drift.png (docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -37,13 +39,11 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from browser_support import TIMEOUT, sign_in  # its `browser` and `page` fixtures come through conftest
+
 ROOT = Path(__file__).resolve().parents[2]
 DATA = (ROOT.parent / "shared" / "data" / "pbc_128").resolve()
-CHROMIUM = os.environ.get("HV_E2E_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 ARTIFACTS = ROOT / "test-artifacts" / "browser-ui-system"
-TIMEOUT = 60_000
 DRIFT_CELLS = 200  # the drift check's minimum (docs/operations.md "Drift"): the panel shows a real status
 
 
@@ -73,33 +73,8 @@ def _test_cells() -> list[tuple[str, Path]]:
 
 @pytest.fixture(scope="module")
 def cells() -> list[tuple[str, Path]]:
-    return _test_cells()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"chromium not found at {CHROMIUM} (apt-get install -y chromium)", pytrace=False)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser, system):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-    pg = context.new_page()
-    pg.errors = []  # type: ignore[attr-defined]
-    pg.on("pageerror", lambda exc: pg.errors.append(f"pageerror: {exc}"))
-    pg.on("console", lambda msg: msg.type == "error" and "Failed to load resource" not in msg.text
-          and pg.errors.append(f"console: {msg.text}"))
-    pg.on("dialog", lambda d: d.accept())
-    yield pg
-    context.close()
+    return _test_cells()
 
 
 @pytest.fixture(scope="module")
@@ -110,14 +85,6 @@ def lab(client) -> Lab:
                                                         "organization": f"UI Lab {uuid.uuid4().hex[:6]}"})
     assert reply.status_code == 201, reply.text
     return Lab(email, password)
-
-
-def sign_in(page: Page, base: str, email: str, password: str) -> None:
-    page.goto(f"{base}/#/login")
-    page.get_by_label("E-mail").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Classify cells")).to_be_visible(timeout=TIMEOUT)
 
 
 def bearer(page: Page) -> dict[str, str]:
@@ -334,14 +301,15 @@ def test_dashboard_shows_what_the_api_returns(page, system, client, lab, cells):
     h = item["histograms"][0]
     assert live == [f"{b} your cells: {100 * v:.1f} %" for b, v in zip(h["bins"], h["live"])]
 
-    # the screenshot for docs/operations.md: the dashboard as a lab sees it, details folded
+    # the screenshots for docs/operations.md: the drift panel with its details, the dashboard as a lab sees it
+    docs = os.environ.get("HV_E2E_DOCS_SCREENSHOTS") == "1"
+    for path in [ARTIFACTS / "dashboard-drift.png"] + ([ROOT / "docs" / "img" / "dashboard-drift.png"] if docs else []):
+        page.locator("#drift").screenshot(path=str(path))
     page.locator("#drift-details summary").click()
     page.evaluate("() => window.scrollTo(0, 0)")
     page.wait_for_timeout(300)
-    page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
-    page.screenshot(path=str(ARTIFACTS / "dashboard-full.png"), full_page=True)
-    if os.environ.get("HV_E2E_DOCS_SCREENSHOTS") == "1":
-        page.screenshot(path=str(ROOT / "docs" / "img" / "dashboard.png"))
+    for path in [ARTIFACTS / "dashboard.png"] + ([ROOT / "docs" / "img" / "dashboard.png"] if docs else []):
+        page.screenshot(path=str(path), full_page=True)
     assert not page.errors, page.errors
 
 
@@ -356,6 +324,22 @@ def _platform_admin(system) -> tuple[str, str]:
     return email, password
 
 
+RECORD_LINES = """() => {
+    // every text the live status line (#js) shows, in order (the stream may set it several times
+    // within one task: each setting is a record with its own new text node)
+    window.__jobLines = [];
+    new MutationObserver((records) => {
+        for (const r of records) {
+            if (r.type === "childList" && r.target.id === "js") {
+                for (const n of r.addedNodes) window.__jobLines.push(n.textContent);
+            } else if (r.type === "characterData" && r.target.parentElement && r.target.parentElement.id === "js") {
+                window.__jobLines.push(r.target.data);
+            }
+        }
+    }).observe(document.getElementById("watch"), { childList: true, subtree: true, characterData: true });
+}"""
+JOB_LINES = """() => window.__jobLines"""
+STARTED = lambda r: r.url.endswith("/api/v1/training-jobs") and r.request.method == "POST"  # noqa: E731
 RUNNING = re.compile(r"^running \(epoch (\d+)/(\d+)\): epoch (\d+) of (\d+)$")
 
 
@@ -369,20 +353,11 @@ def test_admin_starts_watches_and_cancels_a_training_job(page, system):
     page.goto(f"{base}/#/admin")
     expect(page.get_by_role("heading", name="Training jobs")).to_be_visible(timeout=TIMEOUT)
     expect(page.locator("#jobs tr")).not_to_have_count(0, timeout=TIMEOUT)
-    # every text the live status line shows, in order (the stream may change it faster than a poll)
-    page.evaluate("""() => {
-        window.__jobLines = [];
-        new MutationObserver((records) => {
-            for (const r of records) for (const n of r.addedNodes) {
-                const el = n.nodeType === Node.TEXT_NODE ? n.parentElement : n;
-                if (el && el.id === "js") window.__jobLines.push(n.textContent);
-            }
-        }).observe(document.getElementById("watch"), { childList: true, subtree: true });
-    }""")
+    page.evaluate(RECORD_LINES)
     page.get_by_label(re.compile("^Data set folder")).fill(str(DATA))
     page.get_by_label("Epochs").fill("200")
     page.get_by_label("Images per class (0 = all)").fill("4")
-    with page.expect_response(lambda r: r.url.endswith("/api/v1/training-jobs") and r.request.method == "POST") as started:
+    with page.expect_response(STARTED) as started:
         page.get_by_role("button", name="Start training").click()
     assert started.value.status == 201, started.value.text()
     job = started.value.json()
@@ -394,28 +369,36 @@ def test_admin_starts_watches_and_cancels_a_training_job(page, system):
         str(DATA), 200, 4), api_job["config"]
 
     # live: the status line and the bar step through the epochs as the worker trains
-    page.wait_for_function("""() => (window.__jobLines || []).some((t) => /^running \\(epoch ([2-9]|\\d\\d+)\\//.test(t))""",
-                           timeout=240_000)
-    line = page.locator("#js").inner_text()
-    bar = float(page.locator("#jp").evaluate("e => e.value"))
+    page.wait_for_function(
+        """() => /^running \\(epoch ([2-9]|\\d\\d+)\\//.test(document.getElementById("js").textContent)""",
+        timeout=240_000)
+    now = page.evaluate(f"""() => ({{line: document.getElementById("js").textContent,
+        bar: document.getElementById("jp").value,
+        row: Array.from(document.querySelectorAll("#jobs tr[data-id='{jid}'] td"), (td) => td.textContent.trim())}})""")
     api_job = httpx.get(f"{base}/api/v1/training-jobs/{jid}", headers=headers, timeout=30).json()
-    m = RUNNING.match(line)
-    assert m, line
+    m = RUNNING.match(now["line"])
+    assert m, now
     shown = int(m.group(3))
     assert m.group(1) == m.group(3) and int(m.group(4)) == api_job["total_epochs"] == 200
-    assert api_job["status"] == "running" and shown <= api_job["epoch"] <= shown + 2, (line, api_job)
-    assert bar == pytest.approx(shown / 200)
-    seen = [int(RUNNING.match(t).group(3)) for t in page.evaluate("window.__jobLines") if RUNNING.match(t)]
+    assert api_job["status"] == "running" and shown <= api_job["epoch"] <= shown + 2, (now, api_job)
+    assert now["bar"] == pytest.approx(shown / 200)
+    # the jobs table follows the same stream
+    assert now["row"][:3] == [jid[:8], f"running · epoch {shown}/200", f"{shown}/200"], now
+    seen = [int(RUNNING.match(t).group(3)) for t in page.evaluate(JOB_LINES) if RUNNING.match(t)]
     assert len(set(seen)) >= 2 and seen == sorted(seen), seen  # it moved, forwards, while we watched
     page.screenshot(path=str(ARTIFACTS / "04-training-live.png"), full_page=True)
 
     # cancel from the jobs table
     row = page.locator(f"#jobs tr[data-id='{jid}']")
     row.get_by_role("button", name="Cancel").click()
-    expect(row.locator("td").nth(1)).to_have_text(re.compile("^cancelled"), timeout=TIMEOUT)
-    expect(page.locator("#js")).to_have_text(re.compile(r"^cancelled.*: epoch \d+ of 200$"), timeout=TIMEOUT)
+    expect(page.locator("#js")).to_have_text(re.compile("^cancelled"), timeout=TIMEOUT)
     api_job = httpx.get(f"{base}/api/v1/training-jobs/{jid}", headers=headers, timeout=30).json()
-    assert api_job["status"] == "cancelled" and api_job["model_version"] in (None, 0), api_job
+    assert api_job["status"] == "cancelled" and api_job["model_version"] is None, api_job
+    phase = f" ({api_job['phase']})" if api_job["phase"] else ""
+    error = f" — {api_job['error']}" if api_job["error"] else ""
+    expect(page.locator("#js")).to_have_text(f"cancelled{phase}: epoch {api_job['epoch']} of 200{error}")
+    phase = f" · {api_job['phase']}" if api_job["phase"] else ""
+    expect(row.locator("td").nth(1)).to_have_text(f"cancelled{phase}", timeout=TIMEOUT)
     expect(row.locator("td").nth(2)).to_have_text(f"{api_job['epoch']}/200")
     expect(row.get_by_role("button", name="Cancel")).to_have_count(0)
     page.screenshot(path=str(ARTIFACTS / "05-training-cancelled.png"), full_page=True)
@@ -425,4 +408,58 @@ def test_admin_starts_watches_and_cancels_a_training_job(page, system):
     assert after["status"] == "cancelled" and after["epoch"] <= api_job["epoch"] + 1, after
     assert [v["version"] for v in httpx.get(f"{base}/api/v1/models", headers=headers, timeout=30).json()["items"]] \
         == [v["version"] for v in versions]
+    assert not page.errors, page.errors
+
+
+@pytest.mark.shared_stack_last  # it registers a platform version: no other test on the shared stack may see it
+@pytest.mark.timeout(600)
+def test_admin_runs_a_training_job_to_the_end(page, system):
+    """A small job (3 epochs of 4 cells per class: about 30 s on 2 cores) started from the form is
+    followed live to "succeeded"; the page then lists the version it registered, as the API does."""
+    base = system.base_url
+    email, password = _platform_admin(system)
+    sign_in(page, base, email, password)
+    headers = bearer(page)
+    page.goto(f"{base}/#/admin")
+    expect(page.get_by_role("heading", name="Training jobs")).to_be_visible(timeout=TIMEOUT)
+    expect(page.locator("#jobs tr")).not_to_have_count(0, timeout=TIMEOUT)
+    expect(page.locator("#models tr")).not_to_have_count(0, timeout=TIMEOUT)
+    page.evaluate(RECORD_LINES)
+    page.get_by_label(re.compile("^Data set folder")).fill(str(DATA))
+    page.get_by_label("Epochs").fill("3")
+    page.get_by_label("Images per class (0 = all)").fill("4")
+    with page.expect_response(STARTED) as started:
+        page.get_by_role("button", name="Start training").click()
+    assert started.value.status == 201, started.value.text()
+    jid = started.value.json()["id"]
+
+    expect(page.locator("#js")).to_have_text(re.compile("^succeeded"), timeout=300_000)
+    job = httpx.get(f"{base}/api/v1/training-jobs/{jid}", headers=headers, timeout=30).json()
+    assert job["status"] == "succeeded" and job["epoch"] == 3 and job["model_version"], job
+    phase = f" ({job['phase']})" if job["phase"] else ""
+    expect(page.locator("#js")).to_have_text(f"succeeded{phase}: epoch 3 of 3")
+    assert page.locator("#jp").evaluate("e => e.value") == 1
+    lines = page.evaluate(JOB_LINES)
+    seen = [int(RUNNING.match(t).group(3)) for t in lines if RUNNING.match(t)]
+    assert len(set(seen)) >= 2 and seen == sorted(seen) and seen[-1] == 3, lines  # live, epoch by epoch
+
+    # the table and the model versions follow: the job's row, the version it registered
+    row = page.locator(f"#jobs tr[data-id='{jid}']")
+    expect(row.locator("td").nth(1)).to_have_text(f"succeeded · {job['phase']}" if job["phase"] else "succeeded",
+                                                  timeout=TIMEOUT)
+    expect(row.locator("td").nth(2)).to_have_text("3/3")
+    shown = dict(pair.rsplit(" ", 1) for pair in row.locator("td").nth(3).inner_text().split(", "))
+    assert len(shown) == min(4, len(job["metrics"])), shown  # four of them (a protobuf map: in no fixed order)
+    assert shown == {k: f"{job['metrics'][k]:.3f}" for k in shown}, (shown, job["metrics"])
+    expect(row.locator("td").nth(4)).to_have_text(f"v{job['model_version']}")
+    version = next(v for v in httpx.get(f"{base}/api/v1/models", headers=headers, timeout=30).json()["items"]
+                   if v["version"] == job["model_version"] and not v["organization_id"])
+    assert version["status"] == "registered", version  # not activated: the form's box was left unticked
+    mrow = page.locator("#models tr", has=page.get_by_text(f"{version['name']} v{version['version']}", exact=True))
+    expect(mrow).to_have_count(1, timeout=TIMEOUT)
+    expect(mrow.locator("td").nth(1)).to_have_text("registered")
+    headings = page.locator("#mhead th").all_inner_texts()
+    if "accuracy" in headings and "accuracy" in version["metrics"]:
+        expect(mrow.locator("td").nth(headings.index("accuracy"))).to_have_text(f"{version['metrics']['accuracy']:.4f}")
+    page.screenshot(path=str(ARTIFACTS / "06-training-succeeded.png"), full_page=True)
     assert not page.errors, page.errors

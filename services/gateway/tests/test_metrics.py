@@ -10,7 +10,6 @@ from prometheus_client import CollectorRegistry, REGISTRY
 
 from gateway_fakes import auth, png_bytes
 from hemovision_gateway.metrics import queue_depths
-from hemovision_telemetry.metrics import register_scrape_time_gauge
 
 
 def requests(route: str, status: str, method: str = "GET") -> float:
@@ -47,7 +46,7 @@ def test_queue_depths_are_read_from_the_broker_at_scrape_time(redis_url):
     client = redis.Redis.from_url(redis_url)
     try:
         client.rpush(queue, b"m1", b"m2", b"m3")
-        register_scrape_time_gauge(queue_depths(redis_url, (queue,)), registry)
+        queue_depths(redis_url, (queue,), registry=registry)
         assert registry.get_sample_value("hemovision_queue_depth", {"queue": queue}) == 3
         client.lpop(queue)
         assert registry.get_sample_value("hemovision_queue_depth", {"queue": queue}) == 2
@@ -56,5 +55,9 @@ def test_queue_depths_are_read_from_the_broker_at_scrape_time(redis_url):
         client.close()
     # a broker that is down leaves the series out; the scrape itself still works
     dead = CollectorRegistry()
-    register_scrape_time_gauge(queue_depths("redis://127.0.0.1:1/0", (queue,)), dead)
+    queue_depths("redis://127.0.0.1:1/0", (queue,), registry=dead)
     assert dead.get_sample_value("hemovision_queue_depth", {"queue": queue}) is None
+    # a broker that is not Redis: no series either
+    other = CollectorRegistry()
+    queue_depths("amqp://guest@127.0.0.1//", (queue,), registry=other)
+    assert other.get_sample_value("hemovision_queue_depth", {"queue": queue}) is None

@@ -27,6 +27,7 @@ def start_worker(addr: str, redis_url: str, upload_dir: str, log) -> subprocess.
     env.update({
         "HV_GATEWAY_REDIS_URL": redis_url, "HV_GATEWAY_SERVICE_SECRET": SERVICE_SECRET,
         "HV_GATEWAY_UPLOAD_DIR": upload_dir, "HV_GATEWAY_BATCH_VISIBILITY_TIMEOUT_S": "3",
+        "HV_GATEWAY_WORKER_METRICS_PORT": "0",  # its /metrics on any free port, beside a running stack
     })
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "hemovision_gateway.batches.worker", "worker", "-Q", "batches",

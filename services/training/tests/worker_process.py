@@ -17,7 +17,9 @@ def spawn_worker(env: dict, log_path: Path) -> subprocess.Popen:
         [str(celery), "-A", "hemovision_training.tasks", "worker", "-Q", "training", "--concurrency", "1",
          "--pool", "solo", "-n", f"test-{uuid.uuid4().hex[:8]}@%h", "--without-gossip", "--without-mingle",
          "--loglevel", "INFO"],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(log_path.parent),
+        # its /metrics on any free port, beside a running stack
+        env={"HV_TRAINING_WORKER_METRICS_PORT": "0", **env}, stdout=log, stderr=subprocess.STDOUT,
+        cwd=str(log_path.parent),
     )
     log.close()
     proc.log_path = log_path  # type: ignore[attr-defined]

@@ -25,7 +25,12 @@ Pools. A worker's pool decides where tasks run, and so where the metrics are rec
 
 Either way the choice is made from the pool the worker really starts with (`worker_init`, in the
 main process before the pool exists), so every way of starting a worker (`make up`, compose,
-Kubernetes, `celery worker --pool ...` by hand) exports the same series.
+Kubernetes, `celery worker --pool ...` by hand) exports the same series. prometheus_client itself
+picks multiprocess mode from PROMETHEUS_MULTIPROC_DIR once, at import; setting that for a whole
+process is no option here (the gateway API imports the batch worker's app to enqueue, and must stay
+an ordinary single process), so the worker sets the value class the variable would have chosen
+(`values.ValueClass`), at start. Series made before that keep in-process values: none of ours,
+whose label children are first made by a task, in a child.
 
 The queue wait needs the publish time: `before_task_publish` stamps it in the message headers
 (`hv_published_at`, epoch seconds) in every process that imports this module, i.e. whoever builds
@@ -51,7 +56,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
-from hemovision_telemetry.metrics import MetricsEndpoint, serve_metrics
+from hemovision_telemetry.metrics import MetricsEndpoint, metrics_enabled, serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +108,9 @@ class _LiveMultiProcessCollector(MultiProcessCollector):
 
     def collect(self) -> Iterable[Metric]:
         for entry in os.listdir(self._path):
-            if entry.startswith("gauge_live") and entry.endswith(".db"):
-                pid = int(entry.rsplit("_", 1)[1][:-3])
-                if not _alive(pid):
-                    mark_process_dead(pid, self._path)
+            pid = entry.rsplit("_", 1)[-1].removesuffix(".db")
+            if entry.startswith("gauge_live") and entry.endswith(".db") and pid.isdigit() and not _alive(int(pid)):
+                mark_process_dead(int(pid), self._path)
         return super().collect()
 
 
@@ -118,6 +122,13 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _remove_at_exit(path: str, main_pid: int) -> None:
+    """A worker that ends without worker_shutdown (a cold stop) still leaves nothing behind; never
+    a child's doing (a forked child inherits the atexit list)."""
+    if os.getpid() == main_pid:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def serve_celery_metrics(app: Celery, name: str, port: int, host: str = "0.0.0.0") -> None:
@@ -149,6 +160,8 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
     if entry is None:
         return
     app, name, port, host = entry
+    if port < 0 or not metrics_enabled():
+        return
     if _prefork(sender):
         # Children fork after this: from now on every metric value is an mmapped file in `path`.
         path = tempfile.mkdtemp(prefix=f"hv-{name}-metrics-")
@@ -159,10 +172,7 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
         _LiveMultiProcessCollector(registry, path)
         ProcessCollector(registry=registry)  # the main process's own
         served = _ServedWorker(None, path, previous)
-        main = os.getpid()
-        # a worker that ends without worker_shutdown (a cold stop) still leaves nothing behind;
-        # never a child's doing (the pid check: a forked child inherits the atexit list)
-        atexit.register(lambda: os.getpid() == main and shutil.rmtree(path, ignore_errors=True))
+        atexit.register(_remove_at_exit, path, os.getpid())
     else:
         registry, served = WORKER_REGISTRY, _ServedWorker(None, None)
     try:

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -124,6 +125,46 @@ def register_scrape_time_gauge(gauge: ScrapeTimeGauges, registry: CollectorRegis
     registry.register(gauge)
     _scrape_time_gauges[key] = gauge
     return gauge
+
+
+def scrape_time_gauge(name: str, documentation: str, labels: Iterable[str],
+                      read: Callable[[], Iterable[tuple[tuple[str, ...], float]]], *,
+                      registry: CollectorRegistry = REGISTRY) -> ScrapeTimeGauges:
+    """Declares and registers a gauge that `read()` reads at every scrape (ScrapeTimeGauges)."""
+    return register_scrape_time_gauge(ScrapeTimeGauges(name, documentation, labels, read), registry)
+
+
+def sql_gauge(engine: Any, name: str, documentation: str, labels: Iterable[str], query: str, *,
+              registry: CollectorRegistry = REGISTRY) -> ScrapeTimeGauges:
+    """A gauge one SQL query on `engine` (SQLAlchemy) reads at every scrape: each row is the label
+    values, in `labels` order, then the value (NULL counts as 0). A query that fails (the database
+    is down) leaves the series out of that scrape."""
+    from sqlalchemy import text
+
+    names, statement = list(labels), text(query)
+
+    def read() -> list[tuple[tuple[str, ...], float]]:
+        with engine.connect() as conn:
+            rows = conn.execute(statement).all()
+        return [(tuple(str(v) for v in row[:len(names)]), float(row[len(names)] or 0)) for row in rows]
+
+    return scrape_time_gauge(name, documentation, names, read, registry=registry)
+
+
+def redis_list_gauge(redis_url: str, name: str, documentation: str, label: str, keys: Iterable[str], *,
+                     registry: CollectorRegistry = REGISTRY) -> ScrapeTimeGauges:
+    """A gauge of the lengths of Redis lists (a Celery queue on a Redis broker is the list of its
+    name), one series per key, read at every scrape; a URL that is not Redis reports nothing."""
+    import redis
+
+    keys = tuple(keys)
+    client = (redis.Redis.from_url(redis_url, socket_timeout=1.0, socket_connect_timeout=1.0)
+              if redis_url.startswith(("redis://", "rediss://")) else None)
+
+    def read() -> list[tuple[tuple[str, ...], float]]:
+        return [] if client is None else [((key,), float(client.llen(key))) for key in keys]
+
+    return scrape_time_gauge(name, documentation, [label], read, registry=registry)
 
 
 @dataclass

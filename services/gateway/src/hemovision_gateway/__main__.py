@@ -32,10 +32,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from hemovision_gateway.app import create_app
     from hemovision_gateway.metrics import queue_depths
-    from hemovision_telemetry.metrics import register_scrape_time_gauge, serve_metrics
+    from hemovision_telemetry.metrics import serve_metrics
 
     metrics = serve_metrics(settings.metrics_port, host=settings.host)
-    register_scrape_time_gauge(queue_depths(settings.broker_url))
+    queue_depths(settings.broker_url)  # hemovision_queue_depth, read at every scrape
     try:
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None, http="httptools",
                     timeout_graceful_shutdown=10, proxy_headers=False)

@@ -6,9 +6,9 @@ from hemovision.history.v1 import history_pb2_grpc
 from hemovision_database import create_db_engine
 from hemovision_grpc_server import Server
 from hemovision_grpc_server import create_server as create_grpc_server
-from hemovision_telemetry.metrics import ScrapeTimeGauges, register_scrape_time_gauge
+from hemovision_telemetry.metrics import scrape_time_gauge, sql_gauge
 from hemovision_tokens import AuthKeyProvider, TokenInterceptor, TokenVerifier
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from hemovision_history import SERVICE_NAME
 from hemovision_history.blobstore import BlobStore, blob_store_from_settings
@@ -55,32 +55,18 @@ async def create_server(
         register=lambda server: history_pb2_grpc.add_HistoryServiceServicer_to_server(servicer, server),
         interceptors=[TokenInterceptor(verifier)],
     )
-    register_scrape_time_gauge(ScrapeTimeGauges(
-        "hemovision_batches", "Batches by status (queued/running: in progress).", ["status"],
-        lambda: _batch_counts(engine)))
-    register_scrape_time_gauge(ScrapeTimeGauges(
-        "hemovision_batch_items_pending", "Items of queued or running batches not finished yet.", [],
-        lambda: [((), _pending_items(engine))]))
+    sql_gauge(engine, "hemovision_batches", "Batches by status (queued/running: in progress).", ["status"],
+              "SELECT status, count(*) FROM history.batches GROUP BY status")
+    sql_gauge(engine, "hemovision_batch_items_pending", "Items of queued or running batches not finished yet.", [],
+              "SELECT coalesce(sum(b.total), 0) - (SELECT count(*) FROM history.batch_items i "
+              "JOIN history.batches o ON o.id = i.batch_id WHERE o.status IN ('queued', 'running')) "
+              "FROM history.batches b WHERE b.status IN ('queued', 'running')")
     drift_service = service.drift
     assert drift_service is not None
-    register_scrape_time_gauge(ScrapeTimeGauges(
+    scrape_time_gauge(
         "hemovision_drift_score",
         "Drift of an organization's recent cells from its model version's reference (population stability "
         "index; component ood_score, confidence, class_mix, overall = max of ood_score and confidence).",
-        ["organization", "component"], drift_service.metric_values))
+        ["organization", "component"], drift_service.metric_values)
     # stop() also closes the verifier, then disposes of the engine (newest first)
     return Server(running, service=service, closers=[engine.dispose, verifier.close, references.close])
-
-
-def _batch_counts(engine: Engine) -> list[tuple[tuple[str, ...], float]]:
-    with engine.connect() as conn:
-        rows = conn.execute(text("SELECT status, count(*) FROM history.batches GROUP BY status")).all()
-    return [((status,), float(n)) for status, n in rows]
-
-
-def _pending_items(engine: Engine) -> float:
-    with engine.connect() as conn:
-        return float(conn.execute(text(
-            "SELECT coalesce(sum(b.total), 0) - (SELECT count(*) FROM history.batch_items i "
-            "JOIN history.batches o ON o.id = i.batch_id WHERE o.status IN ('queued', 'running')) "
-            "FROM history.batches b WHERE b.status IN ('queued', 'running')")).scalar_one())

@@ -68,7 +68,10 @@ def worker(extra: list[str]) -> int:
 
     configure_logging("training-worker", settings.log_level)
     # One job at a time; a fresh child process per job (TensorFlow and the preprocessed data set
-    # are released between jobs, and a child killed mid-job is detected by the parent).
+    # are released between jobs, and a child killed mid-job is detected by the parent). The job
+    # runs in that prefork child: its celery_* metrics reach this process's /metrics
+    # (HV_TRAINING_WORKER_METRICS_PORT) through prometheus_client's multiprocess mode, which
+    # hemovision_telemetry.celery_metrics switches on for a prefork pool.
     argv = ["worker", "-Q", settings.queue, "--concurrency", "1", "--max-tasks-per-child", "1",
             "--loglevel", settings.log_level, *extra]
     app.worker_main(argv)

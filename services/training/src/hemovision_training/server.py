@@ -9,12 +9,12 @@ from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 import hemovision_grpc_server
 from hemovision.training.v1 import training_pb2, training_pb2_grpc
 from hemovision_database import create_db_engine
-from hemovision_telemetry.metrics import ScrapeTimeGauges, register_scrape_time_gauge
+from hemovision_telemetry.metrics import sql_gauge
 from hemovision_tokens import AuthKeyProvider, TokenInterceptor, TokenVerifier
 from hemovision_training import drift
 from hemovision_training.adaptation import AdaptationService, CellSource
@@ -83,12 +83,11 @@ async def create_server(
         register=lambda s: training_pb2_grpc.add_TrainingServiceServicer_to_server(servicer, s),
         interceptors=[TokenInterceptor(verifier, public_methods=PUBLIC_METHODS)],
     )
-    register_scrape_time_gauge(ScrapeTimeGauges(
-        "hemovision_training_jobs", "Training and adaptation jobs by kind and status.", ["kind", "status"],
-        lambda: _job_counts(engine)))
-    register_scrape_time_gauge(ScrapeTimeGauges(
-        "hemovision_training_job_progress", "Share of epochs done of each running job (0..1).", ["job_id", "kind"],
-        lambda: _running_progress(engine)))
+    sql_gauge(engine, "hemovision_training_jobs", "Training and adaptation jobs by kind and status.",
+              ["kind", "status"], "SELECT kind, status, count(*) FROM training.training_jobs GROUP BY kind, status")
+    sql_gauge(engine, "hemovision_training_job_progress", "Share of epochs done of each running job (0..1).",
+              ["job_id", "kind"], "SELECT id, kind, CASE WHEN total_epochs > 0 THEN epoch::float / total_epochs "
+              "ELSE 0 END FROM training.training_jobs WHERE status = 'running'")
     # stop() also cancels the job reaper and closes what was made here (not what was passed in)
     server = hemovision_grpc_server.Server(running, service=service, closers=closers)
     if start_reaper:
@@ -97,16 +96,3 @@ async def create_server(
         server.start_task(asyncio.to_thread(drift.publish_registered, engine, settings.redis_url, settings.model_name),
                           name="drift-references")
     return server
-
-
-def _job_counts(engine: Engine) -> list[tuple[tuple[str, ...], float]]:
-    with engine.connect() as conn:
-        rows = conn.execute(text("SELECT kind, status, count(*) FROM training.training_jobs GROUP BY kind, status")).all()
-    return [((kind, status), float(n)) for kind, status, n in rows]
-
-
-def _running_progress(engine: Engine) -> list[tuple[tuple[str, ...], float]]:
-    with engine.connect() as conn:
-        rows = conn.execute(text("SELECT id, kind, epoch, total_epochs FROM training.training_jobs "
-                                 "WHERE status = 'running'")).all()
-    return [((str(job_id), kind), epoch / total if total else 0.0) for job_id, kind, epoch, total in rows]
