@@ -21,15 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hemovision_testkit.browser import chromium
+from hemovision_testkit.browser import page as browser_page
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[3]
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-CHROMIUM = os.environ.get("HV_E2E_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
 
 
 @dataclass
@@ -113,19 +112,12 @@ def artifacts() -> Path:
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"chromium not found at {CHROMIUM} (apt-get install -y chromium)", pytrace=False)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture
 def page(browser, artifacts, target):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     external: list[str] = []
 
     def only_local(route) -> None:
@@ -136,14 +128,6 @@ def page(browser, artifacts, target):
             external.append(url)
             route.abort()
 
-    context.route("**/*", only_local)
-    pg = context.new_page()
-    pg.errors = []  # type: ignore[attr-defined]
-    pg.on("pageerror", lambda exc: pg.errors.append(f"pageerror: {exc}"))
-    pg.on("console", lambda msg: msg.type == "error" and "Failed to load resource" not in msg.text
-          and pg.errors.append(f"console: {msg.text}"))
-    pg.prompt_answer = ""  # type: ignore[attr-defined]  # what a prompt() is answered with (confirm: accepted)
-    pg.on("dialog", lambda d: d.accept(pg.prompt_answer))
-    yield pg
-    context.close()
+    with browser_page(browser, route=only_local) as pg:
+        yield pg
     assert not external, f"requests outside the gateway: {external}"

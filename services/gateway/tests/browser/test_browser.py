@@ -12,6 +12,7 @@ import uuid
 import zipfile
 from pathlib import Path
 
+from hemovision_testkit.browser import sign_in
 from playwright.sync_api import expect
 
 from smtp_sink import SmtpSink
@@ -40,14 +41,6 @@ def cell_images(n: int) -> list[tuple[str, bytes]]:
 def shot(page, artifacts: Path, name: str) -> None:
     page.wait_for_timeout(300)
     page.screenshot(path=str(artifacts / f"{name}.png"), full_page=True)
-
-
-def sign_in(page, base: str, email: str, password: str) -> None:
-    page.goto(f"{base}/#/login")
-    page.get_by_label("E-mail").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_role("heading", name="Classify cells")).to_be_visible(timeout=TIMEOUT)
 
 
 def test_lab_journey(page, target, artifacts, tmp_path):

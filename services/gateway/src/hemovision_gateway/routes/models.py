@@ -94,7 +94,7 @@ async def restore_model(version: int, user: ModelAdmin, ctx: Ctx, body: RestoreB
 
 
 class TrainingBody(BaseModel):
-    data_dir: str = Field(default="", max_length=500, description="empty = the service's default data set")
+    data_dir: str = Field(default="", max_length=500, description="required: an ImageFolder directory with splits.csv on the training host (empty is refused with 422)")
     model_name: str = Field(default=DEFAULT_MODEL, max_length=100)
     epochs: int = Field(default=0, ge=0, le=1000)
     batch_size: int = Field(default=0, ge=0, le=4096)

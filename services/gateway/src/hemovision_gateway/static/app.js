@@ -730,7 +730,7 @@ async function pageAdmin() {
     $("#jobs").innerHTML = js.map((j) => `<tr data-id="${esc(j.id)}">${jobCells(j)}</tr>`).join("") || `<tr><td colspan="6">No jobs yet.</td></tr>`;
     $$("#jobs tr[data-id]", main).forEach(wireJobRow);
   };
-  const jobCells = (j) => `<td>${esc(j.id.slice(0, 8))}</td><td>${esc(j.status)}${j.phase ? " · " + esc(j.phase) : ""}</td><td>${j.epoch}/${j.total_epochs}</td>
+  const jobCells = (j) => `<td>${esc(j.id.slice(0, 8))}</td><td>${esc(j.status)}${j.phase && j.phase !== j.status ? " · " + esc(j.phase) : ""}</td><td>${j.epoch}/${j.total_epochs}</td>
       <td>${Object.entries(j.metrics).slice(0, 4).map(([k, v]) => `${esc(k)} ${Number(v).toFixed(3)}`).join(", ")}</td><td>${j.model_version ? "v" + j.model_version : ""}</td>
       <td><button class="secondary watch">Watch</button> ${["queued", "running"].includes(j.status) ? '<button class="danger cancel">Cancel</button>' : ""}</td>`;
   const wireJobRow = (tr) => {
@@ -744,7 +744,7 @@ async function pageAdmin() {
     $("#watch").innerHTML = `<label for="jp">Job ${esc(jid.slice(0, 8))}</label><progress id="jp" max="1" value="0"></progress><p id="js" role="status"></p>`;
     streamEvents(`/api/v1/training-jobs/${jid}/events`, (ev, j) => {
       $("#jp").value = j.total_epochs ? j.epoch / j.total_epochs : 0;
-      $("#js").textContent = `${j.status}${j.phase ? " (" + j.phase + ")" : ""}: epoch ${j.epoch} of ${j.total_epochs}` + (j.error ? ` — ${j.error}` : "");
+      $("#js").textContent = `${j.status}${j.phase && j.phase !== j.status ? " (" + j.phase + ")" : ""}: epoch ${j.epoch} of ${j.total_epochs}` + (j.error ? ` — ${j.error}` : "");
       // the job's row in the table follows the stream too (else it says "queued" while it trains)
       const tr = $$("#jobs tr[data-id]", main).find((r) => r.dataset.id === j.id);
       if (tr && ev === "progress") { tr.innerHTML = jobCells(j); wireJobRow(tr); }
