@@ -164,6 +164,8 @@ def test_review_adapt_predict_rollback(client, system, page):
     expect(held_back).to_contain_text(_pct(adaptation["holdout_accuracy_before"]))
     expect(held_back).to_contain_text(_pct(adaptation["holdout_accuracy_after"]))
     probe = cells[-1][1]
+    print(f"adaptation {adaptation['status']}: held-back {adaptation['holdout_accuracy_before']} -> "
+          f"{adaptation['holdout_accuracy_after']} on {adaptation['holdout_cells']} cells")
     if adaptation["status"] == "rejected":
         # The gate refused it (its held-back cells did not show the gain at p <= 0.05, or PBC val
         # fell): it says why, and nothing changed for anyone.
@@ -200,6 +202,8 @@ def test_review_adapt_predict_rollback(client, system, page):
     assert statuses == {"lab": Counter({201: len(load.answers["lab"])}),
                         "other": Counter({201: len(load.answers["other"])})}, statuses
     lab_versions = [v for _, v in load.answers["lab"]]
+    print(f"uploads across the rollback: lab {len(lab_versions)} (v{new} -> v{platform['version']}), "
+          f"other {len(load.answers['other'])}, all 201")
     assert new in lab_versions[:before_switch] and lab_versions[-3:] == [platform["version"]] * 3, lab_versions
     assert {v for _, v in load.answers["other"]} == {platform["version"]}
     assert client.get("/api/v1/organization/model", headers=lab).json()["adapted"] is False
