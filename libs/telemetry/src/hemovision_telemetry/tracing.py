@@ -7,7 +7,7 @@ needs, whether or not anything is exported:
   (OpenTelemetry's gRPC instrumentation when exporting; hemovision_grpc_server's own cheap
   propagation otherwise, see exporting());
 - PostgreSQL (psycopg2, so every SQLAlchemy engine whenever it was created), Redis (sync and
-  asyncio clients);
+  asyncio clients): a span per statement / command, only when spans are exported;
 - Celery: the publisher puts the traceparent in the task headers, the worker continues it, so a
   batch item's task and a training job keep the trace of the request that enqueued them;
 - HTTP: FastAPI's own telemetry makes the server span of every request (continuing the caller's
@@ -96,18 +96,21 @@ def exporting() -> bool:
 
 
 def _instrument(export: bool) -> None:
-    from opentelemetry.instrumentation.psycopg2 import Psycopg2Instrumentor
-    from opentelemetry.instrumentation.redis import RedisInstrumentor
-
     if export:
         from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient, GrpcAioInstrumentorServer, filters
+        from opentelemetry.instrumentation.psycopg2 import Psycopg2Instrumentor
+        from opentelemetry.instrumentation.redis import RedisInstrumentor
 
         # health checks (probes, readiness polls) and reflection are not requests: no spans for them
         traced = filters.negate(filters.any_of(filters.health_check(), filters.service_prefix("grpc.reflection.")))
         GrpcAioInstrumentorServer(filter_=traced).instrument()
         GrpcAioInstrumentorClient(filter_=traced).instrument()
-    Psycopg2Instrumentor().instrument(skip_dep_check=True)
-    RedisInstrumentor().instrument()
+        # Spans per SQL statement and Redis command only when they are recorded: without an
+        # exporter they would be non-recording spans nobody sees (the trace id in logs and answers
+        # is the request's), and bench-serving measured the tracing + metrics cost above the 3 %
+        # budget with them on the default path (docs/operations.md "Cost").
+        Psycopg2Instrumentor().instrument(skip_dep_check=True)
+        RedisInstrumentor().instrument()
     try:
         import celery  # noqa: F401 - only processes that have it publish or run tasks
     except ImportError:
