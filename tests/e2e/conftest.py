@@ -190,6 +190,23 @@ def test_images() -> list[tuple[str, Path]]:
 
 
 @pytest.fixture
+def platform_admin(system: RunningSystem) -> Callable[[], tuple[str, str]]:
+    """platform_admin() creates a platform_admin with the CLI, as an operator would: (e-mail, password)."""
+
+    def create() -> tuple[str, str]:
+        email, password = f"root-{uuid.uuid4().hex[:6]}@example.org", "platform admin password"
+        created = subprocess.run(
+            [sys.executable, "-m", "hemovision_auth", "create-admin", "--email", email, "--password-stdin"],
+            input=password, text=True, capture_output=True, cwd=ROOT, timeout=120,
+            env={**os.environ, "HV_DATABASE_URL": system.database_url, "HV_ENV": "development"},
+        )
+        assert created.returncode == 0, created.stderr
+        return email, password
+
+    return create
+
+
+@pytest.fixture
 def new_lab(client: httpx.Client) -> Callable[[], dict[str, str]]:
     """new_lab() registers a lab just for this test and returns its org_admin's bearer headers."""
 

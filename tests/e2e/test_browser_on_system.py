@@ -8,20 +8,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_browser_suite_on_the_real_system(system):
-    email, password = f"root-{uuid.uuid4().hex[:6]}@example.org", "platform admin password"
-    created = subprocess.run(
-        [sys.executable, "-m", "hemovision_auth", "create-admin", "--email", email, "--password-stdin"],
-        input=password, text=True, capture_output=True, cwd=ROOT, timeout=120,
-        env={**os.environ, "HV_DATABASE_URL": system.database_url, "HV_ENV": "development"},
-    )
-    assert created.returncode == 0, created.stderr
+def test_browser_suite_on_the_real_system(system, platform_admin):
+    email, password = platform_admin()
     env = {
         **os.environ,
         "HV_E2E_BASE_URL": system.base_url,

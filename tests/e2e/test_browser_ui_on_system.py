@@ -27,8 +27,6 @@ import io
 import os
 import random
 import re
-import subprocess
-import sys
 import time
 import uuid
 import zipfile
@@ -38,6 +36,8 @@ from pathlib import Path
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
+
+from hemovision_testkit.browser import JOB_LINES, RECORD_JOB_LINES
 
 from browser_support import TIMEOUT, sign_in  # its `browser` and `page` fixtures come through conftest
 
@@ -313,54 +313,34 @@ def test_dashboard_shows_what_the_api_returns(page, system, client, lab, cells):
     assert not page.errors, page.errors
 
 
-def _platform_admin(system) -> tuple[str, str]:
-    email, password = f"root-{uuid.uuid4().hex[:6]}@example.org", "platform admin password"
-    created = subprocess.run(
-        [sys.executable, "-m", "hemovision_auth", "create-admin", "--email", email, "--password-stdin"],
-        input=password, text=True, capture_output=True, cwd=ROOT, timeout=120,
-        env={**os.environ, "HV_DATABASE_URL": system.database_url, "HV_ENV": "development"},
-    )
-    assert created.returncode == 0, created.stderr
-    return email, password
-
-
-RECORD_LINES = """() => {
-    // every text the live status line (#js) shows, in order (the stream may set it several times
-    // within one task: each setting is a record with its own new text node)
-    window.__jobLines = [];
-    new MutationObserver((records) => {
-        for (const r of records) {
-            if (r.type === "childList" && r.target.id === "js") {
-                for (const n of r.addedNodes) window.__jobLines.push(n.textContent);
-            } else if (r.type === "characterData" && r.target.parentElement && r.target.parentElement.id === "js") {
-                window.__jobLines.push(r.target.data);
-            }
-        }
-    }).observe(document.getElementById("watch"), { childList: true, subtree: true, characterData: true });
-}"""
-JOB_LINES = """() => window.__jobLines"""
 STARTED = lambda r: r.url.endswith("/api/v1/training-jobs") and r.request.method == "POST"  # noqa: E731
+def _start_training_from_form(page: Page, *, epochs: int) -> dict:
+    """Fills the admin page's training form (PBC, 4 images per class), records the status line's
+    texts (JOB_LINES) and starts the job; returns the job the API created."""
+    page.evaluate(RECORD_JOB_LINES)
+    page.get_by_label(re.compile("^Data set folder")).fill(str(DATA))
+    page.get_by_label("Epochs").fill(str(epochs))
+    page.get_by_label("Images per class (0 = all)").fill("4")
+    with page.expect_response(STARTED) as started:
+        page.get_by_role("button", name="Start training").click()
+    assert started.value.status == 201, started.value.text()
+    return started.value.json()
+
+
 RUNNING = re.compile(r"^running \(epoch (\d+)/(\d+)\): epoch (\d+) of (\d+)$")
 
 
 @pytest.mark.timeout(600)
-def test_admin_starts_watches_and_cancels_a_training_job(page, system):
+def test_admin_starts_watches_and_cancels_a_training_job(page, system, platform_admin):
     base = system.base_url
-    email, password = _platform_admin(system)
+    email, password = platform_admin()
     sign_in(page, base, email, password)
     headers = bearer(page)
     versions = httpx.get(f"{base}/api/v1/models", headers=headers, timeout=30).json()["items"]
     page.goto(f"{base}/#/admin")
     expect(page.get_by_role("heading", name="Training jobs")).to_be_visible(timeout=TIMEOUT)
     expect(page.locator("#jobs tr")).not_to_have_count(0, timeout=TIMEOUT)
-    page.evaluate(RECORD_LINES)
-    page.get_by_label(re.compile("^Data set folder")).fill(str(DATA))
-    page.get_by_label("Epochs").fill("200")
-    page.get_by_label("Images per class (0 = all)").fill("4")
-    with page.expect_response(STARTED) as started:
-        page.get_by_role("button", name="Start training").click()
-    assert started.value.status == 201, started.value.text()
-    job = started.value.json()
+    job = _start_training_from_form(page, epochs=200)
     jid = job["id"]
     expect(page.locator("#toast")).to_contain_text("Training job started")
     expect(page.get_by_text(f"Job {jid[:8]}")).to_be_visible()
@@ -413,25 +393,18 @@ def test_admin_starts_watches_and_cancels_a_training_job(page, system):
 
 @pytest.mark.shared_stack_last  # it registers a platform version: no other test on the shared stack may see it
 @pytest.mark.timeout(600)
-def test_admin_runs_a_training_job_to_the_end(page, system):
+def test_admin_runs_a_training_job_to_the_end(page, system, platform_admin):
     """A small job (3 epochs of 4 cells per class: about 30 s on 2 cores) started from the form is
     followed live to "succeeded"; the page then lists the version it registered, as the API does."""
     base = system.base_url
-    email, password = _platform_admin(system)
+    email, password = platform_admin()
     sign_in(page, base, email, password)
     headers = bearer(page)
     page.goto(f"{base}/#/admin")
     expect(page.get_by_role("heading", name="Training jobs")).to_be_visible(timeout=TIMEOUT)
     expect(page.locator("#jobs tr")).not_to_have_count(0, timeout=TIMEOUT)
     expect(page.locator("#models tr")).not_to_have_count(0, timeout=TIMEOUT)
-    page.evaluate(RECORD_LINES)
-    page.get_by_label(re.compile("^Data set folder")).fill(str(DATA))
-    page.get_by_label("Epochs").fill("3")
-    page.get_by_label("Images per class (0 = all)").fill("4")
-    with page.expect_response(STARTED) as started:
-        page.get_by_role("button", name="Start training").click()
-    assert started.value.status == 201, started.value.text()
-    jid = started.value.json()["id"]
+    jid = _start_training_from_form(page, epochs=3)["id"]
 
     expect(page.locator("#js")).to_have_text(re.compile("^succeeded"), timeout=300_000)
     job = httpx.get(f"{base}/api/v1/training-jobs/{jid}", headers=headers, timeout=30).json()

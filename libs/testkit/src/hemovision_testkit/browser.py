@@ -61,3 +61,20 @@ def sign_in(page: Any, base: str, email: str, password: str) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Classify cells")).to_be_visible(timeout=TIMEOUT_MS)
+
+
+# The admin page's training status line (#js): record every text it shows, in order (the stream
+# may set it several times within one task: each setting is a record with its own new text node).
+RECORD_JOB_LINES = """() => {
+    window.__jobLines = [];
+    new MutationObserver((records) => {
+        for (const r of records) {
+            if (r.type === "childList" && r.target.id === "js") {
+                for (const n of r.addedNodes) window.__jobLines.push(n.textContent);
+            } else if (r.type === "characterData" && r.target.parentElement && r.target.parentElement.id === "js") {
+                window.__jobLines.push(r.target.data);
+            }
+        }
+    }).observe(document.getElementById("watch"), { childList: true, subtree: true, characterData: true });
+}"""
+JOB_LINES = """() => window.__jobLines"""

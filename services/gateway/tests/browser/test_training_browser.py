@@ -15,23 +15,9 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
+from hemovision_testkit.browser import JOB_LINES, RECORD_JOB_LINES
 from test_browser import TIMEOUT, shot, sign_in
 
-RECORD_LINES = """() => {
-    // every text the live status line (#js) shows, in order (the stream may set it several times
-    // within one task: each setting is a record with its own new text node)
-    window.__jobLines = [];
-    new MutationObserver((records) => {
-        for (const r of records) {
-            if (r.type === "childList" && r.target.id === "js") {
-                for (const n of r.addedNodes) window.__jobLines.push(n.textContent);
-            } else if (r.type === "characterData" && r.target.parentElement && r.target.parentElement.id === "js") {
-                window.__jobLines.push(r.target.data);
-            }
-        }
-    }).observe(document.getElementById("watch"), { childList: true, subtree: true, characterData: true });
-}"""
-JOB_LINES = """() => window.__jobLines"""
 
 
 def test_training_form_runs_a_job_live_to_the_end(page, target, artifacts):
@@ -45,7 +31,7 @@ def test_training_form_runs_a_job_live_to_the_end(page, target, artifacts):
     page.goto(f"{target.base_url}/#/admin")
     expect(page.get_by_role("heading", name="Training jobs")).to_be_visible(timeout=TIMEOUT)
     expect(page.locator("#jobs tr")).to_have_count(1, timeout=TIMEOUT)
-    page.evaluate(RECORD_LINES)
+    page.evaluate(RECORD_JOB_LINES)
     posts: list[dict] = []
     page.on("request", lambda r: r.method == "POST" and r.url.endswith("/api/v1/training-jobs")
             and posts.append(json.loads(r.post_data or "{}")))
