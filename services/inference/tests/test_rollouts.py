@@ -163,17 +163,24 @@ async def test_zero_failed_requests_while_rollouts_start_promote_and_abort(tmp_p
         stop = asyncio.Event()
         answered: list[int] = []
         failures: list[str] = []
+        # answers to requests SENT while 2 was promoted and nothing rolled out: a request in flight
+        # across the promotion, or one sent once the next canary started, may be answered by 1
+        promoted: list[int] = []
+        window = {"open": False}
 
         async def client(k: int) -> None:
             i = 0
             while not stop.is_set():
                 i += 1
+                sent_in_window = window["open"]
                 try:
                     if i % 3 == 0:
                         reply = await stub.Explain(request(k * 10000 + i), metadata=user, timeout=20)
                     else:
                         reply = await stub.Classify(request(k * 10000 + i, n=2), metadata=user, timeout=20)
                     answered.append(reply.model.version)
+                    if sent_in_window:
+                        promoted.append(reply.model.version)
                 except grpc.aio.AioRpcError as exc:
                     failures.append(f"{exc.code().name}: {exc.details()}")
 
@@ -192,8 +199,9 @@ async def test_zero_failed_requests_while_rollouts_start_promote_and_abort(tmp_p
             await asyncio.sleep(1.0)
             registry.end_rollout(promote=True)  # promote: 2 becomes the active version
             await until(lambda: router.active == 2 and router.rollout is None)
-            mark = len(answered)
+            window["open"] = True
             await asyncio.sleep(1.5)
+            window["open"] = False
             registry.start_rollout(1, percent=50)  # and back: a canary of the old version
             await until(lambda: router.rollout_ready)
             await asyncio.sleep(1.0)
@@ -205,6 +213,6 @@ async def test_zero_failed_requests_while_rollouts_start_promote_and_abort(tmp_p
             await asyncio.gather(*clients)
         print(f"rollouts under load: {len(answered)} answered, {len(failures)} failed")
         assert not failures, failures[:5]
-        assert set(answered[mark:mark + 50]) == {2}
+        assert set(promoted) == {2} and len(promoted) >= 10, promoted
         assert len(answered) > 200
         assert answered[-1] == 1
