@@ -5,7 +5,7 @@ UV ?= uv
 PYTEST := $(PY) -m pytest
 
 .PHONY: image compose-up help install proto proto-check up down test test-unit test-e2e test-browser lint \
-        bench bench-preprocess bench-serving bench-model bench-shift bench-adapt bench-reliability bench-tracing bench-ood sanitize-preprocess validate-deploy images-offline clean
+        bench bench-preprocess bench-serving bench-model bench-shift bench-adapt bench-reliability bench-tracing bench-ood fuzz sanitize-preprocess validate-deploy images-offline clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -70,6 +70,12 @@ bench-tracing: ## what always-on tracing costs: one gRPC hop and one upload thro
 
 bench-ood: ## needs_review OOD evaluation (far/near OOD AUROC, false flags on the PBC test split)
 	$(PY) bench/ood/eval_ood.py
+
+# Coverage-guided fuzzing (atheris): FUZZ_SECONDS per target; findings under test-artifacts/fuzz/.
+# FUZZ_ASAN=1: the pixels target on the ASan + UBSan build of the C++ chain; extra flags via ARGS.
+FUZZ_SECONDS ?= 120
+fuzz: ## fuzz the decoders (image decode + C++ chain, batch ZIP reader, format sniffing) for FUZZ_SECONDS (120) each; FUZZ_ASAN=1 for ASan/UBSan (docs/reliability.md; not CI)
+	$(PY) bench/fuzz/run_fuzz.py --seconds $(FUZZ_SECONDS) $(if $(FUZZ_ASAN),--asan) $(ARGS)
 
 sanitize-preprocess: ## build the C++ extension with ASan+UBSan and run the property tests on it
 	bash services/preprocess/core/scripts/sanitize.sh

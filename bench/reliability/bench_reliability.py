@@ -13,13 +13,15 @@ ports + 14000, on a PostgreSQL cluster and a redis-server of its own (never the 
             see, and every 201 still in history afterwards
   redis     the run's redis-server killed (-9) under load for `--redis-down-s`: revocation fails
             closed (503, a revoked token is never let in), then recovery once it is back
+  inputs    every hostile file of hemovision_testkit.hostile through REST (bench/reliability/inputs.py):
+            each answered as documented, within seconds, nothing of a rejected file stored
   soak      (--soak) c=32 for `--soak-s` sampling every process's RSS: slope per process
 Afterwards every 201 answer's id is looked up in history (by the unique sample_id each upload
 carries): none lost, none recorded twice.
 
-`make up` stops the whole stack when one process exits (no restart supervision yet); the bench
-supervises its stack itself: a process that dies is restarted after 1 s with the devstack's own
-argv and environment, and the report says so.
+`make up` restarts a process that exits (the devstack's supervisor, restart with backoff): the
+bench kills and watches; with an older devstack without supervision it restarts the process
+itself after 1 s with the devstack's own argv and environment, and the report says which.
 
     python bench/reliability/bench_reliability.py [--quick] [--soak] [--port-offset 14000]
 """
@@ -45,6 +47,7 @@ import psutil  # noqa: E402
 from harness import (  # noqa: E402
     DEFAULT_OFFSET, REPO, Answer, OwnPostgres, OwnRedis, System, Uploader, history_rows, reconcile, upload_files,
 )
+from inputs import run_inputs  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "reliability.json"
 DOC = REPO / "docs" / "reliability.md"
@@ -135,7 +138,10 @@ def rss_by_process(system: System, pg: OwnPostgres, redis: OwnRedis) -> dict[str
                 pass
     try:  # the postmaster's pid is the first line of postmaster.pid (its cmdline is rewritten)
         postmaster = psutil.Process(int((pg.data / "postmaster.pid").read_text().split()[0]))
-        out["postgres"] = sum(c.memory_info().rss for c in [postmaster, *postmaster.children()]) / 2**20
+        # PSS, not RSS: every backend's RSS counts each shared-buffer page it has touched, so the
+        # sum of RSS grows as backends touch more of shared_buffers without any memory being used;
+        # PSS shares each page among the processes that map it (the sum counts it once)
+        out["postgres (PSS)"] = sum(c.memory_full_info().pss for c in [postmaster, *postmaster.children()]) / 2**20
     except (OSError, ValueError, IndexError, psutil.Error):
         pass
     return out
@@ -195,6 +201,10 @@ async def main_async(args) -> dict:
         up = Uploader(system.gateway_url, login["access_token"], upload_files(64), deadline_s=args.deadline)
 
         legs = set(args.legs.split(","))
+        if "inputs" in legs:
+            print("hostile inputs (hemovision_testkit.hostile) ...", flush=True)
+            results["inputs"] = await asyncio.to_thread(run_inputs, system.gateway_url, system.cfg.var_dir)
+            print(json.dumps(results["inputs"]), flush=True)
         if "load" in legs:
             warm = 5 if q else 20
             print(f"warm-up c=32 {warm} s", flush=True)
@@ -319,6 +329,17 @@ def table(r: dict) -> str:
                          f"{x['p50_ms']} | {x['p99_ms']} | {x['max_ms']} | {x['goodput_per_s']} |")
         lines += ["", f"Goodput at c=200 = **{L['goodput_ratio_c200_c32']:.0%}** of c=32 (target >= 80 %; "
                   f"{L.get('rounds', 1)} interleaved rounds each).", ""]
+    if "inputs" in r:
+        x = r["inputs"]
+        lines += ["| hostile inputs (REST, one organization) | cases | answered as documented | 5xx | slowest answer "
+                  "| predictions stored from rejected files | stray files stored |", "|---|" + "---|" * 6,
+                  f"| {x['images_rejected']} rejected + {x['images_accepted']} tricky-but-real images, {x['archives']} "
+                  f"hostile archives, 1 ZIP of every rejected image ({x['items_failed']}/{x['zip_of_rejected_items']} "
+                  f"items failed) | {x['cases']} | {x['answered_as_documented']} | {x['server_errors']} | "
+                  f"{x['slowest_s']} s (limit {x['slow_limit_s']:.0f} s) | {x['stored_predictions_of_rejected']} | "
+                  f"{x['stray_files']} |", ""]
+        if x["wrong"]:
+            lines += ["Not as documented: " + "; ".join(x["wrong"]), ""]
     faults = [("model_kill", "model server kill -9"), ("postgres_restart", "PostgreSQL restart (immediate)"),
               ("redis_down", "Redis down")]
     if any(k in r for k, _ in faults):
@@ -374,7 +395,7 @@ def write_doc(text: str) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="short durations, for developing")
-    p.add_argument("--legs", default="load,model,postgres,redis")
+    p.add_argument("--legs", default="inputs,load,model,postgres,redis")
     p.add_argument("--load-s", type=float, default=60.0, help="seconds at c=32 and at c=200 (each, in all)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved c=32 / c=200 rounds the seconds are split into")
     p.add_argument("--deadline", type=float, default=30.0, help="client deadline per request, s")

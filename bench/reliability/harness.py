@@ -497,7 +497,9 @@ def history_rows(database_url: str, prefix: str = "") -> dict[str, list[str]]:
 
     url = database_url.replace("+psycopg2", "")
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
-        cur.execute("SELECT sample_id, id::text FROM history.predictions WHERE sample_id LIKE %s", (prefix + "%",))
+        # the load's uploads carry a unique sample_id; other legs' (hostile inputs) carry none
+        cur.execute("SELECT sample_id, id::text FROM history.predictions WHERE sample_id LIKE %s AND sample_id <> ''",
+                    (prefix + "%",))
         rows: dict[str, list[str]] = {}
         for sample_id, pid in cur.fetchall():
             rows.setdefault(sample_id, []).append(pid)

@@ -49,11 +49,27 @@ MIGRATE_STEPS = [
 # Secrets the Kubernetes pods read; dev renders placeholders, base/prod expect them to exist.
 EXTERNAL_SECRETS = {
     "hemovision-database",
+    "hemovision-history-database",
+    "hemovision-audit-retention",
     "hemovision-redis",
     "hemovision-auth",
     "hemovision-service-credential",
     "hemovision-blobstore",
 }
+
+
+# Mutual TLS in Kubernetes (decision 44; deploy/k8s/components/mtls): overlays that must render
+# it, the settings and the file each names in a cert-manager Secret, and who needs a certificate.
+MTLS_OVERLAYS = ("prod",)
+TLS_ENV = {"HV_TLS_CERT_FILE": "tls.crt", "HV_TLS_KEY_FILE": "tls.key", "HV_TLS_CA_FILE": "ca.crt"}
+HEALTH_PROBE_COMMAND = "hv-grpc-health"
+# gRPC clients: every server that calls a peer, and every worker whose settings' server does
+# (a worker reads that server's peer addresses). With the servers: the workloads that need one.
+GRPC_CLIENTS = [*(s.name for s in SERVERS.values() if s.all_peers),
+                *(w.name for w in topology.WORKERS.values() if SERVERS[w.settings_of].all_peers)]
+MTLS_WORKLOADS = list(dict.fromkeys([*PORTS, *GRPC_CLIENTS]))
+# The model server is inference's tensorflow/serving sidecar: it serves with inference's certificate.
+SERVED_BY = {**{name: name for name in PORTS}, "model-server": "inference"}
 
 
 def peer_host(peer: str, model_server_host: str) -> str:

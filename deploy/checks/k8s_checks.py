@@ -1,5 +1,5 @@
 """Rendered Kubernetes manifests: references, security, probes, peers and network policies
-(against the topology), autoscaling, migrations, secrets per overlay."""
+(against the topology), autoscaling, migrations, secrets per overlay, mutual TLS (mtls_checks)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ from expected import (
     tf_serving_base_path,
     topology,
 )
+from mtls_checks import check_mtls, mtls_rendered
+from history_role_checks import check_k8s_history_roles
 from report import Report
 
 
@@ -136,6 +138,10 @@ def check_k8s(path: Path, overlay: str) -> int:
                     r.check(ref["secretRef"]["name"] in secrets_available,
                             f"{where}: Secret {ref['secretRef']['name']} neither rendered nor documented")
 
+    # mutual TLS (deploy/k8s/components/mtls): certificates for the topology's servers and clients
+    mtls = mtls_rendered(objs)
+    check_mtls(r, overlay, objs, ns, config)
+
     # app services: command, gRPC probes naming the proto service, Service, PDB
     for name, d in deployments.items():
         template = d["spec"]["template"]
@@ -151,9 +157,10 @@ def check_k8s(path: Path, overlay: str) -> int:
             r.check({"name": "grpc", "containerPort": port, "protocol": "TCP"} in main.get("ports", []),
                     f"{name}: container port grpc {port}")
             # readiness: the model-aware name (NOT_SERVING while it cannot serve); liveness: the
-            # process works (a dependency that is down must never get a pod restarted)
-            for probe, service in (("readinessProbe", HEALTH_NAMES[name]),
-                                   ("livenessProbe", topology.LIVENESS_HEALTH_SERVICE)):
+            # process works (a dependency that is down must never get a pod restarted). Under
+            # mutual TLS they are exec hv-grpc-health probes with the same names (check_mtls).
+            probes = (("readinessProbe", HEALTH_NAMES[name]), ("livenessProbe", topology.LIVENESS_HEALTH_SERVICE))
+            for probe, service in () if mtls else probes:
                 g = main.get(probe, {}).get("grpc")
                 r.check(g == {"port": port, "service": service},
                         f"{name}: {probe} must be grpc {{port: {port}, service: {service}}}, got {g}")
@@ -246,6 +253,7 @@ def check_k8s(path: Path, overlay: str) -> int:
         cmd = " ".join(job["spec"]["template"]["spec"]["containers"][0]["command"])
         positions = [cmd.find(step) for step in MIGRATE_STEPS]
         r.check(all(p >= 0 for p in positions) and positions == sorted(positions), "migrate Job: all four steps")
+    check_k8s_history_roles(r, objs)  # history serves and purges as its restricted roles
 
     # network policies: default deny, every server reachable only by the allowed flows
     policies = objs("NetworkPolicy")

@@ -209,11 +209,82 @@ def _refused(engine, sql: str, **params) -> str:
     return str(info.value.orig)
 
 
-async def test_audit_log_is_append_only_for_the_service_connection(stub, migrated_url):
+async def test_the_servers_connection_serves_but_cannot_change_the_audit_log(stub, history):
+    """The server's own connection (the runtime role, as every deployment runs it) records, lists
+    and deletes predictions, but UPDATE/DELETE/TRUNCATE of the audit log are refused by privilege
+    (permission denied for the table), before the append-only trigger would be reached."""
+    admin = User.new(role="org_admin")
+    engine = history.service.engine
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT current_user")).scalar() == HISTORY_APP_ROLE
+    p = await stub.RecordPrediction(history_pb2.RecordPredictionRequest(prediction=make_prediction(),
+                                                                        image_png=png_bytes()),
+                                    metadata=admin.metadata, timeout=T)
+    listed = await stub.ListPredictions(history_pb2.ListPredictionsRequest(), metadata=admin.metadata, timeout=T)
+    assert p.id in {i.id for i in listed.items}
+    await stub.DeletePrediction(history_pb2.DeletePredictionRequest(id=p.id), metadata=admin.metadata, timeout=T)
+    listed = await stub.ListPredictions(history_pb2.ListPredictionsRequest(), metadata=admin.metadata, timeout=T)
+    assert p.id not in {i.id for i in listed.items}
+    deleted = [e for e in await list_all(stub, admin, action_prefix="prediction.delete") if e.target_id == p.id]
+    assert len(deleted) == 1
+
+    for sql in ("UPDATE history.audit_events SET action = 'x.y' WHERE id = :i",
+                "DELETE FROM history.audit_events WHERE id = :i", "TRUNCATE history.audit_events"):
+        assert "permission denied for table audit_events" in _refused(engine, sql, i=deleted[0].id)
+    with engine.connect() as conn:
+        for privilege in ("UPDATE", "DELETE", "TRUNCATE"):
+            assert conn.execute(text("SELECT has_table_privilege('history.audit_events', :p)"),
+                                {"p": privilege}).scalar() is False
+        assert conn.execute(text("SELECT pg_has_role(:r, 'MEMBER')"), {"r": AUDIT_RETENTION_ROLE}).scalar() is False
+    assert [e.id for e in await list_all(stub, admin, action_prefix="prediction.delete")
+            if e.target_id == p.id] == [deleted[0].id]
+
+
+# What the runtime role may do on each table of schema `history` (every migration's tables: a
+# table added later without its grant fails here, not in production).
+RUNTIME_PRIVILEGES = {
+    "audit_events": {"SELECT", "INSERT"},
+    "alembic_version": {"SELECT"},
+    "predictions": {"SELECT", "INSERT", "UPDATE", "DELETE"},
+    "batches": {"SELECT", "INSERT", "UPDATE", "DELETE"},
+    "batch_items": {"SELECT", "INSERT", "UPDATE", "DELETE"},
+    "retention_policies": {"SELECT", "INSERT", "UPDATE", "DELETE"},
+}
+
+
+def test_runtime_role_privileges_cover_every_history_table(migrated_url):
+    owner = create_engine(migrated_url)
+    try:
+        with owner.connect() as conn:
+            relations = dict(conn.execute(text(
+                "SELECT c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'history' AND c.relkind IN ('r', 'p', 'v', 'm', 'S')")).all())
+            assert {name for name, kind in relations.items() if kind != "S"} == set(RUNTIME_PRIVILEGES)
+            for table, wanted in RUNTIME_PRIVILEGES.items():
+                held = {p for p in ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
+                        if conn.execute(text("SELECT has_table_privilege(:r, :t, :p)"),
+                                        {"r": HISTORY_APP_ROLE, "t": f"history.{table}", "p": p}).scalar()}
+                assert held == wanted, table
+            for sequence in (name for name, kind in relations.items() if kind == "S"):  # none today
+                assert conn.execute(text("SELECT has_sequence_privilege(:r, :s, 'USAGE')"),
+                                    {"r": HISTORY_APP_ROLE, "s": f"history.{sequence}"}).scalar(), sequence
+            role = conn.execute(text("SELECT rolsuper, rolcreaterole, rolcreatedb, rolbypassrls, rolinherit "
+                                     "FROM pg_roles WHERE rolname = :r"), {"r": HISTORY_APP_ROLE}).one()
+            assert tuple(role) == (False, False, False, False, False)
+            assert not conn.execute(text(
+                "SELECT count(*) FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner WHERE r.rolname = :r"),
+                {"r": HISTORY_APP_ROLE}).scalar()
+            assert not conn.execute(text("SELECT has_schema_privilege(:r, 'history', 'CREATE')"),
+                                    {"r": HISTORY_APP_ROLE}).scalar()
+    finally:
+        owner.dispose()
+
+
+async def test_audit_log_is_append_only_for_the_owner_too(stub, migrated_url):
     admin = User.new(role="org_admin")
     e = await stub.RecordAuditEvent(history_pb2.RecordAuditEventRequest(action="report.download"),
                                     metadata=admin.metadata, timeout=T)
-    # the connection the services use today (the schema owner; a superuser in development)
+    # the schema owner (a superuser in development): the trigger refuses it
     owner = create_engine(migrated_url)
     try:
         assert "append-only" in _refused(owner, "UPDATE history.audit_events SET action = 'x.y' WHERE id = :i", i=e.id)

@@ -258,7 +258,7 @@ async def test_export_streams_in_bounded_chunks(stub, alice):
     assert len(sizes) >= 5 and max(sizes) <= 64 * 1024
 
 
-async def test_retention_purge_deletes_old_blobs_only(stub, alice, settings, migrated_url, blob_root):
+async def test_retention_purge_deletes_old_blobs_only(stub, alice, settings, migrated_url, blob_root, retention_engine):
     old = await record(stub, alice, make_prediction(), image_png=png_bytes(), heatmap_png=png_bytes())
     new = await record(stub, alice, make_prediction(), image_png=png_bytes())
     engine = create_engine(migrated_url)
@@ -266,11 +266,13 @@ async def test_retention_purge_deletes_old_blobs_only(stub, alice, settings, mig
         conn.execute(text("UPDATE history.predictions SET created_at = now() - interval '40 days' WHERE id = :i"), {"i": old.id})
     engine.dispose()
 
-    keep_forever = build_service(settings.model_copy(update={"retention_days": 0}), blobs=LocalBlobStore(blob_root))
+    keep_forever = build_service(settings.model_copy(update={"retention_days": 0}), blobs=LocalBlobStore(blob_root),
+                                 audit_retention_engine=retention_engine)
     assert (await keep_forever.retention.purge()).as_dict()["purged_blobs"] == 0
     keep_forever.engine.dispose()
 
-    service = build_service(settings.model_copy(update={"retention_days": 30}), blobs=LocalBlobStore(blob_root))
+    service = build_service(settings.model_copy(update={"retention_days": 30}), blobs=LocalBlobStore(blob_root),
+                            audit_retention_engine=retention_engine)
     try:
         assert (await service.retention.purge()).as_dict()["purged_blobs"] >= 1
         assert (await service.retention.purge()).as_dict()["purged_blobs"] == 0  # nothing left to purge
@@ -283,10 +285,16 @@ async def test_retention_purge_deletes_old_blobs_only(stub, alice, settings, mig
     assert kept.label == old.label and not kept.has_image and not kept.has_heatmap
 
 
-def test_purge_command_line(settings, monkeypatch):
+def test_purge_command_line(settings, migrated_url, monkeypatch):
+    """The purge as `make up` and Kubernetes run it: the runtime role's URL, audit deletions
+    through the retention role's."""
+    from history_factories import as_role
+
     from hemovision_history.__main__ import main
+    from hemovision_history.tables import AUDIT_RETENTION_ROLE
 
     monkeypatch.setenv("HV_HISTORY_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("HV_HISTORY_RETENTION_DATABASE_URL", as_role(migrated_url, AUDIT_RETENTION_ROLE))
     monkeypatch.setenv("HV_HISTORY_BLOB_ROOT", settings.blob_root)
     monkeypatch.setenv("HV_HISTORY_RETENTION_DAYS", "3650")
     assert main(["purge"]) == 0

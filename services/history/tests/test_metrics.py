@@ -16,8 +16,8 @@ def sample(name: str, labels: dict | None = None) -> float:
     return REGISTRY.get_sample_value(name, labels or {}) or 0.0
 
 
-async def test_batch_progress_series(stub, settings, alice: User):
-    engine = create_engine(settings.database_url)
+async def test_batch_progress_series(stub, migrated_url, alice: User):
+    engine = create_engine(migrated_url)  # the owner (the runtime role may not TRUNCATE)
     with engine.begin() as conn:  # other tests' batches must not count here
         conn.execute(text("TRUNCATE history.batches CASCADE"))
     engine.dispose()

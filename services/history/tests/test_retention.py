@@ -32,9 +32,10 @@ def caller(user: User) -> domain.Caller:
 
 
 @pytest.fixture
-def service(settings, blob_root):
+def service(settings, blob_root, retention_engine):
+    """History as the purge runs it: the runtime role, audit deletions as the retention role."""
     svc = build_service(settings.model_copy(update={"retention_days": 20, "audit_retention_days": 400}),
-                        blobs=LocalBlobStore(blob_root))
+                        blobs=LocalBlobStore(blob_root), audit_retention_engine=retention_engine)
     yield svc
     svc.engine.dispose()
 
@@ -163,8 +164,9 @@ async def test_audit_retention_only_through_the_retention_role(stub, settings, m
     keep.engine.dispose()
     assert await listed() == {old, recent}
 
-    # the job (the owner's URL; SET LOCAL ROLE to the retention role) removes only the expired one
-    job = build_service(settings, blobs=LocalBlobStore(blob_root))
+    # the job with the owner's URL and no retention URL (SET LOCAL ROLE to the retention role, of
+    # which the migrating owner is a member) removes only the expired one
+    job = build_service(settings.model_copy(update={"database_url": migrated_url}), blobs=LocalBlobStore(blob_root))
     report = await job.retention.purge()
     job.engine.dispose()
     assert report.audit_events >= 1

@@ -24,6 +24,8 @@ from hemovision_contracts.topology import (
     worker_metrics_port_env,
 )
 from hemovision_grpc_server import TlsSettings
+from hemovision_history.tables import AUDIT_RETENTION_ROLE, HISTORY_APP_ROLE
+from sqlalchemy.engine import make_url
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/hemovision"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -136,6 +138,26 @@ def topology_env(cfg: StackConfig) -> dict[str, str]:
     return env
 
 
+def as_role(database_url: str, role: str) -> str:
+    """`database_url` signing in as `role` instead: same host, port and database, no password
+    (the development cluster trusts local connections)."""
+    return make_url(database_url).set(username=role, password=None).render_as_string(hide_password=False)
+
+
+def history_database_env(cfg: StackConfig, environ: Mapping[str, str]) -> dict[str, str]:
+    """History's three connections (docs/history.md "Append-only"): `migrate` as the schema owner
+    (the stack's database URL), the server as the restricted runtime role hemovision_history_app
+    (INSERT/SELECT only on the audit log), the retention purge's audit deletions as
+    hemovision_audit_retention. Each is the stack's URL with another user, unless set in the
+    environment (a cluster with password authentication needs the roles' passwords there)."""
+    wanted = {
+        "HV_HISTORY_MIGRATE_DATABASE_URL": cfg.database_url,
+        "HV_HISTORY_DATABASE_URL": as_role(cfg.database_url, HISTORY_APP_ROLE),
+        "HV_HISTORY_RETENTION_DATABASE_URL": as_role(cfg.database_url, AUDIT_RETENTION_ROLE),
+    }
+    return {key: environ.get(key) or value for key, value in wanted.items()}
+
+
 def build_env(cfg: StackConfig) -> dict[str, str]:
     """Every process gets the whole map; each reads only its own HV_<SVC>_ prefix."""
     worker_secret = _dev_secret(cfg.var, "batch-worker")
@@ -155,7 +177,8 @@ def build_env(cfg: StackConfig) -> dict[str, str]:
         "HV_AUTH_SERVICE_CREDENTIALS": f"batch-worker:{worker_secret}",
         "HV_AUTH_SIGNING_KEY_SECRET": _dev_secret(cfg.var, "signing-key"),
         "HV_AUTH_PUBLIC_BASE_URL": f"http://{LOCALHOST}:{cfg.port('gateway')}",
-        # history
+        # history: migrate as the owner, serve as the runtime role, purge audit rows as the retention role
+        **history_database_env(cfg, os.environ),
         "HV_HISTORY_BLOB_ROOT": str(cfg.var / "blobs"),
         # training
         "HV_TRAINING_MODEL_BASE": str(cfg.models),

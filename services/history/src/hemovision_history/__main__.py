@@ -1,12 +1,18 @@
-"""`python -m hemovision_history [serve|migrate|purge]` (console script hemovision-history).
+"""`python -m hemovision_history [serve|migrate|role-passwords|purge]` (console script hemovision-history).
 
-serve    run the gRPC server (HV_HISTORY_PORT, default 50054) until SIGTERM
-migrate  run the Alembic migrations of schema `history` (a one-off step, never at start-up)
-purge    one retention pass: stored images/heatmaps and (where an organization's policy says so)
-         whole records past their retention, and audit events older than
-         HV_HISTORY_AUDIT_RETENTION_DAYS (as the audit retention role, through
-         HV_HISTORY_RETENTION_DATABASE_URL when set); meant for a scheduler (Celery beat in the
-         development stack, a Kubernetes CronJob)
+serve           run the gRPC server (HV_HISTORY_PORT, default 50054) until SIGTERM
+migrate         run the Alembic migrations of schema `history` (a one-off step, never at start-up;
+                through HV_HISTORY_MIGRATE_DATABASE_URL when set)
+role-passwords  give the runtime role hemovision_history_app and the retention role
+                hemovision_audit_retention the passwords of the URLs history signs in with as them
+                (HV_HISTORY_DATABASE_URL, HV_HISTORY_RETENTION_DATABASE_URL), through the migrating
+                connection; a URL without a password, or signing in as another user, is left out.
+                For setups whose URLs are the source of truth (docker-compose), run after migrate.
+purge           one retention pass: stored images/heatmaps and (where an organization's policy says
+                so) whole records past their retention, and audit events older than
+                HV_HISTORY_AUDIT_RETENTION_DAYS (as the audit retention role, through
+                HV_HISTORY_RETENTION_DATABASE_URL when set); meant for a scheduler (Celery beat in
+                the development stack, a Kubernetes CronJob)
 """
 
 from __future__ import annotations
@@ -34,6 +40,34 @@ def migrate(settings: Settings) -> None:
     run_migrations(migrations_dir=MIGRATIONS_DIR, url=url, schema="history")
 
 
+def set_role_passwords(settings: Settings) -> list[str]:
+    """See `role-passwords` above; returns the roles whose password it set. The password is sent
+    hashed (SCRAM-SHA-256, or whatever the server's password_encryption says), never in clear."""
+    from psycopg2.extensions import encrypt_password
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    from hemovision_history.tables import AUDIT_RETENTION_ROLE, HISTORY_APP_ROLE
+
+    wanted = []
+    for url, role in ((settings.database_url, HISTORY_APP_ROLE), (settings.retention_database_url, AUDIT_RETENTION_ROLE)):
+        parsed = make_url(url) if url else None
+        if parsed is not None and parsed.username == role and parsed.password:
+            wanted.append((role, str(parsed.password)))
+    if not wanted:
+        return []
+    engine = create_engine(settings.migrate_database_url or settings.database_url)
+    try:
+        with engine.begin() as conn:
+            dbapi = conn.connection.dbapi_connection
+            for role, password in wanted:
+                # a utility statement takes no bind parameters: psycopg2 quotes the literal client-side
+                conn.exec_driver_sql(f"ALTER ROLE {role} PASSWORD %s", (encrypt_password(password, role, dbapi),))
+    finally:
+        engine.dispose()
+    return [role for role, _ in wanted]
+
+
 async def purge(settings: Settings) -> dict:
     """One retention pass; returns the counts (also logged and audited)."""
     from hemovision_database import create_db_engine
@@ -54,7 +88,7 @@ async def purge(settings: Settings) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hemovision-history", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate", "purge"])
+    parser.add_argument("command", nargs="?", default="serve", choices=["serve", "migrate", "role-passwords", "purge"])
     args = parser.parse_args(argv)
     settings = Settings()
     if args.command == "serve":
@@ -68,6 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         migrate(settings)
         log.info("migrations applied")
+        return 0
+    if args.command == "role-passwords":
+        roles = set_role_passwords(settings)
+        log.info("role passwords set" if roles else "no role password to set", extra={"roles": roles})
         return 0
     if args.command == "purge":
         counts = asyncio.run(purge(settings))
