@@ -205,6 +205,21 @@ async def test_api_keys(auth):
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+async def test_a_nul_character_is_invalid_not_internal(auth):
+    """schemathesis sent a NUL in an API key's name: PostgreSQL text cannot hold it, the INSERT
+    failed, the caller saw INTERNAL (a 502). Names and addresses with one are INVALID_ARGUMENT."""
+    _, pair = await auth.signed_up()
+    err = await rpc_error(auth.stub.CreateApiKey(auth_pb2.CreateApiKeyRequest(name="LIS\x00key"),
+                                                 metadata=md(pair.access_token), timeout=5))
+    assert (err.code(), err.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "name contains a NUL character")
+    err = await rpc_error(auth.stub.Register(auth_pb2.RegisterRequest(
+        email=f"n-{uuid.uuid4().hex[:8]}@lab.example", password=PASSWORD, organization_name="Lab\x00"), timeout=5))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    err = await rpc_error(auth.stub.InviteUser(auth_pb2.InviteUserRequest(
+        email="a\x00b@lab.example", role=common_pb2.ROLE_LAB_USER), metadata=md(pair.access_token), timeout=5))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
 async def test_on_behalf_of(auth):
     user, _ = await auth.signed_up()
     req = dict(service_id=SERVICE_ID, service_secret=SERVICE_SECRET, user_id=user.id, purpose="batch 1234")

@@ -144,6 +144,55 @@ async def test_admin_users_and_models(client, world):
     assert cancel.json()["status"] == "cancelled"
 
 
+
+async def test_a_number_past_its_protobuf_field_is_422_not_500(client, world):
+    """schemathesis: GET /models/103338019633858478714514309120 was a 500 (protobuf's ValueError
+    while the int64 request was built). Every int headed for a protobuf field is bounded."""
+    _, admin = world.user("org_admin")
+    _, ml = world.user("ml_engineer")
+    huge = 10**29
+    for method, path, token, body in [
+        ("GET", f"/api/v1/models/{huge}", admin, None), ("GET", "/api/v1/models/0", admin, None),
+        ("POST", f"/api/v1/models/{huge}/activate", ml, {}), ("POST", f"/api/v1/models/{huge}/deprecate", ml,
+                                                               {"reason": "x"}),
+        ("POST", f"/api/v1/models/{huge}/restore", ml, {}),
+        ("GET", f"/api/v1/predictions?model_version={huge}", admin, None),
+        ("GET", f"/api/v1/stats?model_version={huge}", admin, None),
+        ("POST", "/api/v1/training-jobs", ml, {"data_dir": "/d", "seed": 2**31}),
+        ("POST", "/api/v1/training-jobs", ml, {"data_dir": "/d", "limit_per_class": 2**31}),
+        ("POST", "/api/v1/training-jobs", ml, {"data_dir": "/d", "parent_version": huge}),
+    ]:
+        r = await client.request(method, path, headers=auth(token), json=body)
+        assert r.status_code == 422, (method, path, body, r.status_code, r.text)
+        assert r.json()["error"]["code"] == "validation_error"
+    assert (await client.get(f"/api/v1/models/{2**53}", headers=auth(admin))).status_code == 404
+
+
+async def test_a_nul_character_is_refused_before_any_service_sees_it(client, world):
+    """schemathesis: a NUL (U+0000) reached PostgreSQL through auth (an API key's name), training
+    (`?name=`, `model_name`) and history (`?sample_id=`), and the caller saw 502. Every /api route
+    refuses it in the path, the query and a JSON body with a 422; a literal backslash-u0000 is text."""
+    _, admin = world.user("org_admin")
+    for method, path, kwargs in [
+        ("GET", "/api/v1/models", {"params": {"name": "a\x00b"}}),
+        ("GET", "/api/v1/models/1", {"params": {"name": "a\x00b"}}),
+        ("GET", "/api/v1/stats", {"params": {"sample_id": "\x00"}}),
+        ("GET", "/api/v1/predictions", {"params": {"x\x00": "1"}}),
+        ("GET", "/api/v1/predictions/a%00b", {}),
+        ("POST", "/api/v1/api-keys", {"json": {"name": "LIS\x00"}}),
+        ("POST", "/api/v1/adaptations", {"json": {"model_name": "a\x00"}}),
+        ("POST", "/api/v1/api-keys", {"content": b'{"name": "a\\\\\\u0000"}',
+                                      "headers": {"Content-Type": "application/json; charset=utf-8"}}),
+    ]:
+        headers = {**auth(admin), **kwargs.pop("headers", {})}
+        r = await client.request(method, path, headers=headers, **kwargs)
+        assert r.status_code == 422, (method, path, kwargs, r.status_code, r.text)
+        assert r.json()["error"]["code"] == "validation_error" and "NUL" in r.json()["error"]["message"]
+    literal = await client.post("/api/v1/api-keys", headers={**auth(admin), "Content-Type": "application/json"},
+                                content=b'{"name": "C:\\\\u0000 backslash-u"}')
+    assert literal.status_code == 201, literal.text
+    assert (await client.get("/healthz?x=%00")).status_code == 200  # the probes have no text input
+
 async def test_rate_limit_answers_429_with_retry_after(client, world, app):
     app.state.ctx.settings.rate_limit_requests = 3
     _, token = world.user("lab_user")

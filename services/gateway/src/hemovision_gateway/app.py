@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from hemovision_gateway.batches.processing import OnBehalfOfTokens
@@ -20,7 +20,9 @@ from hemovision_gateway.clients import Clients
 from hemovision_gateway.context import GatewayContext
 from hemovision_gateway.errors import COMMON_ERROR_RESPONSES, install_error_handlers
 from hemovision_gateway.limits import BodyLimitMiddleware
+from hemovision_gateway.openapi_links import add_links, operation_id
 from hemovision_gateway.pipeline import Coalescing
+from hemovision_gateway.query_params import refuse_nul
 from hemovision_gateway.routes import accounts, adaptations, admin, batches, drift, health, models, predictions, rollouts, ui
 from hemovision_gateway.security import RequestOriginMiddleware, SecurityHeadersMiddleware
 from hemovision_gateway.settings import Settings
@@ -134,6 +136,7 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None,
                   docs_url=None, redoc_url=None,
                   # FastAPI's own request span always; its per-stage spans only when exported (~75 µs)
                   telemetry={"operation_spans": exporting()},
+                  generate_unique_id_function=operation_id,  # operationId = the route function's name
                   openapi_tags=[{"name": n} for n in ("accounts", "predictions", "batches", "models", "adaptation",
                                                       "admin", "health")])
     install_error_handlers(app)
@@ -154,10 +157,25 @@ def create_app(settings: Settings | None = None, clients: Clients | None = None,
     if metrics_enabled():
         app.add_middleware(HttpMetricsMiddleware)  # every answer counted, 413s and 429s included
     app.add_middleware(HttpTracingMiddleware)  # outermost: traceresponse / X-Trace-Id (the span is FastAPI's own)
+    api = {"responses": COMMON_ERROR_RESPONSES, "dependencies": [Depends(refuse_nul)]}
     for module in (accounts, predictions, batches, models, rollouts, adaptations, admin, drift):
-        app.include_router(module.router, responses=COMMON_ERROR_RESPONSES)
-    app.include_router(accounts.admin_router, responses=COMMON_ERROR_RESPONSES)
+        app.include_router(module.router, **api)
+    app.include_router(accounts.admin_router, **api)
     app.include_router(health.router)
     app.include_router(ui.router)
     app.mount("/static", StaticFiles(directory=ui.STATIC_DIR), name="static")
+    install_links(app)
     return app
+
+
+def install_links(app: FastAPI) -> None:
+    """The OpenAPI document gets its Link Objects (openapi_links.LINKS) when first built; a link to
+    a missing operation or parameter fails there, not in a client."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = add_links(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

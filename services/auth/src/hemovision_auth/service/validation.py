@@ -16,6 +16,8 @@ def normalize_email(email: str) -> str:
     email = (email or "").strip().lower()
     if not email:
         raise InvalidArgument("e-mail address is required")
+    if "\x00" in email:  # PostgreSQL text cannot hold it: refused here, not an INTERNAL from the INSERT
+        raise InvalidArgument("e-mail address contains a NUL character")
     if len(email) > 320 or not _EMAIL.match(email):
         raise InvalidArgument(f"'{email[:80]}' is not a valid e-mail address")
     return email
@@ -29,7 +31,11 @@ def parse_uuid(value: str, what: str) -> uuid.UUID:
 
 
 def one_line(name: str) -> str:
-    """A display name with its whitespace runs (newlines included) folded into single spaces."""
+    """A display name with its whitespace runs (newlines included) folded into single spaces;
+    InvalidArgument for a NUL character, which PostgreSQL text cannot store (schemathesis sent one
+    in an API key's name: the INSERT failed and the caller saw a 502)."""
+    if "\x00" in (name or ""):
+        raise InvalidArgument("name contains a NUL character")
     return " ".join((name or "").split())
 
 

@@ -16,6 +16,7 @@ from hemovision.training.v1 import training_pb2
 
 from hemovision_gateway.clients import bearer
 from hemovision_gateway.errors import api_error_from_grpc
+from hemovision_gateway.query_params import INT32_MAX, MAX_VERSION, Version
 from hemovision_gateway.schemas import ModelVersion, ModelVersionList, TrainingJob, TrainingJobList
 from hemovision_gateway.security import Ctx, CurrentUser, ModelAdmin
 
@@ -37,7 +38,7 @@ async def list_models(user: CurrentUser, ctx: Ctx,
 
 
 @router.get("/models/{version}", responses={200: {"content": {"application/json": {"example": MODEL_EXAMPLE}}}})
-async def get_model(version: int, user: CurrentUser, ctx: Ctx,
+async def get_model(version: Version, user: CurrentUser, ctx: Ctx,
                     name: Annotated[str, Query(max_length=100)] = DEFAULT_MODEL) -> ModelVersion:
     v = await ctx.clients.training.GetModelVersion(
         training_pb2.GetModelVersionRequest(model_name=name, version=version), metadata=bearer(user.token),
@@ -52,7 +53,7 @@ class ActivateBody(BaseModel):
 
 
 @router.post("/models/{version}/activate")
-async def activate_model(version: int, user: ModelAdmin, ctx: Ctx, body: ActivateBody | None = None) -> ModelVersion:
+async def activate_model(version: Version, user: ModelAdmin, ctx: Ctx, body: ActivateBody | None = None) -> ModelVersion:
     """Makes a version the active one (also how to roll back). ml_engineer or platform_admin."""
     body = body or ActivateBody()
     v = await ctx.clients.training.ActivateModelVersion(
@@ -73,7 +74,7 @@ class RestoreBody(BaseModel):
 
 
 @router.post("/models/{version}/deprecate")
-async def deprecate_model(version: int, body: DeprecateBody, user: ModelAdmin, ctx: Ctx) -> ModelVersion:
+async def deprecate_model(version: Version, body: DeprecateBody, user: ModelAdmin, ctx: Ctx) -> ModelVersion:
     """Retires a version from use: it cannot be activated or rolled back to until restored (409
     for the active version: activate another one first). ml_engineer or platform_admin; audited."""
     v = await ctx.clients.training.DeprecateModelVersion(
@@ -83,7 +84,7 @@ async def deprecate_model(version: int, body: DeprecateBody, user: ModelAdmin, c
 
 
 @router.post("/models/{version}/restore")
-async def restore_model(version: int, user: ModelAdmin, ctx: Ctx, body: RestoreBody | None = None) -> ModelVersion:
+async def restore_model(version: Version, user: ModelAdmin, ctx: Ctx, body: RestoreBody | None = None) -> ModelVersion:
     """Lifts a deprecation. ml_engineer or platform_admin; audited."""
     body = body or RestoreBody()
     v = await ctx.clients.training.DeprecateModelVersion(
@@ -96,14 +97,14 @@ async def restore_model(version: int, user: ModelAdmin, ctx: Ctx, body: RestoreB
 class TrainingBody(BaseModel):
     data_dir: str = Field(default="", max_length=500, description="required: an ImageFolder directory with splits.csv on the training host (empty is refused with 422)")
     model_name: str = Field(default=DEFAULT_MODEL, max_length=100)
-    epochs: int = Field(default=0, ge=0, le=1000)
+    epochs: int = Field(default=0, ge=0, le=1000)  # every int bounded to its protobuf field (query_params)
     batch_size: int = Field(default=0, ge=0, le=4096)
     input_size: int = Field(default=0, ge=0, le=1024)
-    seed: int = 0
-    limit_per_class: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=-INT32_MAX - 1, le=INT32_MAX)
+    limit_per_class: int = Field(default=0, ge=0, le=INT32_MAX)
     learning_rate: float = Field(default=0.0, ge=0.0, le=10.0)
     auto_activate: bool = False
-    parent_version: int = Field(default=0, ge=0)
+    parent_version: int = Field(default=0, ge=0, le=MAX_VERSION)
 
 
 @router.post("/training-jobs", status_code=201)

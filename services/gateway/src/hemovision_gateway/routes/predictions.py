@@ -27,7 +27,7 @@ from hemovision_gateway import idempotency
 from hemovision_gateway.clients import bearer
 from hemovision_gateway.errors import ApiError, ErrorBody, api_error_from_grpc
 from hemovision_gateway.pipeline import Upload, run_prediction
-from hemovision_gateway.query_params import IsoDay
+from hemovision_gateway.query_params import MAX_VERSION, IsoDay
 from hemovision_gateway.schemas import Prediction, PredictionPage, Statistics, timestamp
 from hemovision_gateway.security import Ctx, CurrentUser, VerifiedUser
 from hemovision_gateway.spreadsheet import spreadsheet_safe
@@ -138,7 +138,7 @@ class Filters:
         date_to: Annotated[date | None, IsoDay,
                            Query(alias="to", description="last day (UTC), inclusive")] = None,
         needs_review: bool | None = None,
-        model_version: Annotated[int | None, Query(ge=1)] = None,
+        model_version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
         sample_id: Annotated[str | None, Query(max_length=100)] = None,
         reviewed: bool | None = None,
         batch_id: Annotated[str | None, Query(max_length=64)] = None,
