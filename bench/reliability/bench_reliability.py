@@ -138,10 +138,10 @@ def rss_by_process(system: System, pg: OwnPostgres, redis: OwnRedis) -> dict[str
                 pass
     try:  # the postmaster's pid is the first line of postmaster.pid (its cmdline is rewritten)
         postmaster = psutil.Process(int((pg.data / "postmaster.pid").read_text().split()[0]))
-        # PSS, not RSS: every backend's RSS counts each shared-buffer page it has touched, so the
-        # sum of RSS grows as backends touch more of shared_buffers without any memory being used;
-        # PSS shares each page among the processes that map it (the sum counts it once)
-        out["postgres (PSS)"] = sum(c.memory_full_info().pss for c in [postmaster, *postmaster.children()]) / 2**20
+        # Private memory (USS), not RSS: every backend's RSS counts each page of shared_buffers it
+        # has touched, so the sum grows as the buffer cache fills (bounded by shared_buffers) with
+        # nothing leaking; a backend's own memory (caches, work_mem) is its USS
+        out["postgres (USS)"] = sum(c.memory_full_info().uss for c in [postmaster, *postmaster.children()]) / 2**20
     except (OSError, ValueError, IndexError, psutil.Error):
         pass
     return out
@@ -199,6 +199,21 @@ async def main_async(args) -> dict:
         watcher = asyncio.create_task(system.watch())
         login = await asyncio.to_thread(system.register)
         up = Uploader(system.gateway_url, login["access_token"], upload_files(64), deadline_s=args.deadline)
+
+        async def keep_signed_in() -> None:
+            """A new access token every 10 minutes, as a client does (they live 15): a long run
+            (the soak) would otherwise measure 401s."""
+            while True:
+                await asyncio.sleep(600)
+                while True:
+                    try:
+                        up.token = (await asyncio.to_thread(system.login))["access_token"]
+                        break
+                    except Exception as exc:  # noqa: BLE001 - a fault leg may have Redis or PostgreSQL down
+                        print(f"sign-in again failed ({exc}); retrying in 5 s", flush=True)
+                        await asyncio.sleep(5)
+
+        signed_in = asyncio.create_task(keep_signed_in())
 
         legs = set(args.legs.split(","))
         if "inputs" in legs:
@@ -292,6 +307,7 @@ async def main_async(args) -> dict:
             print(f"soak c=32 for {args.soak_s} s ...", flush=True)
             results["soak"] = await soak(up, system, pg, redis, args.soak_s)
 
+        signed_in.cancel()
         await asyncio.sleep(2)
         rows = await asyncio.to_thread(history_rows, system.cfg.database_url)
         counted = [a for a in up.answers]
