@@ -123,3 +123,54 @@ async def test_channels_spread_calls_over_every_resolved_address():
     finally:
         await a.stop(0)
         await b.stop(0)
+
+
+async def test_text_with_a_nul_character_is_invalid_argument_before_the_servicer_runs():
+    """PostgreSQL text cannot hold U+0000: any string field (nested, repeated, map) carrying one is
+    refused at the door with the field's path; bytes fields may hold anything."""
+    from google.protobuf import struct_pb2
+
+    from hemovision.history.v1 import history_pb2
+    from hemovision_grpc_server.text_fields import nul_field
+
+    seen: list[object] = []
+
+    def _register_echo(server: grpc.aio.Server) -> None:
+        async def echo(request, context):
+            seen.append(request)
+            return request
+
+        handler = grpc.unary_unary_rpc_method_handler(
+            echo, request_deserializer=history_pb2.ListPredictionsRequest.FromString,
+            response_serializer=history_pb2.ListPredictionsRequest.SerializeToString)
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {"Echo": handler}),))
+
+    server = await create_server(GrpcServiceSettings(port=0), service_names=[SERVICE], register=_register_echo)
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as ch:
+            call = ch.unary_unary(f"/{SERVICE}/Echo", request_serializer=history_pb2.ListPredictionsRequest.SerializeToString,
+                                  response_deserializer=history_pb2.ListPredictionsRequest.FromString)
+            ok = history_pb2.ListPredictionsRequest()
+            ok.filter.sample_id = "slide 7"
+            assert (await call(ok, timeout=5)).filter.sample_id == "slide 7"
+            bad = history_pb2.ListPredictionsRequest()
+            bad.filter.sample_id = "slide\x007"
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await call(bad, timeout=5)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert info.value.details() == "filter.sample_id contains a NUL character (U+0000), which text cannot hold"
+            assert len(seen) == 1  # the servicer never saw the bad request
+    finally:
+        await server.stop(0)
+
+    # the walk itself: repeated, map and nested message fields; bytes are not text
+    s = struct_pb2.Struct()
+    s.fields["note"].string_value = "a\x00b"
+    assert nul_field(s) == "fields['note'].string_value"
+    lv = struct_pb2.ListValue()
+    lv.values.add().string_value = "fine"
+    lv.values.add().string_value = "\x00"
+    assert nul_field(lv) == "values[1].string_value"
+    assert nul_field(struct_pb2.Value(string_value="clean")) is None
+    blob = history_pb2.Blob(content_type="image/png", data=b"\x89PNG\x00\x00")
+    assert nul_field(blob) is None

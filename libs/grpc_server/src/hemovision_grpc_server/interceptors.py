@@ -4,6 +4,9 @@ A ServiceError becomes its own code and message. A grpc.aio.AioRpcError from a
 downstream call keeps its code (UNAVAILABLE stays UNAVAILABLE, so callers can
 retry) with the downstream message. Anything else becomes INTERNAL "internal
 error", logged with its traceback and never leaked to the caller.
+
+The same door refuses a request whose text holds a NUL character (text_fields.py)
+before the servicer sees it: INVALID_ARGUMENT, naming the field.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 from grpc.aio import AioRpcError, ServerInterceptor
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from hemovision_grpc_server.errors import ServiceError
+from hemovision_grpc_server.text_fields import nul_field
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,12 @@ async def _abort_for(exc: BaseException, context: grpc.aio.ServicerContext, meth
         await context.abort(exc.code(), exc.details() or exc.code().name.lower())
     log.exception("unhandled error in %s", method, exc_info=exc)
     await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+
+async def _refuse_nul(request: Any, context: grpc.aio.ServicerContext) -> None:
+    if isinstance(request, Message) and (field := nul_field(request)):
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                            f"{field} contains a NUL character (U+0000), which text cannot hold")
 
 
 def _detach(token: object) -> None:
@@ -124,6 +135,7 @@ class ErrorInterceptor(ServerInterceptor):
             async def wrapped(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
                 token = _enter_trace(metadata, method) if traced else None
                 try:
+                    await _refuse_nul(request_or_iterator, context)
                     return await fn(request_or_iterator, context)
                 except Exception as exc:  # noqa: BLE001 - this is the one mapping point
                     if _is_abort(exc):
@@ -139,6 +151,7 @@ class ErrorInterceptor(ServerInterceptor):
             async def wrapped(request_or_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
                 token = _enter_trace(metadata, method) if traced else None
                 try:
+                    await _refuse_nul(request_or_iterator, context)
                     result = fn(request_or_iterator, context)
                     if inspect.isawaitable(result):
                         # A streaming handler that writes with context.write() (grpc_health's Watch).
