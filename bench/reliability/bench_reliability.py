@@ -367,8 +367,11 @@ def table(r: dict) -> str:
                 continue
             x = r[key]
             d = x["during_fault"]
-            lines.append(f"| {label} | {x['first_error_after_fault_s']} s | {x['first_error']} | "
-                         f"{x['error_answer_p99_ms']} | {x['hung']} | {x['other_5xx']} | {x['transport_errors']} | "
+            if x["first_error"] is None:  # every answer during the fault was a 201
+                first = "none | every answer 201 | —"
+            else:
+                first = f"{x['first_error_after_fault_s']} s | {x['first_error']} | {x['error_answer_p99_ms']}"
+            lines.append(f"| {label} | {first} | {x['hung']} | {x['other_5xx']} | {x['transport_errors']} | "
                          f"{x['without_retry_after']} | {x['fault_window_s']} s | {x['recovery_after_restore_s']} s |")
             if d.get("details"):
                 lines.append(f"|  answers seen | {'; '.join(d['details'])[:300]} |" + " |" * 8)

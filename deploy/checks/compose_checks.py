@@ -28,7 +28,7 @@ from expected import (
     peer_host,
     tf_serving_base_path,
 )
-from history_role_checks import check_compose_history_roles
+from db_role_checks import check_compose_db_roles
 from report import Report
 
 _INTERP = re.compile(r"\$(?:\$|\{(?P<braced>[^}]*)\}|(?P<plain>[A-Za-z_][A-Za-z0-9_]*))")
@@ -163,7 +163,7 @@ def check_compose(path: Path) -> int:
     r.check(all(p >= 0 for p in positions) and positions == sorted(positions),
             f"migrate command must run, in order: {MIGRATE_STEPS}")
     r.check(services["migrate"].get("restart") in ("no", None), "migrate must not restart")
-    check_compose_history_roles(r, services, mig)  # history serves as its runtime role
+    check_compose_db_roles(r, services, mig)  # auth, history, training serve as their runtime roles
 
     # app servers: the command picks the service, the healthcheck asks gRPC health for it
     for svc, port in PORTS.items():

@@ -49,7 +49,9 @@ MIGRATE_STEPS = [
 # Secrets the Kubernetes pods read; dev renders placeholders, base/prod expect them to exist.
 EXTERNAL_SECRETS = {
     "hemovision-database",
+    "hemovision-auth-database",
     "hemovision-history-database",
+    "hemovision-training-database",
     "hemovision-audit-retention",
     "hemovision-redis",
     "hemovision-auth",

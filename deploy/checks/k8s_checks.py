@@ -29,7 +29,7 @@ from expected import (
     topology,
 )
 from mtls_checks import check_mtls, mtls_rendered
-from history_role_checks import check_k8s_history_roles
+from db_role_checks import check_k8s_db_roles
 from report import Report
 
 
@@ -253,7 +253,7 @@ def check_k8s(path: Path, overlay: str) -> int:
         cmd = " ".join(job["spec"]["template"]["spec"]["containers"][0]["command"])
         positions = [cmd.find(step) for step in MIGRATE_STEPS]
         r.check(all(p >= 0 for p in positions) and positions == sorted(positions), "migrate Job: all four steps")
-    check_k8s_history_roles(r, objs)  # history serves and purges as its restricted roles
+    check_k8s_db_roles(r, objs)  # only the migrate Job signs in as the owner
 
     # network policies: default deny, every server reachable only by the allowed flows
     policies = objs("NetworkPolicy")

@@ -1,4 +1,9 @@
-"""An in-process auth server on port 0 with a real PostgreSQL database, Redis and SMTP server."""
+"""An in-process auth server on port 0 with a real PostgreSQL database, Redis and SMTP server.
+
+The server runs as it runs in every deployment: signed in as the restricted runtime role
+hemovision_auth_app (`runtime_url`, migration 0003), so every test proves its privileges suffice;
+`migrated_url` (and `engine`) is the schema owner's (the migrations, and tests that reach around
+the service)."""
 
 from __future__ import annotations
 
@@ -18,7 +23,8 @@ from aiosmtpd.controller import Controller
 from hemovision.auth.v1 import auth_pb2, auth_pb2_grpc
 from hemovision_auth.server import create_server
 from hemovision_auth.settings import Settings
-from hemovision_database import create_db_engine, run_migrations
+from hemovision_auth.tables import AUTH_APP_ROLE
+from hemovision_database import as_role, create_db_engine, run_migrations
 from hemovision_grpc_server import Server
 from hemovision_tokens import AuthKeyProvider, TokenVerifier, bearer_metadata
 
@@ -31,6 +37,12 @@ SERVICE_ID, SERVICE_SECRET = "batch-worker", "worker-secret-123"
 def migrated_url(postgres_url: str) -> str:
     run_migrations(migrations_dir=MIGRATIONS, url=postgres_url, schema="auth")
     return postgres_url
+
+
+@pytest.fixture(scope="module")
+def runtime_url(migrated_url: str) -> str:
+    """The migrated database as the runtime role the server signs in as."""
+    return as_role(migrated_url, AUTH_APP_ROLE)
 
 
 @pytest.fixture(scope="module")
@@ -154,20 +166,20 @@ async def _stop(client: Client) -> None:
 
 
 @pytest.fixture
-async def auth(migrated_url, redis_url, smtp):
-    client = await _start(make_settings(migrated_url, redis_url, smtp.port), redis_url, smtp)
+async def auth(runtime_url, redis_url, smtp):
+    client = await _start(make_settings(runtime_url, redis_url, smtp.port), redis_url, smtp)
     yield client
     await _stop(client)
 
 
 @pytest.fixture
-async def start_auth(migrated_url, redis_url, smtp):
+async def start_auth(runtime_url, redis_url, smtp):
     """Starts auth servers (replicas on the test database) with settings overrides, stopped after the
     test: `client = await start_auth(lockout_threshold=3)`; `audit_sink=` goes to create_server."""
     clients: list[Client] = []
 
     async def start(audit_sink=None, **overrides) -> Client:
-        settings = make_settings(migrated_url, redis_url, smtp.port, **overrides)
+        settings = make_settings(runtime_url, redis_url, smtp.port, **overrides)
         client = await _start(settings, redis_url, smtp, audit_sink=audit_sink)
         clients.append(client)
         return client

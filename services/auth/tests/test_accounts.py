@@ -11,6 +11,8 @@ import pytest
 from hemovision.auth.v1 import auth_pb2
 from hemovision.common.v1 import common_pb2
 from hemovision_auth.__main__ import main as auth_main
+from hemovision_auth.errors import InvalidArgument
+from hemovision_auth.service.validation import normalize_email, one_line
 from hemovision_tokens import TokenError, bearer_metadata as md
 
 PASSWORD = "correct horse battery"
@@ -207,17 +209,24 @@ async def test_api_keys(auth):
 
 async def test_a_nul_character_is_invalid_not_internal(auth):
     """schemathesis sent a NUL in an API key's name: PostgreSQL text cannot hold it, the INSERT
-    failed, the caller saw INTERNAL (a 502). Names and addresses with one are INVALID_ARGUMENT."""
+    failed, the caller saw INTERNAL (a 502). Names and addresses with one are INVALID_ARGUMENT:
+    refused at the server's door (hemovision_grpc_server.text_fields) for gRPC callers, and by
+    auth's own validation for in-process callers (the CLI)."""
     _, pair = await auth.signed_up()
     err = await rpc_error(auth.stub.CreateApiKey(auth_pb2.CreateApiKeyRequest(name="LIS\x00key"),
                                                  metadata=md(pair.access_token), timeout=5))
-    assert (err.code(), err.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "name contains a NUL character")
+    assert (err.code(), err.details()) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                           "name contains a NUL character (U+0000), which text cannot hold")
     err = await rpc_error(auth.stub.Register(auth_pb2.RegisterRequest(
         email=f"n-{uuid.uuid4().hex[:8]}@lab.example", password=PASSWORD, organization_name="Lab\x00"), timeout=5))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     err = await rpc_error(auth.stub.InviteUser(auth_pb2.InviteUserRequest(
         email="a\x00b@lab.example", role=common_pb2.ROLE_LAB_USER), metadata=md(pair.access_token), timeout=5))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(InvalidArgument, match="NUL"):
+        one_line("LIS\x00key")
+    with pytest.raises(InvalidArgument, match="NUL"):
+        normalize_email("a\x00b@lab.example")
 
 
 async def test_on_behalf_of(auth):

@@ -39,10 +39,10 @@ async def test_email_verification(auth):
     assert len(auth.inbox.to(user.email)) == count
 
 
-async def test_required_verification_sets_ev_claim(migrated_url, redis_url, smtp):
+async def test_required_verification_sets_ev_claim(runtime_url, redis_url, smtp):
     settings = Settings(
         port=0,
-        database_url=migrated_url,
+        database_url=runtime_url,
         redis_url=redis_url,
         mail_backend="smtp",
         smtp_port=smtp.port,
@@ -129,10 +129,10 @@ async def test_change_password(auth):
     assert (await auth.verifier.verify(fresh.access_token)).user_id == user.id
 
 
-async def test_expired_links_and_refresh_tokens(migrated_url, redis_url, smtp):
+async def test_expired_links_and_refresh_tokens(runtime_url, redis_url, smtp):
     settings = Settings(
         port=0,
-        database_url=migrated_url,
+        database_url=runtime_url,
         redis_url=redis_url,
         mail_backend="smtp",
         smtp_port=smtp.port,

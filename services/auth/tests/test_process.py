@@ -1,4 +1,5 @@
-"""The real entry point: `migrate`, then `serve` as a process, healthy, SIGTERM -> clean exit."""
+"""The real entry point: `migrate` (as the schema owner), then `serve` as a process signed in as
+the runtime role hemovision_auth_app, healthy, SIGTERM -> clean exit."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import uuid
 import grpc
 
 from hemovision.auth.v1 import auth_pb2, auth_pb2_grpc
-from hemovision_database import drop_database
+from hemovision_auth.tables import AUTH_APP_ROLE
+from hemovision_database import as_role, drop_database
 from hemovision_grpc_server import wait_for_health
 
 
@@ -27,7 +29,8 @@ async def test_migrate_serve_and_sigterm(postgres_url, redis_url):
     port = _free_port()
     env = {
         **os.environ,
-        "HV_AUTH_DATABASE_URL": url,
+        "HV_AUTH_MIGRATE_DATABASE_URL": url,
+        "HV_AUTH_DATABASE_URL": as_role(url, AUTH_APP_ROLE),
         "HV_AUTH_REDIS_URL": redis_url,
         "HV_AUTH_PORT": str(port),
         "HV_AUTH_ARGON2_MEMORY_KIB": "1024",

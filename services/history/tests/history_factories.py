@@ -13,15 +13,10 @@ from hemovision.common.v1 import common_pb2
 from hemovision.history.v1 import history_pb2, history_pb2_grpc
 from hemovision_contracts import CLASS_NAMES, origin_metadata
 from hemovision_testkit.tokens import TokenFactory
+from hemovision_database import as_role  # noqa: F401 - the tests import it from here
 from hemovision_tokens import bearer_metadata
-from sqlalchemy.engine import make_url
 
 TOKENS = TokenFactory()
-
-
-def as_role(url: str, role: str) -> str:
-    """`url` signed in as `role` (no password: the test cluster trusts local connections)."""
-    return make_url(url).set(username=role, password=None).render_as_string(hide_password=False)
 
 
 def png_bytes(width: int = 4, height: int = 4, rgb: tuple[int, int, int] = (200, 30, 90)) -> bytes:

@@ -14,7 +14,7 @@ from google.protobuf import timestamp_pb2
 from hemovision.common.v1 import common_pb2
 from hemovision.history.v1 import history_pb2
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from hemovision_database import as_role
 from sqlalchemy.exc import DBAPIError
 
 from history_factories import User, make_prediction, png_bytes
@@ -199,10 +199,6 @@ async def test_filters_combine_and_stay_inside_the_organization(stub):
 # ---- append-only ----------------------------------------------------------------------------
 
 
-def _as_role(url: str, role: str) -> str:
-    return make_url(url).set(username=role, password=None).render_as_string(hide_password=False)
-
-
 def _refused(engine, sql: str, **params) -> str:
     with pytest.raises(DBAPIError) as info, engine.begin() as conn:
         conn.execute(text(sql), params)
@@ -300,8 +296,8 @@ async def test_audit_log_is_append_only_for_the_owner_too(stub, migrated_url):
     finally:
         owner.dispose()
 
-    runtime = create_engine(_as_role(migrated_url, HISTORY_APP_ROLE))
-    retention = create_engine(_as_role(migrated_url, AUDIT_RETENTION_ROLE))
+    runtime = create_engine(as_role(migrated_url, HISTORY_APP_ROLE))
+    retention = create_engine(as_role(migrated_url, AUDIT_RETENTION_ROLE))
     try:
         kept = await stub.RecordAuditEvent(history_pb2.RecordAuditEventRequest(action="report.download"),
                                            metadata=admin.metadata, timeout=T)
@@ -327,7 +323,7 @@ async def test_server_runs_as_the_runtime_role(settings, migrated_url, redis_url
 
     from history_factories import TOKENS
 
-    app_settings = settings.model_copy(update={"database_url": _as_role(migrated_url, HISTORY_APP_ROLE)})
+    app_settings = settings.model_copy(update={"database_url": as_role(migrated_url, HISTORY_APP_ROLE)})
     server = await create_server(app_settings, verifier=TOKENS.verifier(redis_url=redis_url),
                                  blobs=LocalBlobStore(blob_root))
     channel = create_channel(f"127.0.0.1:{server.port}")

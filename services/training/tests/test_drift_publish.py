@@ -50,10 +50,10 @@ def small_pbc(tmp_path) -> Path:
     return out
 
 
-def test_register_existing_computes_and_publishes_the_reference(postgres_url, redis_url, model_base, small_pbc,
-                                                                monkeypatch, capsys):
+def test_register_existing_computes_and_publishes_the_reference(postgres_url, runtime_url, redis_url, model_base,
+                                                                small_pbc, monkeypatch, capsys):
     run_migrations(migrations_dir=MIGRATIONS_DIR, url=postgres_url, schema="training")
-    for key, value in {"HV_TRAINING_DATABASE_URL": postgres_url, "HV_MODEL_BASE": str(model_base),
+    for key, value in {"HV_TRAINING_DATABASE_URL": runtime_url, "HV_MODEL_BASE": str(model_base),
                        "HV_TRAINING_REDIS_URL": redis_url, "HV_TRAINING_REPLAY_DATA_DIR": str(small_pbc)}.items():
         monkeypatch.setenv(key, value)
     assert main(["register-existing"]) == 0

@@ -129,8 +129,8 @@ OVERRIDES = {"replay_pool": 1000, "val_cells": 600, "max_pbc_val_drop": 0.05}
 
 
 @pytest.fixture(scope="module")
-def worker(postgres_url, broker_url, model_base, work_dir):
-    env = {**os.environ, "HV_TRAINING_DATABASE_URL": postgres_url, "HV_TRAINING_REDIS_URL": broker_url,
+def worker(runtime_url, broker_url, model_base, work_dir):
+    env = {**os.environ, "HV_TRAINING_DATABASE_URL": runtime_url, "HV_TRAINING_REDIS_URL": broker_url,
            "HV_TRAINING_MODEL_BASE": str(model_base), "HV_TRAINING_WORK_DIR": str(work_dir),
            "HV_TRAINING_HEARTBEAT_INTERVAL_S": "0.5", "HV_TRAINING_REPLAY_DATA_DIR": str(PBC),
            "TF_CPP_MIN_LOG_LEVEL": "2", "TF_NUM_INTEROP_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "2"}
@@ -140,17 +140,17 @@ def worker(postgres_url, broker_url, model_base, work_dir):
 
 
 @pytest.fixture
-async def env(engine, postgres_url, broker_url, model_base, work_dir, tokens):
+async def env(engine, runtime_url, runtime_engine, broker_url, model_base, work_dir, tokens):
     with engine.begin() as conn:
         conn.execute(text("TRUNCATE training.model_versions, training.audit_log, training.training_jobs, "
                           "training.adaptation_inputs"))
         repo.insert_version(conn, name=NAME, version=1, path=str(model_base / NAME / "1"), metrics={},
                             training_config={}, data_hash="", parent_version=None, created_by="", job_id=None)
         repo.set_active(conn, name=NAME, version=1)
-    settings = Settings(port=0, database_url=postgres_url, redis_url=broker_url, model_base=str(model_base),
+    settings = Settings(port=0, database_url=runtime_url, redis_url=broker_url, model_base=str(model_base),
                         work_dir=str(work_dir), adapt_overrides=OVERRIDES, watch_poll_s=1.0)
     source = ZipSource()
-    server = await create_server(settings, engine=engine, verifier=tokens.verifier(redis_url=broker_url),
+    server = await create_server(settings, engine=runtime_engine, verifier=tokens.verifier(redis_url=broker_url),
                                  audit_sink=NullSink(), cell_source=source, start_reaper=False)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     yield training_pb2_grpc.TrainingServiceStub(channel), source, engine

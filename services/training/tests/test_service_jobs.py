@@ -75,12 +75,12 @@ def model_base(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def worker(postgres_url, module_redis_url, model_base, tmp_path_factory):
+def worker(runtime_url, module_redis_url, model_base, tmp_path_factory):
     """A real Celery worker process on queue `training`, torn down with SIGTERM (SIGKILL if stuck)."""
     work = tmp_path_factory.mktemp("work")
     env = {
         **os.environ,
-        "HV_TRAINING_DATABASE_URL": postgres_url,
+        "HV_TRAINING_DATABASE_URL": runtime_url,
         "HV_TRAINING_REDIS_URL": module_redis_url,
         "HV_TRAINING_MODEL_BASE": str(model_base),
         "HV_TRAINING_WORK_DIR": str(work),
@@ -99,11 +99,11 @@ def worker(postgres_url, module_redis_url, model_base, tmp_path_factory):
 
 
 @pytest.fixture
-async def stub(engine, postgres_url, module_redis_url, model_base, tokens):
-    settings = Settings(port=0, database_url=postgres_url, redis_url=module_redis_url, model_base=str(model_base),
+async def stub(runtime_url, runtime_engine, module_redis_url, model_base, tokens):
+    settings = Settings(port=0, database_url=runtime_url, redis_url=module_redis_url, model_base=str(model_base),
                         heartbeat_timeout_s=HEARTBEAT_TIMEOUT_S, reaper_interval_s=0.5, watch_poll_s=1.0,
                         ece_limit=1.0)
-    server = await create_server(settings, engine=engine, verifier=tokens.verifier(redis_url=module_redis_url),
+    server = await create_server(settings, engine=runtime_engine, verifier=tokens.verifier(redis_url=module_redis_url),
                                  audit_sink=NullSink())
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
     stub = training_pb2_grpc.TrainingServiceStub(channel)

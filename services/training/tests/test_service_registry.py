@@ -256,9 +256,10 @@ async def test_racing_activations_never_leave_two_actives(env, tokens):
             conn.execute(text("UPDATE training.model_versions SET status='active' WHERE version=2"))
 
 
-async def test_history_down_still_activates_and_keeps_the_audit_row(clean, postgres_url, redis_url, tokens, tmp_path):
-    settings = Settings(port=0, database_url=postgres_url, redis_url=redis_url, model_base=str(tmp_path))
-    server = await create_server(settings, engine=clean, verifier=tokens.verifier(redis_url=redis_url),
+async def test_history_down_still_activates_and_keeps_the_audit_row(clean, runtime_url, runtime_engine, redis_url,
+                                                                    tokens, tmp_path):
+    settings = Settings(port=0, database_url=runtime_url, redis_url=redis_url, model_base=str(tmp_path))
+    server = await create_server(settings, engine=runtime_engine, verifier=tokens.verifier(redis_url=redis_url),
                                  audit_sink=RecordingSink(fail=True), start_reaper=False)
     try:
         add_version(clean, 1, macro_f1=0.97, ece=0.005)
@@ -302,10 +303,12 @@ def test_register_existing_registers_missing_and_activates_highest(clean, tmp_pa
     assert added == [3] and activated is None  # an active version exists: left alone
 
 
-def test_migrate_command_is_idempotent(postgres_url, monkeypatch):
+def test_migrate_command_is_idempotent(postgres_url, runtime_url, monkeypatch):
+    """`migrate` signs in through the migrate URL (the owner) while the server's is the runtime role."""
     from hemovision_training.__main__ import main
 
-    monkeypatch.setenv("HV_TRAINING_DATABASE_URL", postgres_url)
+    monkeypatch.setenv("HV_TRAINING_MIGRATE_DATABASE_URL", postgres_url)
+    monkeypatch.setenv("HV_TRAINING_DATABASE_URL", runtime_url)
     assert main(["migrate"]) == 0
     assert main(["migrate"]) == 0
 
@@ -322,9 +325,9 @@ async def _cli(port, token, *args):
     return proc.returncode, out.decode(), err.decode()
 
 
-async def test_cli_models_list_and_activate(clean, postgres_url, redis_url, tokens, tmp_path):
-    settings = Settings(port=0, database_url=postgres_url, redis_url=redis_url, model_base=str(tmp_path))
-    server = await create_server(settings, engine=clean, verifier=tokens.verifier(redis_url=redis_url),
+async def test_cli_models_list_and_activate(clean, runtime_url, runtime_engine, redis_url, tokens, tmp_path):
+    settings = Settings(port=0, database_url=runtime_url, redis_url=redis_url, model_base=str(tmp_path))
+    server = await create_server(settings, engine=runtime_engine, verifier=tokens.verifier(redis_url=redis_url),
                                  audit_sink=RecordingSink(), start_reaper=False)
     try:
         add_version(clean, 1, macro_f1=0.97, ece=0.005, status="active", was_active=True)
@@ -404,11 +407,11 @@ async def test_watch_and_get_jobs_need_a_trainer_role(env, tokens):
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
 
 
-def test_register_existing_command(clean, postgres_url, tmp_path, monkeypatch, capsys):
+def test_register_existing_command(clean, runtime_url, tmp_path, monkeypatch, capsys):
     from hemovision_training.__main__ import main
 
     _publish_fake(tmp_path, 4, 0.97)
-    monkeypatch.setenv("HV_TRAINING_DATABASE_URL", postgres_url)
+    monkeypatch.setenv("HV_TRAINING_DATABASE_URL", runtime_url)  # as deployments run it: the runtime role
     monkeypatch.setenv("HV_MODEL_BASE", str(tmp_path))
     assert main(["register-existing"]) == 0
     assert "registered [4]; activated version 4" in capsys.readouterr().out
@@ -465,10 +468,10 @@ def tiny_dataset(data: Path) -> Path:
     return data
 
 
-async def test_redis_down_start_is_unavailable_and_watch_falls_back_to_polling(clean, postgres_url, redis_url,
-                                                                                tokens, tmp_path):
-    settings = Settings(port=0, database_url=postgres_url, redis_url="redis://127.0.0.1:1/0", watch_poll_s=0.5)
-    server = await create_server(settings, engine=clean, verifier=tokens.verifier(redis_url=redis_url),
+async def test_redis_down_start_is_unavailable_and_watch_falls_back_to_polling(clean, runtime_url, runtime_engine,
+                                                                                redis_url, tokens, tmp_path):
+    settings = Settings(port=0, database_url=runtime_url, redis_url="redis://127.0.0.1:1/0", watch_poll_s=0.5)
+    server = await create_server(settings, engine=runtime_engine, verifier=tokens.verifier(redis_url=redis_url),
                                  audit_sink=RecordingSink(), start_reaper=False)
     eng = md(tokens, "ml_engineer")
     try:

@@ -1,8 +1,9 @@
 """PostgreSQL plumbing shared by the services that own a schema (auth, history, training).
 
 Each service keeps its own tables, its own Alembic migrations and its own schema;
-this package only knows how to create a database, build an engine and run a
-service's migrations with the version table inside that service's schema.
+this package only knows how to create a database, build an engine, run a service's
+migrations with the version table inside that service's schema, and what every service does
+alike with its restricted runtime role (roles.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,14 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+
+from hemovision_database.roles import (
+    as_role,
+    create_login_role_sql,
+    grant_runtime_role_sql,
+    revoke_runtime_role_sql,
+    set_role_passwords,
+)
 
 
 def ensure_database(url: str) -> bool:
@@ -81,4 +90,15 @@ def run_migrations(*, migrations_dir: Path, url: str, schema: str, revision: str
     command.upgrade(cfg, revision)
 
 
-__all__ = ["create_db_engine", "drop_database", "ensure_database", "is_connection_error", "run_migrations"]
+__all__ = [
+    "as_role",
+    "create_db_engine",
+    "create_login_role_sql",
+    "drop_database",
+    "ensure_database",
+    "grant_runtime_role_sql",
+    "is_connection_error",
+    "revoke_runtime_role_sql",
+    "run_migrations",
+    "set_role_passwords",
+]

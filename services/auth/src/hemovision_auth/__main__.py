@@ -1,4 +1,11 @@
-"""`python -m hemovision_auth [serve|migrate|create-admin|rotate-key]` (console script hemovision-auth)."""
+"""`python -m hemovision_auth [serve|migrate|role-passwords|create-admin|rotate-key]` (console script hemovision-auth).
+
+The server, create-admin and rotate-key sign in through HV_AUTH_DATABASE_URL (in every deployment
+the restricted runtime role hemovision_auth_app); `migrate` through HV_AUTH_MIGRATE_DATABASE_URL
+when set (the schema owner); `role-passwords` gives hemovision_auth_app the password of
+HV_AUTH_DATABASE_URL through the migrating connection, where that URL signs in as it with a
+password (docker-compose runs it after migrate).
+"""
 
 from __future__ import annotations
 
@@ -15,8 +22,18 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def migrate(settings: Settings) -> None:
     from hemovision_database import ensure_database, run_migrations
 
-    ensure_database(settings.database_url)
-    run_migrations(migrations_dir=MIGRATIONS, url=settings.database_url, schema="auth")
+    url = settings.migrate_database_url or settings.database_url
+    ensure_database(url)
+    run_migrations(migrations_dir=MIGRATIONS, url=url, schema="auth")
+
+
+def set_role_passwords(settings: Settings) -> list[str]:
+    """See `role-passwords` above; returns the roles whose password it set (sent hashed)."""
+    from hemovision_auth.tables import AUTH_APP_ROLE
+    from hemovision_database import set_role_passwords as set_passwords
+
+    return set_passwords(settings.migrate_database_url or settings.database_url,
+                         [(settings.database_url, AUTH_APP_ROLE)])
 
 
 def _service(settings: Settings):  # noqa: ANN202
@@ -68,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="run the gRPC server (default)")
     sub.add_parser("migrate", help="create the database if missing and run the Alembic migrations")
+    sub.add_parser("role-passwords", help="give hemovision_auth_app the password of HV_AUTH_DATABASE_URL")
     admin = sub.add_parser("create-admin", help="create the first platform_admin")
     admin.add_argument("--email", required=True)
     group = admin.add_mutually_exclusive_group()
@@ -92,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     if command == "migrate":
         migrate(settings)
         print("auth schema migrated")
+        return 0
+    if command == "role-passwords":
+        roles = set_role_passwords(settings)
+        print(f"role passwords set: {', '.join(roles)}" if roles else "no role password to set")
         return 0
     if command == "create-admin":
         return create_admin(settings, args)

@@ -23,10 +23,15 @@ class Settings(GrpcServiceSettings):
     # "development" allows built-in secrets; anything else requires them to be set.
     environment: Literal["development", "test", "production"] = "development"
 
+    # The server (and create-admin, rotate-key) signs in through this URL: in every deployment
+    # the restricted runtime role hemovision_auth_app (migration 0003).
     database_url: str = Field(
         "postgresql+psycopg2://postgres@127.0.0.1:5432/hemovision",
         validation_alias=AliasChoices("HV_AUTH_DATABASE_URL", "HV_DATABASE_URL", "database_url"),
     )
+    # The connection `migrate` uses (the schema owner). Empty: the database_url. Set it when the
+    # server runs as the runtime role.
+    migrate_database_url: str = ""
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0", validation_alias=AliasChoices("HV_AUTH_REDIS_URL", "HV_REDIS_URL", "redis_url")
     )

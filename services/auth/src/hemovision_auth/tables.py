@@ -21,6 +21,9 @@ from sqlalchemy import (
 from hemovision_contracts import ORGANIZATION_ROLES, ROLES
 
 SCHEMA = "auth"
+# The runtime role the server signs in as (migration 0003 creates and grants it; only `migrate`
+# signs in as the schema owner). docs/decisions.md 55.
+AUTH_APP_ROLE = "hemovision_auth_app"
 
 
 def _role_in(roles: tuple[str, ...]) -> str:

@@ -9,8 +9,8 @@ A backup is a directory:
 
 Restore writes into an EMPTY database (created if missing; refused if it already holds a
 HemoVision schema), an empty blob root and model base, so it can never merge into or overwrite
-a running system's data. The cluster-wide roles the grants name (history's audit-retention and
-runtime roles) are created first when the target cluster lacks them.
+a running system's data. The cluster-wide roles the grants name (the services' runtime roles and
+history's audit-retention role) are created first when the target cluster lacks them.
 """
 
 from __future__ import annotations

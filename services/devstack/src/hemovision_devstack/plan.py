@@ -23,9 +23,11 @@ from hemovision_contracts.topology import (
     env_prefix,
     worker_metrics_port_env,
 )
+from hemovision_auth.tables import AUTH_APP_ROLE
+from hemovision_database import as_role
 from hemovision_grpc_server import TlsSettings
 from hemovision_history.tables import AUDIT_RETENTION_ROLE, HISTORY_APP_ROLE
-from sqlalchemy.engine import make_url
+from hemovision_training.tables import TRAINING_APP_ROLE
 
 DEFAULT_DATABASE_URL = "postgresql+psycopg2://postgres@127.0.0.1:5432/hemovision"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -138,23 +140,21 @@ def topology_env(cfg: StackConfig) -> dict[str, str]:
     return env
 
 
-def as_role(database_url: str, role: str) -> str:
-    """`database_url` signing in as `role` instead: same host, port and database, no password
-    (the development cluster trusts local connections)."""
-    return make_url(database_url).set(username=role, password=None).render_as_string(hide_password=False)
+# The schema-owning services and the restricted runtime role each serves as (docs/decisions.md 55).
+RUNTIME_ROLES = {"auth": AUTH_APP_ROLE, "history": HISTORY_APP_ROLE, "training": TRAINING_APP_ROLE}
 
 
-def history_database_env(cfg: StackConfig, environ: Mapping[str, str]) -> dict[str, str]:
-    """History's three connections (docs/history.md "Append-only"): `migrate` as the schema owner
-    (the stack's database URL), the server as the restricted runtime role hemovision_history_app
-    (INSERT/SELECT only on the audit log), the retention purge's audit deletions as
-    hemovision_audit_retention. Each is the stack's URL with another user, unless set in the
+def database_env(cfg: StackConfig, environ: Mapping[str, str]) -> dict[str, str]:
+    """The database connections of the schema-owning services (docs/decisions.md 55): each one's
+    `migrate` as the schema owner (HV_<SVC>_MIGRATE_DATABASE_URL = the stack's database URL), its
+    server (and the training worker) as its restricted runtime role (HV_<SVC>_DATABASE_URL), and
+    history's retention purge's audit deletions as hemovision_audit_retention
+    (docs/history.md "Append-only"). Each is the stack's URL with another user, unless set in the
     environment (a cluster with password authentication needs the roles' passwords there)."""
-    wanted = {
-        "HV_HISTORY_MIGRATE_DATABASE_URL": cfg.database_url,
-        "HV_HISTORY_DATABASE_URL": as_role(cfg.database_url, HISTORY_APP_ROLE),
-        "HV_HISTORY_RETENTION_DATABASE_URL": as_role(cfg.database_url, AUDIT_RETENTION_ROLE),
-    }
+    wanted = {"HV_HISTORY_RETENTION_DATABASE_URL": as_role(cfg.database_url, AUDIT_RETENTION_ROLE)}
+    for service, role in RUNTIME_ROLES.items():
+        wanted[env_prefix(service) + "MIGRATE_DATABASE_URL"] = cfg.database_url
+        wanted[env_prefix(service) + "DATABASE_URL"] = as_role(cfg.database_url, role)
     return {key: environ.get(key) or value for key, value in wanted.items()}
 
 
@@ -177,8 +177,9 @@ def build_env(cfg: StackConfig) -> dict[str, str]:
         "HV_AUTH_SERVICE_CREDENTIALS": f"batch-worker:{worker_secret}",
         "HV_AUTH_SIGNING_KEY_SECRET": _dev_secret(cfg.var, "signing-key"),
         "HV_AUTH_PUBLIC_BASE_URL": f"http://{LOCALHOST}:{cfg.port('gateway')}",
-        # history: migrate as the owner, serve as the runtime role, purge audit rows as the retention role
-        **history_database_env(cfg, os.environ),
+        # auth, history, training: migrate as the owner, serve as their runtime roles; history's
+        # purge deletes audit rows as the retention role
+        **database_env(cfg, os.environ),
         "HV_HISTORY_BLOB_ROOT": str(cfg.var / "blobs"),
         # training
         "HV_TRAINING_MODEL_BASE": str(cfg.models),

@@ -41,31 +41,15 @@ def migrate(settings: Settings) -> None:
 
 
 def set_role_passwords(settings: Settings) -> list[str]:
-    """See `role-passwords` above; returns the roles whose password it set. The password is sent
-    hashed (SCRAM-SHA-256, or whatever the server's password_encryption says), never in clear."""
-    from psycopg2.extensions import encrypt_password
-    from sqlalchemy import create_engine
-    from sqlalchemy.engine import make_url
+    """See `role-passwords` above; returns the roles whose password it set
+    (hemovision_database.set_role_passwords: sent hashed, never in clear)."""
+    from hemovision_database import set_role_passwords as set_passwords
 
     from hemovision_history.tables import AUDIT_RETENTION_ROLE, HISTORY_APP_ROLE
 
-    wanted = []
-    for url, role in ((settings.database_url, HISTORY_APP_ROLE), (settings.retention_database_url, AUDIT_RETENTION_ROLE)):
-        parsed = make_url(url) if url else None
-        if parsed is not None and parsed.username == role and parsed.password:
-            wanted.append((role, str(parsed.password)))
-    if not wanted:
-        return []
-    engine = create_engine(settings.migrate_database_url or settings.database_url)
-    try:
-        with engine.begin() as conn:
-            dbapi = conn.connection.dbapi_connection
-            for role, password in wanted:
-                # a utility statement takes no bind parameters: psycopg2 quotes the literal client-side
-                conn.exec_driver_sql(f"ALTER ROLE {role} PASSWORD %s", (encrypt_password(password, role, dbapi),))
-    finally:
-        engine.dispose()
-    return [role for role, _ in wanted]
+    return set_passwords(settings.migrate_database_url or settings.database_url,
+                         [(settings.database_url, HISTORY_APP_ROLE),
+                          (settings.retention_database_url, AUDIT_RETENTION_ROLE)])
 
 
 async def purge(settings: Settings) -> dict:

@@ -1,7 +1,11 @@
-"""python -m hemovision_training {serve|migrate|register-existing|worker|train|models}
+"""python -m hemovision_training {serve|migrate|role-passwords|register-existing|worker|train|models}
 
   serve               the gRPC server (port 50056)
-  migrate             Alembic migrations of schema `training` (one-off step, never at server start)
+  migrate             Alembic migrations of schema `training` (one-off step, never at server start;
+                      through HV_TRAINING_MIGRATE_DATABASE_URL, the schema owner, when set)
+  role-passwords      give the runtime role hemovision_training_app the password of
+                      HV_TRAINING_DATABASE_URL (where it signs in as that role with one), through
+                      the migrating connection (docker-compose runs it after migrate)
   register-existing   registers published versions under HV_MODEL_BASE/<name>/ that the registry
                       lacks; activates the highest if none is active (the shipped default model)
   worker              the Celery worker: queue `training`, concurrency 1
@@ -28,9 +32,21 @@ def migrate() -> int:
     from hemovision_database import ensure_database, run_migrations
 
     settings = _settings()
-    ensure_database(settings.database_url)
-    run_migrations(migrations_dir=MIGRATIONS_DIR, url=settings.database_url, schema="training")
+    url = settings.migrate_database_url or settings.database_url
+    ensure_database(url)
+    run_migrations(migrations_dir=MIGRATIONS_DIR, url=url, schema="training")
     print("training schema migrated")
+    return 0
+
+
+def role_passwords() -> int:
+    from hemovision_database import set_role_passwords
+    from hemovision_training.tables import TRAINING_APP_ROLE
+
+    settings = _settings()
+    roles = set_role_passwords(settings.migrate_database_url or settings.database_url,
+                               [(settings.database_url, TRAINING_APP_ROLE)])
+    print(f"role passwords set: {', '.join(roles)}" if roles else "no role password to set")
     return 0
 
 
@@ -85,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("serve", help="run the gRPC server")
     sub.add_parser("migrate", help="run the Alembic migrations")
+    sub.add_parser("role-passwords", help="give hemovision_training_app the password of HV_TRAINING_DATABASE_URL")
     reg = sub.add_parser("register-existing", help="register published versions missing from the registry")
     reg.add_argument("--model-name", default=None)
     sub.add_parser("worker", help="run the Celery training worker (extra args go to celery)")
@@ -96,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve()
     if args.command == "migrate":
         return migrate()
+    if args.command == "role-passwords":
+        return role_passwords()
     if args.command == "register-existing":
         return register_existing(args.model_name)
     if args.command == "worker":

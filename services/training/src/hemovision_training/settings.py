@@ -19,11 +19,16 @@ class Settings(GrpcServiceSettings):
     port: int = default_port("training")
     # The training worker's /metrics (its Celery task RED, hemovision_telemetry.celery_metrics); -1 = off.
     worker_metrics_port: int = default_worker_metrics_port("training-worker")
-    # HV_TRAINING_DATABASE_URL overrides the shared HV_DATABASE_URL.
+    # HV_TRAINING_DATABASE_URL overrides the shared HV_DATABASE_URL. The server, the worker and
+    # register-existing sign in through it: in every deployment the restricted runtime role
+    # hemovision_training_app (migration 0005).
     database_url: str = Field(
         default=DEFAULT_DATABASE_URL,
         validation_alias=AliasChoices("HV_TRAINING_DATABASE_URL", "HV_DATABASE_URL"),
     )
+    # The connection `migrate` uses (the schema owner). Empty: the database_url. Set it when the
+    # server and worker run as the runtime role.
+    migrate_database_url: str = ""
     # Celery broker + progress pub/sub (channel hv:training:job:<id>).
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0",

@@ -23,6 +23,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
 SCHEMA = "training"
+# The runtime role the server, the worker and `register-existing` sign in as (migration 0005
+# creates and grants it; only `migrate` signs in as the schema owner). docs/decisions.md 55.
+TRAINING_APP_ROLE = "hemovision_training_app"
 metadata = MetaData(schema=SCHEMA)
 
 model_versions = Table(
