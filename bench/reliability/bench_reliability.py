@@ -185,6 +185,7 @@ async def main_async(args) -> dict:
     }
     system = None
     watcher = None
+    signed_in = None
     try:
         print(f"own PostgreSQL on {pg.port}, own Redis on {redis.port} ...", flush=True)
         pg.start()
@@ -307,7 +308,6 @@ async def main_async(args) -> dict:
             print(f"soak c=32 for {args.soak_s} s ...", flush=True)
             results["soak"] = await soak(up, system, pg, redis, args.soak_s)
 
-        signed_in.cancel()
         await asyncio.sleep(2)
         rows = await asyncio.to_thread(history_rows, system.cfg.database_url)
         counted = [a for a in up.answers]
@@ -317,6 +317,8 @@ async def main_async(args) -> dict:
         results["stack_mode"] = system.mode
         print(json.dumps(results["history"]), flush=True)
     finally:
+        if signed_in is not None:
+            signed_in.cancel()
         if watcher is not None:
             system.stop_watching()
             await asyncio.gather(watcher, return_exceptions=True)
@@ -328,6 +330,14 @@ async def main_async(args) -> dict:
         redis.stop()
         pg.stop()
     return results
+
+
+GROWTH_MIB_PER_MIN = 1.0  # the soak's verdict: a second-half slope above this is growth
+
+
+def soak_verdict(t: dict) -> str:
+    slope = t["second_half_slope_mib_per_min"]
+    return "**grows**" if slope > GROWTH_MIB_PER_MIN else "no growth"
 
 
 def table(r: dict) -> str:
@@ -385,10 +395,14 @@ def table(r: dict) -> str:
     if "soak" in r:
         s = r["soak"]
         lines += [f"Soak c=32 for {s['seconds']} s: {s['by_kind']}, p99 {s['p99_ms']} ms.", "",
-                  "| process | RSS start MiB | end MiB | slope MiB/min | second half MiB/min |", "|---|---|---|---|---|"]
+                  "| process | RSS start MiB | end MiB | slope MiB/min | second half MiB/min | verdict |",
+                  "|---|---|---|---|---|---|"]
         for name, t in s["rss"].items():
             lines.append(f"| {name} | {t['start_mib']} | {t['end_mib']} | {t['slope_mib_per_min']} | "
-                         f"{t['second_half_slope_mib_per_min']} |")
+                         f"{t['second_half_slope_mib_per_min']} | {soak_verdict(t)} |")
+        lines += ["", f"Verdict: a process **grows** when its second-half slope is above {GROWTH_MIB_PER_MIN} MiB/min "
+                  "(at ~80 uploads/s that is ~200 bytes kept per upload); below that, sampling every 10 s "
+                  "cannot tell a trend from the allocator's ups and downs."]
         lines.append("")
     h = r.get("history")
     if h:

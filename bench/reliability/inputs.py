@@ -41,6 +41,14 @@ def _ids(http: httpx.Client, path: str) -> set[str]:
             return ids
 
 
+def _error(reply: httpx.Response) -> dict:
+    """The answer's `error` object, or {} when the answer is not our JSON (a proxy's HTML page)."""
+    if not reply.headers.get("content-type", "").startswith("application/json"):
+        return {}
+    body = reply.json()
+    return body.get("error", {}) if isinstance(body, dict) else {}
+
+
 def _wait_done(http: httpx.Client, batch_id: str, timeout_s: float = 600) -> dict:
     end = time.monotonic() + timeout_s
     while True:
@@ -76,7 +84,7 @@ def run_inputs(gateway_url: str, var_dir: Path) -> dict:
         predictions, batches, files = _ids(http, "/api/v1/predictions"), _ids(http, "/api/v1/batches"), _files(var_dir)
         for case in rejected:
             reply = send("/api/v1/predictions", {"file": (case.filename, case.data, case.content_type)})
-            error = reply.json().get("error", {}) if reply.headers.get("content-type", "").startswith("application/json") else {}
+            error = _error(reply)
             if reply.status_code in case.statuses and error.get("code") in case.codes and error.get("message"):
                 documented += 1
             else:
@@ -95,13 +103,14 @@ def run_inputs(gateway_url: str, var_dir: Path) -> dict:
             before = _ids(http, "/api/v1/batches")
             reply = send("/api/v1/batches", {"files": (f"{case.name}.zip", case.data, "application/zip")})
             if case.level == "archive":
-                error = reply.json().get("error", {})
+                error = _error(reply)
                 ok = (reply.status_code in case.statuses and error.get("code") in case.codes
                       and _ids(http, "/api/v1/batches") == before)
             elif reply.status_code == 202:
                 batch = _wait_done(http, reply.json()["id"])
-                ok = all(i["status"] == "failed" and any(w in (i["error"] or "") for w in case.reason_words)
-                         for i in batch["items"])
+                ok = (batch["status"] in ("completed", "failed") and bool(batch["items"])
+                      and all(i["status"] == "failed" and any(w in (i["error"] or "") for w in case.reason_words)
+                              for i in batch["items"]))
             else:
                 ok = False
             documented += ok
@@ -112,7 +121,8 @@ def run_inputs(gateway_url: str, var_dir: Path) -> dict:
         items_failed = 0
         if reply.status_code == 202:
             batch = _wait_done(http, reply.json()["id"])
-            items_failed = sum(i["status"] == "failed" and bool(i["error"]) for i in batch["items"])
+            if batch["status"] in ("completed", "failed"):
+                items_failed = sum(i["status"] == "failed" and bool(i["error"]) for i in batch["items"])
         documented += items_failed == len(rejected)
         stored_predictions = len(_ids(http, "/api/v1/predictions") - predictions - created)
         new_files = _files(var_dir) - files

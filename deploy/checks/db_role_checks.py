@@ -109,6 +109,14 @@ def check_k8s_db_roles(r: Report, objs) -> None:
         r.check(not others, f"{label}: another service's database Secret {sorted(others)}")
         if label != f"CronJob/{RETENTION_WORKLOAD}":
             r.check(RETENTION_SECRET not in refs, f"{label}: only the retention CronJob holds {RETENTION_SECRET}")
+        # a database URL comes from its Secret only: never a literal `env: value` (it would carry
+        # a role and its password past these checks)
+        literal = sorted(e["name"] for c in [*spec.get("initContainers", []), *spec.get("containers", [])]
+                         for e in c.get("env", []) if e["name"].endswith("DATABASE_URL") and "value" in e)
+        r.check(not literal, f"{label}: database URL(s) {literal} set as literal values, not from their Secret")
+    for name, cm in objs("ConfigMap").items():
+        in_config = sorted(k for k in (cm.get("data") or {}) if k.endswith("DATABASE_URL"))
+        r.check(not in_config, f"ConfigMap/{name}: holds database URL(s) {in_config}; they belong in Secrets")
     purge = objs("CronJob").get(RETENTION_WORKLOAD)
     if purge:
         refs = _secret_refs(purge["spec"]["jobTemplate"]["spec"]["template"]["spec"])

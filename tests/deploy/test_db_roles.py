@@ -99,3 +99,17 @@ def test_k8s_check_wants_the_runtime_secret(k8s_docs):
     env_from[:] = [ref for ref in env_from if ref.get("secretRef", {}).get("name") != "hemovision-auth-database"]
     errors = _k8s_errors(docs)
     assert any("Deployment/auth: envFrom hemovision-auth-database" in e for e in errors), errors
+
+
+def test_k8s_check_refuses_a_literal_database_url(k8s_docs):
+    """A URL written into a container's env (or the ConfigMap) would carry a role and its password
+    past the Secret checks."""
+    docs = copy.deepcopy(k8s_docs)
+    reports = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "reports")
+    reports["spec"]["template"]["spec"]["containers"][0].setdefault("env", []).append(
+        {"name": "HV_DATABASE_URL", "value": "postgresql+psycopg2://postgres:pw@postgres/hemovision"})
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "hemovision-config")
+    config["data"]["HV_TRAINING_DATABASE_URL"] = "postgresql+psycopg2://postgres@postgres/hemovision"
+    errors = _k8s_errors(docs)
+    assert any("Deployment/reports: database URL(s) ['HV_DATABASE_URL'] set as literal values" in e for e in errors), errors
+    assert any("ConfigMap/hemovision-config: holds database URL(s) ['HV_TRAINING_DATABASE_URL']" in e for e in errors), errors

@@ -183,6 +183,10 @@ async def test_a_nul_character_is_refused_before_any_service_sees_it(client, wor
         ("POST", "/api/v1/adaptations", {"json": {"model_name": "a\x00"}}),
         ("POST", "/api/v1/api-keys", {"content": b'{"name": "a\\\\\\u0000"}',
                                       "headers": {"Content-Type": "application/json; charset=utf-8"}}),
+        # bodies FastAPI parses as JSON without `application/json`: no content type, `+json`
+        ("POST", "/api/v1/api-keys", {"content": b'{"name": "a\\u0000"}'}),
+        ("POST", "/api/v1/api-keys", {"content": b'{"name": "a\\u0000"}',
+                                      "headers": {"Content-Type": "application/vnd.lab+json"}}),
     ]:
         headers = {**auth(admin), **kwargs.pop("headers", {})}
         r = await client.request(method, path, headers=headers, **kwargs)
@@ -192,6 +196,7 @@ async def test_a_nul_character_is_refused_before_any_service_sees_it(client, wor
                                 content=b'{"name": "C:\\\\u0000 backslash-u"}')
     assert literal.status_code == 201, literal.text
     assert (await client.get("/healthz?x=%00")).status_code == 200  # the probes have no text input
+
 
 async def test_rate_limit_answers_429_with_retry_after(client, world, app):
     app.state.ctx.settings.rate_limit_requests = 3

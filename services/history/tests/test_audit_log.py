@@ -352,3 +352,26 @@ def _caller(user: User):
     from hemovision_history import domain
 
     return domain.Caller(user_id=user.user_id, organization_id=user.organization_id, role=user.role)
+
+
+def test_history_roles_are_confined_to_history(migrated_url):
+    """With auth and training migrated into the same database (as in every deployment): the runtime
+    role and the retention role hold nothing on the other schemas, may not create or drop tables,
+    and are refused every audit-log attack but the one each exists for (the runtime role appends,
+    the retention role deletes)."""
+    from hemovision_auth.__main__ import migrate as migrate_auth
+    from hemovision_auth.settings import Settings as AuthSettings
+    from hemovision_database import run_migrations
+    from hemovision_testkit.db_roles import AUDIT_LOG_ATTACKS, assert_confined
+    from hemovision_training.__main__ import MIGRATIONS_DIR as TRAINING_MIGRATIONS
+
+    migrate_auth(AuthSettings(database_url=migrated_url))
+    run_migrations(migrations_dir=TRAINING_MIGRATIONS, url=migrated_url, schema="training")
+    owner = create_engine(migrated_url)
+    try:
+        assert_confined(owner, as_role(migrated_url, HISTORY_APP_ROLE), HISTORY_APP_ROLE, "history",
+                        attacks=[a for a in AUDIT_LOG_ATTACKS if not a.startswith("INSERT")])
+        assert_confined(owner, as_role(migrated_url, AUDIT_RETENTION_ROLE), AUDIT_RETENTION_ROLE, "history",
+                        attacks=[a for a in AUDIT_LOG_ATTACKS if not a.startswith("DELETE")])
+    finally:
+        owner.dispose()

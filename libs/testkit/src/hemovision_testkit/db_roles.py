@@ -4,7 +4,7 @@ nothing of the other services' schemas (history's append-only audit log above al
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import sqlalchemy as sa
@@ -71,11 +71,13 @@ def refused(engine: Engine, sql: str) -> str:
     raise AssertionError(f"{sql!r} ran")
 
 
-def assert_confined(owner: Engine, role_url: str, role: str, own_schema: str) -> None:
+def assert_confined(owner: Engine, role_url: str, role: str, own_schema: str,
+                    attacks: Iterable[str] = AUDIT_LOG_ATTACKS) -> None:
     """`role` is a plain login (no superuser, CREATEROLE, CREATEDB, BYPASSRLS, INHERIT, member of
     no role), owns nothing and may not CREATE in its schema, holds no privilege on the other
-    services' schemas and tables, and every AUDIT_LOG_ATTACKS statement (history must be migrated
-    into this database) and a read of each other schema's tables is refused to a login as it."""
+    services' schemas and tables, and every statement of `attacks` (AUDIT_LOG_ATTACKS: history
+    must be migrated into this database; history's own roles pass the ones they may run) and a
+    read of each other schema's tables is refused to a login as it."""
     with owner.connect() as conn:
         attributes = conn.execute(text("SELECT rolsuper, rolcreaterole, rolcreatedb, rolbypassrls, rolinherit "
                                        "FROM pg_roles WHERE rolname = :r"), {"r": role}).one()
@@ -100,7 +102,7 @@ def assert_confined(owner: Engine, role_url: str, role: str, own_schema: str) ->
     try:
         with engine.connect() as conn:
             assert conn.execute(text("SELECT current_user")).scalar() == role
-        for sql in AUDIT_LOG_ATTACKS:
+        for sql in attacks:
             answer = refused(engine, sql)
             assert "permission denied" in answer or "must be owner" in answer, (sql, answer)
         for schema in others:

@@ -175,7 +175,11 @@ def install_links(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = add_links(build())
+            try:
+                app.openapi_schema = add_links(build())
+            except Exception:
+                app.openapi_schema = None  # build() cached the link-less document: never serve it
+                raise
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -55,6 +55,13 @@ Version = Annotated[int, Path(ge=1, le=MAX_VERSION, description="the model versi
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
+def _parsed_as_json(content_type: str) -> bool:
+    """FastAPI's own rule for a body it parses as JSON: no content type at all, `application/json`
+    or an `application/*+json` type."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    return not media or media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
 async def refuse_nul(request: Request) -> None:
     """Router dependency: 422 for a NUL character in the path, the query string or a JSON body.
     (Multipart forms carry binary files; their text fields are checked by the service that stores
@@ -64,7 +71,7 @@ async def refuse_nul(request: Request) -> None:
     for key, value in request.query_params.multi_items():
         if "\x00" in key or "\x00" in value:
             raise ApiError(422, "validation_error", f"query parameter {key.replace(chr(0), '')!r} contains a NUL character")
-    if request.headers.get("content-type", "").split(";", 1)[0].strip().lower() == "application/json":
+    if _parsed_as_json(request.headers.get("content-type", "")):
         body = await request.body()
         if b"\\u0000" in body and _JSON_NUL.search(body):
             raise ApiError(422, "validation_error", "the JSON body contains a NUL character (\\u0000)")

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, model_validator
 from hemovision.training.v1 import training_pb2
 
 from hemovision_gateway.clients import bearer
+from hemovision_gateway.query_params import MAX_VERSION
 from hemovision_gateway.schemas.rollouts import ROLLOUT_MODE_PB, Rollout
 from hemovision_gateway.security import Ctx, CurrentUser, ModelAdmin
 
@@ -18,7 +19,7 @@ DEFAULT_MODEL = "hemovision"
 
 
 class StartRolloutBody(BaseModel):
-    version: int = Field(ge=1, le=2**53, examples=[3],
+    version: int = Field(ge=1, le=MAX_VERSION, examples=[3],
                          description="a registered platform version, not active, not deprecated")
     mode: Literal["canary", "shadow"] = Field(examples=["canary"])
     canary_percent: int | None = Field(default=None, ge=1, le=50, examples=[10],

@@ -1,5 +1,5 @@
 """`make up` serves auth, history and training as their restricted runtime roles (docs/decisions.md
-43): each migrate step signs in as the stack's database owner, the auth server as
+43, 55): each migrate step signs in as the stack's database owner, the auth server as
 hemovision_auth_app, the history server as hemovision_history_app (INSERT/SELECT only on the audit
 log), the training server and worker as hemovision_training_app, the retention purge's audit
 deletions as hemovision_audit_retention (docs/history.md "Append-only")."""
