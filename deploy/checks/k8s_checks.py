@@ -104,6 +104,17 @@ def check_k8s(path: Path, overlay: str) -> int:
                         f"{label}[{c['name']}]: image tag {tag!r}, want the Makefile's IMAGE_TAG {image_tag()}")
                 used_images.add(target)
     r.check(used_images == set(IMAGES), f"images used {sorted(used_images)}, want every one of {sorted(IMAGES)}")
+    # Prometheus: each server's and worker's pod says where its /metrics is — the topology's port,
+    # which one of its containers opens (docs/operations.md)
+    metrics_ports = {n: s.metrics_port for n, s in SERVERS.items() if n != "model-server"}
+    metrics_ports |= {n: w.metrics_port for n, w in topology.WORKERS.items()}
+    for name, port in metrics_ports.items():
+        template = deployments.get(name, {}).get("spec", {}).get("template", {})
+        notes = template.get("metadata", {}).get("annotations", {})
+        r.check(notes.get("prometheus.io/scrape") == "true" and notes.get("prometheus.io/port") == str(port),
+                f"Deployment/{name}: prometheus.io/scrape \"true\" and prometheus.io/port {port} (the topology's)")
+        opened = {p.get("containerPort") for c in containers_of(template.get("spec", {})) for p in c.get("ports", [])}
+        r.check(port in opened, f"Deployment/{name}: no container opens its metrics port {port}")
     for label, template in workloads:
         spec = template["spec"]
         pod_sc = spec.get("securityContext", {})
