@@ -119,6 +119,16 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _in_progress(gauge_file: Path) -> bool:
+    """Whether a child's live-sum gauge file holds a running task (celery_tasks_in_progress > 0)."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    if not gauge_file.exists():
+        return False
+    return any("celery_tasks_in_progress" in key and value > 0
+               for key, value, *_ in MmapedDict.read_all_values_from_file(str(gauge_file)))
+
+
 def test_a_prefork_worker_sums_its_children_also_recycled_and_killed_ones(redis_url, queue, tmp_path):
     port = free_port()
     env = {**os.environ, "HV_TEST_CELERY_BROKER": redis_url, "HV_TEST_CELERY_QUEUE": queue,
@@ -151,8 +161,8 @@ def test_a_prefork_worker_sums_its_children_also_recycled_and_killed_ones(redis_
         # a child killed mid-task: no longer in progress, and the main process counts the failure
         client.send_task("test.succeeds", args=[60], queue=queue)
         wait_for(port, {key("celery_tasks_in_progress", task="test.succeeds"): 1.0})
-        busy = [c for c in _children(worker.pid)
-                if (multiproc_dir / f"gauge_livesum_{c}.db").exists()]
+        # the child whose own in-progress gauge reads 1 (an idle child may have a gauge file too)
+        busy = [c for c in _children(worker.pid) if _in_progress(multiproc_dir / f"gauge_livesum_{c}.db")]
         assert len(busy) == 1
         os.kill(busy[0], signal.SIGKILL)
         samples = wait_for(port, {key("celery_tasks_total", task="test.succeeds", state="failed"): 1.0,
